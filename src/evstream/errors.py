@@ -1,0 +1,50 @@
+"""The one exception family of evstream.
+
+Every error raised on bad input derives from :class:`EvstreamError` and names the file (when
+there is one) and the problem, e.g. ``"rec.raw: truncated file: 3 trailing bytes after the last
+complete 4-byte word"``. Subclasses also derive from the built-in exception a caller would
+naturally catch (``ValueError``, ``FileNotFoundError``, ``IndexError``) so that generic code keeps
+working.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class EvstreamError(Exception):
+    """Base class of every evstream error.
+
+    Args:
+        problem: what is wrong, in words.
+        path: the file concerned, if any; it is prefixed to the message.
+    """
+
+    def __init__(self, problem: str, path: str | os.PathLike | None = None):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
+
+
+class FileFormatError(EvstreamError, ValueError):
+    """A file's bytes do not follow its format (bad header, truncated data, garbage)."""
+
+
+class UnsupportedFormatError(FileFormatError):
+    """A well-formed file in a format or version evstream does not read (e.g. ``evt 4.0``)."""
+
+
+class MissingFileError(EvstreamError, FileNotFoundError):
+    """A file that should exist does not."""
+
+
+class GeometryError(EvstreamError, ValueError):
+    """The sensor size is unknown, inconsistent, or an event lies outside it."""
+
+
+class SeekError(EvstreamError, IndexError):
+    """A seek to a negative or otherwise impossible position."""
+
+
+class EventArrayError(EvstreamError, ValueError):
+    """An event array has the wrong dtype, shape or values for the call it is passed to."""
