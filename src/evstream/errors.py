@@ -48,3 +48,7 @@ class SeekError(EvstreamError, IndexError):
 
 class EventArrayError(EvstreamError, ValueError):
     """An event array has the wrong dtype, shape or values for the call it is passed to."""
+
+
+class ArgumentError(EvstreamError, ValueError):
+    """A call's argument is out of its documented range (e.g. ``load_delta_t(0)``)."""

@@ -1,0 +1,249 @@
+"""Prophesee DAT files: ``EventDatReader`` and ``DatWriter``.
+
+Layout (``formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
+byte event size (absent when there is no header at all: type 0, size 8); then packed 8-byte
+little-endian records::
+
+    bytes 0-3  uint32 t (µs)
+    bytes 4-7  uint32: bits 0-13 x, bits 14-27 y, bit 28 polarity (bits 29-31 ignored)
+
+Only CD record types are read: 0x00 (Event2d) and 0x0C (EventCD). Timestamps are 32-bit: a
+DAT file cannot hold times beyond 2^32 µs (about 71.6 minutes) and the writer refuses them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import os
+
+import numba
+import numpy as np
+
+from ..errors import EventArrayError, FileFormatError, MissingFileError, UnsupportedFormatError
+from .dtypes import EventCD
+from .header import read_header
+from .reader import EventReader, OutOfBounds
+
+RECORD_BYTES = 8
+CD_TYPES = {0x00: "Event2d", 0x0C: "EventCD"}
+MAX_COORDINATE = (1 << 14) - 1
+NO_LIMIT = 1 << 16
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int):
+    """Decode ``len(words) // 2`` records into ``out``; drop events outside width x height.
+
+    Returns (events written, events dropped). ``out`` must hold ``len(words) // 2`` events.
+    """
+    n = 0
+    dropped = 0
+    for i in range(len(words) // 2):
+        data = words[2 * i + 1]
+        x = data & 0x3FFF
+        y = (data >> 14) & 0x3FFF
+        if x >= width or y >= height:
+            dropped += 1
+            continue
+        out[n].x = x
+        out[n].y = y
+        out[n].p = (data >> 28) & 1
+        out[n].t = words[2 * i]
+        n += 1
+    return n, dropped
+
+
+def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
+    """Parse a DAT file's header: (header fields, event type, data offset, event count)."""
+    if not os.path.isfile(path):
+        raise MissingFileError("no such DAT file", path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        fields, offset = read_header(f)
+        if fields:
+            f.seek(offset)
+            type_size = f.read(2)
+            if len(type_size) < 2:
+                raise FileFormatError("header with no event-type/size bytes after it "
+                                      "(file cut after the header)", path)
+            ev_type, ev_size = type_size[0], type_size[1]
+            offset += 2
+        else:
+            ev_type, ev_size = 0, RECORD_BYTES
+    if ev_type not in CD_TYPES:
+        raise UnsupportedFormatError(f"event type byte 0x{ev_type:02X} is not a CD event type "
+                                     f"(0x00 Event2d or 0x0C EventCD)", path)
+    if ev_size != RECORD_BYTES:
+        raise FileFormatError(f"event size byte is {ev_size}, CD records are 8 bytes", path)
+    data_bytes = size - offset
+    if data_bytes % RECORD_BYTES:
+        raise FileFormatError(f"{data_bytes} data bytes is not a multiple of the 8-byte record "
+                              f"size ({data_bytes % RECORD_BYTES} trailing bytes: truncated file?)",
+                              path)
+    return fields, ev_type, offset, data_bytes // RECORD_BYTES
+
+
+def _header_int(fields: dict[str, str], key: str, path: str) -> int | None:
+    for k, v in fields.items():
+        if k.lower() == key:
+            try:
+                return int(v.split()[0])
+            except (ValueError, IndexError):
+                raise FileFormatError(f"header line '% {k} {v}' is not an integer", path) from None
+    return None
+
+
+class EventDatReader(EventReader):
+    """Sequential and random-access reader of a DAT file (see :class:`EventReader`).
+
+    Args:
+        path: the ``.dat`` file.
+        out_of_bounds: events outside the header's Width x Height (when the header has them):
+            ``"warn"`` drops them with one warning, ``"raise"`` raises, ``"keep"`` keeps them.
+    """
+
+    def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
+                 buffer_events: int = 1 << 19):
+        path = os.fspath(path)
+        self.header, self.ev_type, self._data_offset, self._count = read_dat_layout(path)
+        self.ev_size = RECORD_BYTES
+        self._height = _header_int(self.header, "height", path)
+        self._width = _header_int(self.header, "width", path)
+        self._file = open(path, "rb")
+        self._record = 0  # index of the next record the source decodes
+        self._words = np.empty(0, dtype="<u4")  # reused read buffer
+        super().__init__(path, buffer_events, out_of_bounds)
+        self.done = self._count == 0
+
+    # source hooks
+    def _decode_into(self, out: np.ndarray) -> int:
+        n_records = min(len(out), self._count - self._record)
+        if n_records <= 0:
+            return 0
+        if len(self._words) < 2 * n_records:
+            self._words = np.empty(2 * n_records, dtype="<u4")
+        words = self._words[:2 * n_records]
+        self._file.seek(self._data_offset + self._record * RECORD_BYTES)
+        got = self._file.readinto(words)
+        if got != words.nbytes:
+            raise FileFormatError(f"file shrank while reading: expected {words.nbytes} bytes at "
+                                  f"record {self._record}, got {got}", self.path)
+        self._record += n_records
+        check = self.out_of_bounds != "keep" and self._width is not None and self._height is not None
+        n, dropped = _decode_records(words, out, self._width if check else NO_LIMIT,
+                                     self._height if check else NO_LIMIT)
+        self._report_out_of_bounds(dropped, self._height, self._width)
+        return n
+
+    def _rewind(self) -> None:
+        self._record = 0
+
+    def _size_hint(self) -> int:
+        return self._count
+
+    def _time_at(self, i: int) -> int:
+        """Timestamp of record ``i``, read directly from the file."""
+        self._file.seek(self._data_offset + i * RECORD_BYTES)
+        return int.from_bytes(self._file.read(4), "little")
+
+    def _seek_hint_event(self, n: int) -> int:
+        self._record = min(n, self._count)
+        return self._record
+
+    def _seek_hint_time(self, t: int) -> int:
+        # records are chronological in a valid DAT file: binary search on the time field
+        self._record = bisect.bisect_left(range(self._count), t, key=self._time_at)
+        return self._record
+
+    def _time_before_cursor(self) -> int:
+        return self._time_at(self._record - 1) if self._record > 0 else 0
+
+    def _last_time_of_file(self) -> int:
+        return self._time_at(self._count - 1) if self._count else 0
+
+    # metavision_core API
+    def get_size(self) -> list[int] | None:
+        """``[height, width]`` from the header, or None when the header lacks them."""
+        if self._height is None or self._width is None:
+            return None
+        return [self._height, self._width]
+
+    def event_count(self) -> int:
+        """Number of records in the file."""
+        return self._count
+
+    @property
+    def duration_s(self) -> float:
+        """Span between the first and last event, in seconds (metavision_core's definition)."""
+        if self._count == 0:
+            return 0.0
+        return (self._time_at(self._count - 1) - self._time_at(0)) * 1e-6
+
+    def close(self) -> None:
+        """Close the file handle (also done when the reader is garbage-collected)."""
+        self._file.close()
+
+    def __del__(self):
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
+
+
+class DatWriter:
+    """Write CD events to a DAT file (type 0x00 Event2d records, 8 bytes each).
+
+    Args:
+        path: output file (overwritten).
+        height, width: sensor geometry written in the header; events must lie inside it.
+    """
+
+    def __init__(self, path: str | os.PathLike, height: int = 240, width: int = 320):
+        self.path = os.fspath(path)
+        if not (0 < height <= MAX_COORDINATE + 1 and 0 < width <= MAX_COORDINATE + 1):
+            raise EventArrayError(f"DAT geometry must be within 1..{MAX_COORDINATE + 1}, got "
+                                  f"{width}x{height}", self.path)
+        self.height, self.width = int(height), int(width)
+        self._last_t = 0
+        now = datetime.datetime.now(datetime.timezone.utc)
+        header = (f"% Data file containing Event2D events.\n% Version 2\n"
+                  f"% Date {now.year}-{now.month}-{now.day} {now.hour}:{now.minute}:{now.second}\n"
+                  f"% Height {self.height}\n% Width {self.width}\n")
+        self._file = open(self.path, "wb")
+        self._file.write(header.encode("ascii") + bytes([0x00, RECORD_BYTES]))
+
+    def write(self, events: np.ndarray) -> None:
+        """Append EventCD events (chronological, inside the geometry, t < 2^32 µs)."""
+        if self._file is None:
+            raise EventArrayError("write() after close()", self.path)
+        if not isinstance(events, np.ndarray) or events.dtype != EventCD:
+            raise EventArrayError(f"DatWriter.write needs an EventCD array, got "
+                                  f"{getattr(events, 'dtype', type(events))}", self.path)
+        if len(events) == 0:
+            return
+        t = events["t"]
+        if t[0] < self._last_t or np.any(np.diff(t) < 0):
+            raise EventArrayError("events are not in chronological order", self.path)
+        if t[-1] >= 1 << 32 or t[0] < 0:
+            raise EventArrayError("DAT timestamps must be within [0, 2^32) µs", self.path)
+        if events["x"].max() >= self.width or events["y"].max() >= self.height:
+            raise EventArrayError(f"event coordinates outside the {self.width}x{self.height} "
+                                  f"geometry", self.path)
+        records = np.empty((len(events), 2), dtype="<u4")
+        records[:, 0] = t
+        records[:, 1] = (events["x"].astype(np.uint32) | (events["y"].astype(np.uint32) << 14)
+                         | ((events["p"] == 1).astype(np.uint32) << 28))
+        self._file.write(records.tobytes())
+        self._last_t = int(t[-1])
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "DatWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,47 @@
+"""Open any supported event file by its extension: ``open_reader`` and ``load_events``.
+
+| extension | reader |
+|---|---|
+| ``.dat`` | :class:`~evstream.io.dat.EventDatReader` |
+| ``.npy`` | :class:`~evstream.io.npy.EventNpyReader` |
+| anything else (``.raw``) | :class:`~evstream.io.raw.RawReader` (the header decides the EVT version) |
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .dat import EventDatReader
+from .npy import EventNpyReader
+from .raw import RawReader
+from .reader import EventReader
+
+
+def open_reader(path: str | os.PathLike, do_time_shifting: bool = True,
+                **reader_kwargs) -> EventReader:
+    """A reader for ``path`` chosen by extension.
+
+    Args:
+        path: the event file.
+        do_time_shifting: RAW only: report times relative to the first TIME_HIGH word.
+        reader_kwargs: forwarded to the reader (e.g. ``height``, ``width``, ``out_of_bounds``
+            for RAW; ``out_of_bounds`` for DAT).
+    """
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    if extension == ".dat":
+        return EventDatReader(path, **reader_kwargs)
+    if extension == ".npy":
+        return EventNpyReader(path, **reader_kwargs)
+    return RawReader(path, do_time_shifting=do_time_shifting, **reader_kwargs)
+
+
+def load_events(path: str | os.PathLike, do_time_shifting: bool = False,
+                **reader_kwargs) -> np.ndarray:
+    """Every event of a file as one array (EventCD for event files), in file order.
+
+    Unlike :class:`~evstream.io.raw.RawReader`, RAW times are *not* shifted by default: this
+    returns the timestamps the file encodes.
+    """
+    return open_reader(path, do_time_shifting=do_time_shifting, **reader_kwargs).read_all()

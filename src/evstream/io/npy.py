@@ -1,0 +1,122 @@
+"""``.npy`` event and box files: ``EventNpyReader`` (metavision_core compatible).
+
+A ``.npy`` file holds a 1-D structured array with a time field, in chronological order. Legacy
+box files name their fields ``ts`` and ``confidence``; both are renamed on read (``t``,
+``class_confidence``), as metavision_core does. Arrays whose fields are exactly x, y, p, t come
+back as :data:`EventCD`; arrays with box fields (w, h) come back as :data:`EventBbox` (fields
+matched by name, missing fields 0); anything else keeps its (renamed) dtype.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+
+import numpy as np
+
+from ..errors import FileFormatError, MissingFileError
+from .dtypes import EventBbox, EventCD
+from .reader import EventReader
+
+LEGACY_FIELD_NAMES = {"ts": "t", "confidence": "class_confidence"}
+
+
+def _output_dtype(stored: np.dtype) -> np.dtype:
+    names = [LEGACY_FIELD_NAMES.get(n, n) for n in stored.names]
+    if set(names) == set(EventCD.names):
+        return EventCD
+    if {"w", "h"} <= set(names):
+        return EventBbox
+    return np.dtype({"names": names, "formats": [stored.fields[n][0] for n in stored.names],
+                     "offsets": [stored.fields[n][1] for n in stored.names],
+                     "itemsize": stored.itemsize})
+
+
+def convert_fields(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Copy ``array`` into a new array of ``dtype``, matching fields by (legacy-renamed) name;
+    fields of ``dtype`` absent from ``array`` are 0."""
+    out = np.zeros(len(array), dtype=dtype)
+    for name in array.dtype.names:
+        target = LEGACY_FIELD_NAMES.get(name, name)
+        if target in dtype.names:
+            out[target] = array[name]
+    return out
+
+
+class EventNpyReader(EventReader):
+    """Reader of a structured ``.npy`` array of events or boxes (see :class:`EventReader`).
+
+    The file is memory-mapped; each load copies only the requested rows.
+    """
+
+    def __init__(self, path: str | os.PathLike, buffer_events: int = 1 << 19):
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise MissingFileError("no such .npy file", path)
+        try:
+            self._array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise FileFormatError(f"not a readable .npy array ({exc})", path) from None
+        stored = self._array.dtype
+        if self._array.ndim != 1 or stored.names is None:
+            raise FileFormatError(f"expected a 1-D structured array, got shape "
+                                  f"{self._array.shape} dtype {stored}", path)
+        self.dtype = _output_dtype(stored)
+        if "t" not in self.dtype.names:
+            raise FileFormatError(f"no time field ('t' or 'ts') in dtype {stored}", path)
+        self._time_field = next(n for n in stored.names if LEGACY_FIELD_NAMES.get(n, n) == "t")
+        self._row = 0
+        super().__init__(path, buffer_events, out_of_bounds="keep")
+        self.done = len(self._array) == 0
+
+    def _decode_into(self, out: np.ndarray) -> int:
+        n = min(len(out), len(self._array) - self._row)
+        if n <= 0:
+            return 0
+        rows = self._array[self._row:self._row + n]
+        if rows.dtype == self.dtype:
+            out[:n] = rows
+        elif self.dtype in (EventCD, EventBbox):
+            out[:n] = convert_fields(rows, self.dtype)
+        else:
+            out[:n] = rows.view(self.dtype)
+        self._row += n
+        return n
+
+    def _rewind(self) -> None:
+        self._row = 0
+
+    def _size_hint(self) -> int:
+        return len(self._array)
+
+    def _time_at(self, i: int) -> int:
+        return int(self._array[self._time_field][i])
+
+    def _seek_hint_event(self, n: int) -> int:
+        self._row = min(n, len(self._array))
+        return self._row
+
+    def _seek_hint_time(self, t: int) -> int:
+        self._row = bisect.bisect_left(range(len(self._array)), t, key=self._time_at)
+        return self._row
+
+    def _time_before_cursor(self) -> int:
+        return self._time_at(self._row - 1) if self._row > 0 else 0
+
+    def _last_time_of_file(self) -> int:
+        return self._time_at(len(self._array) - 1) if len(self._array) else 0
+
+    def get_size(self) -> None:
+        """A ``.npy`` file carries no sensor geometry: always None."""
+        return None
+
+    def event_count(self) -> int:
+        """Number of rows in the file."""
+        return len(self._array)
+
+    @property
+    def duration_s(self) -> float:
+        """Span between the first and last row, in seconds (metavision_core's definition)."""
+        if len(self._array) == 0:
+            return 0.0
+        return (self._last_time_of_file() - self._time_at(0)) * 1e-6

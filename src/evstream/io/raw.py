@@ -1,0 +1,345 @@
+"""Prophesee RAW files (EVT 2.0 / 2.1 / 3.0): ``RawReader`` with bounded-memory streaming and
+a sparse seek index.
+
+The file is read in blocks of words; the format's decoder (``evt2``, ``evt21``, ``evt3``) keeps
+its state across blocks, so memory does not grow with the file. Every ``WORDS_PER_CHECKPOINT``
+words the decoder state is recorded in a :class:`RawIndex` (word offset, decoder state, number
+of events before, last timestamp before). The index fills up as the file is read; a seek
+restarts decoding at the last checkpoint before the target instead of at the start of the
+file. ``cache_index=True`` saves the complete index beside the file (``<file>.evindex.npz``)
+and reuses it while the file is unchanged; nothing is written otherwise.
+
+Time shifting (on by default, as in OpenEB): timestamps are reported relative to an origin taken
+from the first TIME_HIGH word (EVT 2.x: its time; EVT 3.0: its time minus 4096 µs), so
+recordings start near 0. Seeks and windows are expressed in reported (shifted) time.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ..errors import ArgumentError, FileFormatError
+from .dtypes import EventCD, EventExtTrigger
+from .evt2 import Evt2Decoder
+from .evt3 import Evt3Decoder
+from .evt21 import Evt21Decoder
+from .header import RawHeader, read_raw_header
+from .reader import EventReader, OutOfBounds
+
+DECODERS = {"evt2": Evt2Decoder, "evt21": Evt21Decoder, "evt3": Evt3Decoder}
+WORDS_PER_BLOCK = 1 << 20
+WORDS_PER_CHECKPOINT = 1 << 18
+TRIGGER_BUFFER = 4096
+NO_LIMIT = 1 << 16
+INDEX_VERSION = 1
+
+
+def _make_decoder(header: RawHeader, out_of_bounds: str, evt21_legacy_word_order: bool):
+    width, height = (NO_LIMIT, NO_LIMIT) if out_of_bounds == "keep" else (header.width,
+                                                                           header.height)
+    if header.encoding == "evt21":
+        return Evt21Decoder(width, height, legacy_word_order=evt21_legacy_word_order)
+    return DECODERS[header.encoding](width, height)
+
+
+class RawIndex:
+    """Sparse checkpoints of a RAW file's decoding, filled in file order.
+
+    Checkpoint ``c`` is at word ``c * words_per_checkpoint`` and holds the decoder state before
+    that word, the number of events emitted before it and the raw (unshifted) timestamp of the
+    last event before it (-1 if none). ``complete`` once a decode pass reached the end, then
+    ``total_events``, ``first_raw_t`` and ``last_raw_t`` describe the whole file.
+    """
+
+    def __init__(self, words_per_checkpoint: int = WORDS_PER_CHECKPOINT):
+        self.words_per_checkpoint = words_per_checkpoint
+        self.states: list[np.ndarray] = []
+        self.events_before: list[int] = []
+        self.last_t_before: list[int] = []
+        self.complete = False
+        self.total_events = 0
+        self.first_raw_t = -1
+        self.last_raw_t = -1
+
+    def record(self, word_pos: int, state: np.ndarray, events_before: int, last_t: int) -> None:
+        """Record the checkpoint at ``word_pos`` if it is the next one missing."""
+        if word_pos == len(self.states) * self.words_per_checkpoint:
+            self.states.append(state)
+            self.events_before.append(events_before)
+            self.last_t_before.append(last_t)
+
+    def last_before_event(self, n: int) -> int:
+        """Largest checkpoint whose events_before <= n."""
+        return int(np.searchsorted(np.asarray(self.events_before), n, side="right")) - 1
+
+    def last_before_time(self, raw_t: int) -> int:
+        """Largest checkpoint all of whose preceding events have raw t < ``raw_t``."""
+        return max(int(np.searchsorted(np.asarray(self.last_t_before), raw_t, side="left")) - 1, 0)
+
+    def save(self, path: str, stamp: np.ndarray) -> None:
+        np.savez(path, stamp=stamp, states=np.array(self.states),
+                 events_before=np.array(self.events_before, dtype=np.int64),
+                 last_t_before=np.array(self.last_t_before, dtype=np.int64),
+                 summary=np.array([self.total_events, self.first_raw_t, self.last_raw_t]))
+
+    @classmethod
+    def load(cls, path: str, stamp: np.ndarray, words_per_checkpoint: int) -> "RawIndex | None":
+        """The index saved at ``path`` if it was made for the same file (``stamp``), else None."""
+        try:
+            with np.load(path) as data:
+                if not np.array_equal(data["stamp"], stamp):
+                    return None
+                index = cls(words_per_checkpoint)
+                index.states = list(data["states"])
+                index.events_before = data["events_before"].tolist()
+                index.last_t_before = data["last_t_before"].tolist()
+                index.total_events, index.first_raw_t, index.last_raw_t = data["summary"].tolist()
+        except (OSError, KeyError, ValueError):
+            return None
+        index.complete = True
+        return index
+
+
+class _RawDecodeStream:
+    """A RAW file's words fed block by block through one decoder, recording checkpoints."""
+
+    def __init__(self, path: str, header: RawHeader, n_words: int, index: RawIndex, decoder):
+        self.path = path
+        self.header = header
+        self.n_words = n_words
+        self.index = index
+        self.decoder = decoder
+        self.word_size = decoder.word_dtype.itemsize
+        self._file = open(path, "rb")
+        self._block = np.empty(min(WORDS_PER_BLOCK, max(n_words, 1)), dtype=decoder.word_dtype)
+        self._block_start = 0
+        self._block_stop = 0
+        self._triggers = np.empty(TRIGGER_BUFFER, dtype=EventExtTrigger)
+        self.restore(0)
+
+    def restore(self, checkpoint: int) -> None:
+        """Continue decoding from checkpoint ``checkpoint`` (0 = start of the file)."""
+        if checkpoint == 0 and not self.index.states:
+            self.decoder.reset()
+            self.index.record(0, self.decoder.get_state(), 0, -1)
+        self.decoder.set_state(self.index.states[checkpoint])
+        self.word_pos = checkpoint * self.index.words_per_checkpoint
+        self.events_emitted = self.index.events_before[checkpoint]
+        self.last_raw_t = self.index.last_t_before[checkpoint]
+
+    def _load_block(self) -> None:
+        n = min(len(self._block), self.n_words - self.word_pos)
+        self._file.seek(self.header.data_offset + self.word_pos * self.word_size)
+        got = self._file.readinto(self._block[:n])
+        if got != n * self.word_size:
+            raise FileFormatError(f"file shrank while reading: expected {n * self.word_size} "
+                                  f"bytes at word {self.word_pos}, got {got}", self.path)
+        self._block_start, self._block_stop = self.word_pos, self.word_pos + n
+
+    def decode_into(self, out: np.ndarray, on_triggers, on_out_of_bounds) -> int:
+        """Decode into ``out`` (raw times) until it is full or the file ends; return the count."""
+        n = 0
+        cp = self.index.words_per_checkpoint
+        counters = self.decoder.counters
+        dropped_before = counters["out_of_bounds"]
+        while self.word_pos < self.n_words:
+            if self.word_pos % cp == 0:
+                self.index.record(self.word_pos, self.decoder.get_state(), self.events_emitted,
+                                  self.last_raw_t)
+            if not (self._block_start <= self.word_pos < self._block_stop):
+                self._load_block()
+            stop = min(self._block_stop, (self.word_pos // cp + 1) * cp)
+            words = self._block[self.word_pos - self._block_start:stop - self._block_start]
+            consumed, n_events, n_triggers = self.decoder.decode(words, out[n:], self._triggers)
+            if n_triggers:
+                on_triggers(self._triggers[:n_triggers])
+            if n_events:
+                if self.events_emitted == 0 and self.index.first_raw_t < 0:
+                    self.index.first_raw_t = int(out["t"][n])
+                self.last_raw_t = int(out["t"][n + n_events - 1])
+            n += n_events
+            self.events_emitted += n_events
+            self.word_pos += consumed
+            if consumed < len(words) and n_triggers == 0:
+                break  # output buffer full
+        on_out_of_bounds(self.decoder.counters["out_of_bounds"] - dropped_before)
+        if self.word_pos >= self.n_words and not self.index.complete:
+            self.index.complete = True
+            self.index.total_events = self.events_emitted
+            self.index.last_raw_t = self.last_raw_t
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class RawReader(EventReader):
+    """Reader of a RAW EVT 2.0 / 2.1 / 3.0 file (see :class:`EventReader` for the cursor).
+
+    Args:
+        path: the ``.raw`` file.
+        max_events: capacity of the decode buffer in events (bounds memory: 16 bytes each).
+        do_time_shifting: report times relative to the first TIME_HIGH (see module docstring).
+        height, width: sensor geometry when the header has none (see
+            :func:`~evstream.io.header.read_raw_header` for the precedence).
+        out_of_bounds: events outside the geometry: ``"warn"`` drops them with one warning,
+            ``"raise"`` raises :class:`~evstream.errors.GeometryError`, ``"keep"`` keeps them.
+        allow_truncated: a file whose data is not a whole number of words (a recording cut
+            mid-word) raises :class:`~evstream.errors.FileFormatError` unless this is True, in
+            which case the trailing bytes are ignored with a warning.
+        cache_index: save the complete seek index beside the file and reuse it.
+        evt21_legacy_word_order: EVT 2.1 words stored as two 32-bit halves, high half first.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_events: int = 1 << 19,
+                 do_time_shifting: bool = True, height: int | None = None,
+                 width: int | None = None, out_of_bounds: OutOfBounds = "warn",
+                 allow_truncated: bool = False, cache_index: bool = False,
+                 evt21_legacy_word_order: bool = False):
+        path = os.fspath(path)
+        if int(max_events) < 64:
+            raise ArgumentError(f"max_events must be >= 64, got {max_events}", path)
+        self.header = read_raw_header(path, height=height, width=width)
+        self._evt21_legacy_word_order = evt21_legacy_word_order
+        decoder = _make_decoder(self.header, out_of_bounds, evt21_legacy_word_order)
+        word_size = decoder.word_dtype.itemsize
+        data_bytes = os.path.getsize(path) - self.header.data_offset
+        if data_bytes % word_size:
+            problem = (f"truncated file: {data_bytes % word_size} trailing byte(s) after the last "
+                       f"complete {word_size}-byte {self.header.encoding} word")
+            if not allow_truncated:
+                raise FileFormatError(problem + " (pass allow_truncated=True to read the complete "
+                                      "words)", path)
+            warnings.warn(f"{path}: {problem}; they are ignored", stacklevel=2)
+        self.do_time_shifting = bool(do_time_shifting)
+        self._cache_index = cache_index
+        stat = os.stat(path)
+        self._stamp = np.array([INDEX_VERSION, stat.st_size, stat.st_mtime_ns,
+                                WORDS_PER_CHECKPOINT, int(out_of_bounds == "keep")], dtype=np.int64)
+        index = RawIndex.load(self._index_path(path), self._stamp, WORDS_PER_CHECKPOINT) \
+            if cache_index else None
+        self._stream = _RawDecodeStream(path, self.header, data_bytes // word_size,
+                                        index or RawIndex(), decoder)
+        self._trigger_chunks: list[np.ndarray] = []
+        super().__init__(path, max_events, out_of_bounds)
+        self.origin = self._find_time_origin() if self.do_time_shifting else 0
+        self.reset()
+
+    @staticmethod
+    def _index_path(path: str) -> str:
+        return path + ".evindex.npz"
+
+    def _find_time_origin(self) -> int:
+        """The shift origin: decode from the start until the first TIME_HIGH word."""
+        scratch = np.empty(4096, dtype=EventCD)
+        stream = self._stream
+        stream.restore(0)
+        while stream.decoder.first_time_base < 0 and stream.word_pos < stream.n_words:
+            stream.decode_into(scratch, lambda triggers: None, lambda dropped: None)
+        return stream.decoder.time_shift_origin() if stream.decoder.first_time_base >= 0 else 0
+
+    # source hooks
+    def _decode_into(self, out: np.ndarray) -> int:
+        n = self._stream.decode_into(out, self._keep_triggers, self._on_dropped)
+        if self.origin:
+            out["t"][:n] -= self.origin
+        if self._stream.index.complete and self._cache_index:
+            path = self._index_path(self.path)
+            if not os.path.exists(path):
+                self._stream.index.save(path, self._stamp)
+        return n
+
+    def _size_hint(self) -> int:
+        index = self._stream.index
+        if index.complete:
+            return index.total_events
+        return self._stream.n_words * (8 if self.header.encoding == "evt21" else 1)
+
+    def _keep_triggers(self, triggers: np.ndarray) -> None:
+        triggers = triggers.copy()
+        triggers["t"] -= self.origin
+        self._trigger_chunks.append(triggers)
+
+    def _on_dropped(self, n_dropped: int) -> None:
+        self._report_out_of_bounds(n_dropped, self.header.height, self.header.width)
+
+    def _rewind(self) -> None:
+        self._trigger_chunks.clear()
+        self._stream.restore(0)
+
+    def _seek_hint_event(self, n: int) -> int:
+        self._trigger_chunks.clear()
+        checkpoint = self._stream.index.last_before_event(n)
+        self._stream.restore(checkpoint)
+        return self._stream.events_emitted
+
+    def _seek_hint_time(self, t: int) -> int:
+        self._trigger_chunks.clear()
+        checkpoint = self._stream.index.last_before_time(t + self.origin)
+        self._stream.restore(checkpoint)
+        return self._stream.events_emitted
+
+    def _time_before_cursor(self) -> int:
+        last = self._stream.last_raw_t
+        return last - self.origin if last >= 0 else 0
+
+    def _last_time_of_file(self) -> int:
+        index = self._complete_index()
+        return index.last_raw_t - self.origin if index.last_raw_t >= 0 else 0
+
+    def _complete_index(self) -> RawIndex:
+        """The index of the whole file, decoding the rest of it once if needed."""
+        index = self._stream.index
+        if not index.complete:
+            decoder = _make_decoder(self.header, self.out_of_bounds,
+                                    self._evt21_legacy_word_order)
+            scan = _RawDecodeStream(self.path, self.header, self._stream.n_words, index, decoder)
+            scan.restore(len(index.states) - 1)
+            scratch = np.empty(self._buffer_events, dtype=EventCD)
+            while not index.complete:
+                scan.decode_into(scratch, lambda triggers: None, lambda dropped: None)
+            scan.close()
+            if self._cache_index:
+                index.save(self._index_path(self.path), self._stamp)
+        return index
+
+    # metavision_core API
+    def get_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the sensor."""
+        return self.header.height, self.header.width
+
+    def event_count(self) -> int:
+        """Number of events in the file (decodes the file once if not yet done)."""
+        return self._complete_index().total_events
+
+    @property
+    def duration_s(self) -> float:
+        """Span between the first and last event, in seconds (decodes the file once if needed)."""
+        index = self._complete_index()
+        return max(index.last_raw_t - index.first_raw_t, 0) * 1e-6 if index.total_events else 0.0
+
+    def get_ext_trigger_events(self) -> np.ndarray:
+        """External triggers decoded since the last reset/seek (time-shifted like the events).
+
+        Decoding runs ahead of the cursor by up to one buffer (``max_events``), so triggers up to
+        that point are included.
+        """
+        if not self._trigger_chunks:
+            return np.empty(0, dtype=EventExtTrigger)
+        return np.concatenate(self._trigger_chunks)
+
+    def clear_ext_trigger_events(self) -> None:
+        """Forget the triggers decoded so far."""
+        self._trigger_chunks.clear()
+
+    @property
+    def decoder_counters(self) -> dict[str, int]:
+        """The decoder's counts of skipped words, dropped events, triggers (since the start)."""
+        return dict(self._stream.decoder.counters)
+
+    def close(self) -> None:
+        """Close the file handle."""
+        self._stream.close()

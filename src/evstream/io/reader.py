@@ -1,0 +1,310 @@
+"""The cursor semantics shared by every event-file reader (metavision_core compatible).
+
+A reader walks a file's events in file order. Its state is a cursor (index of the next event
+to return) and ``current_time`` (µs):
+
+* ``load_n_events(n)``: the next ``n`` events (fewer at the end); ``current_time`` becomes the
+  ``t`` of the last returned event.
+* ``load_delta_t(dt)``: the events from the cursor up to (excluding) the first one with
+  ``t >= current_time + dt``; ``current_time += dt``, or ``current_time`` = last ``t`` of the file
+  when the file ends inside the window.
+* ``load_mixed(n, dt)``: whichever of the two limits is reached first.
+* ``seek_event(n)`` / ``seek_time(t)``: move the cursor to event ``n`` / to the first event with
+  ``t_event >= t``.
+
+``is_done()`` is true once the cursor has reached the end of the file. Every returned array is
+a fresh array owned by the caller (never a view of an internal buffer).
+
+Concrete readers only provide a *source*: ``_decode_into(out)`` (decode the next events into a
+buffer, 0 at the end), ``_rewind()``, and two seek hints that position the source at or before
+the requested place; the discarding of the few events between a hint and the target is done
+here, once, for every format.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Literal
+
+import numba
+import numpy as np
+
+from ..errors import ArgumentError, GeometryError, SeekError
+from .dtypes import EventCD
+
+#: What a reader does with events outside the declared sensor geometry.
+#: "warn": drop them and warn once per reader with the running count (``out_of_bounds_count``);
+#: "raise": raise :class:`~evstream.errors.GeometryError` at the first one; "keep": no check.
+OutOfBounds = Literal["warn", "raise", "keep"]
+OUT_OF_BOUNDS_POLICIES = ("warn", "raise", "keep")
+
+#: Free room (events) a decode call needs: the most events one word of any format produces.
+_MIN_ROOM = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix_before(t: np.ndarray, start: int, stop: int, t_end: int) -> int:
+    """Index of the first ``i`` in ``[start, stop)`` with ``t[i] >= t_end`` (``stop`` if none).
+
+    A linear scan rather than a binary search so that the result is the stream-order prefix
+    even if timestamps were not sorted.
+    """
+    for i in range(start, stop):
+        if t[i] >= t_end:
+            return i
+    return stop
+
+
+class EventReader:
+    """Base class of the event readers; see the module docstring for the cursor semantics.
+
+    Args:
+        path: the file read.
+        buffer_events: capacity, in events, of the internal decode buffer (bounds memory).
+        out_of_bounds: policy for events outside the sensor geometry (:data:`OutOfBounds`).
+    """
+
+    #: dtype of the decoded events (EventCD for event files).
+    dtype: np.dtype = EventCD
+
+    def __init__(self, path: str | os.PathLike, buffer_events: int = 1 << 19,
+                 out_of_bounds: OutOfBounds = "warn"):
+        if out_of_bounds not in OUT_OF_BOUNDS_POLICIES:
+            raise ArgumentError(f"out_of_bounds must be one of {OUT_OF_BOUNDS_POLICIES}, "
+                                f"not {out_of_bounds!r}", path)
+        self.path = os.fspath(path)
+        self.out_of_bounds = out_of_bounds
+        #: events dropped so far because they lie outside the sensor geometry
+        self.out_of_bounds_count = 0
+        self._buffer_events = int(buffer_events)
+        self._buf = np.empty(0, dtype=self.dtype)
+        self._reset_cursor()
+
+    # ----------------------------------------------------------------- source hooks
+    def _decode_into(self, out: np.ndarray) -> int:
+        """Decode the next events of the file into ``out``; return how many (0 at the end)."""
+        raise NotImplementedError
+
+    def _rewind(self) -> None:
+        """Position the source at the first event of the file."""
+        raise NotImplementedError
+
+    def _size_hint(self) -> int:
+        """A guess of the number of events in the file, used to size :meth:`read_all`'s output."""
+        return 1 << 20
+
+    def _seek_hint_event(self, n: int) -> int:
+        """Position the source at an event index ``k <= n`` and return ``k``."""
+        self._rewind()
+        return 0
+
+    def _seek_hint_time(self, t: int) -> int:
+        """Position the source at an event index ``k`` such that every event before ``k`` has a
+        timestamp ``< t``; return ``k``."""
+        self._rewind()
+        return 0
+
+    # ----------------------------------------------------------------- buffer management
+    def _reset_cursor(self) -> None:
+        self.current_time = 0
+        self.done = False
+        self._index = 0          # event index of the cursor
+        self._buf_start = 0      # pending events are self._buf[_buf_start:_buf_stop]
+        self._buf_stop = 0
+        self._eof = False
+
+    def _refill(self) -> bool:
+        """Decode the next block into the internal buffer; False at the end of the file."""
+        if self._eof:
+            return False
+        if len(self._buf) != self._buffer_events:
+            self._buf = np.empty(self._buffer_events, dtype=self.dtype)
+        n = self._decode_into(self._buf)
+        self._buf_start, self._buf_stop = 0, n
+        if n == 0:
+            self._eof = True
+        return n > 0
+
+    def _pending(self) -> int:
+        return self._buf_stop - self._buf_start
+
+    def _ensure_pending(self) -> bool:
+        """At least one pending event, decoding more if needed; False at the end of the file."""
+        while self._pending() == 0:
+            if not self._refill():
+                return False
+        return True
+
+    def _take(self, n_max: int | None, t_end: int | None) -> np.ndarray:
+        """Consume pending events up to ``n_max`` events and before the first ``t >= t_end``."""
+        pieces = []
+        taken = 0
+        hit_time_limit = False
+        while (n_max is None or taken < n_max) and self._ensure_pending():
+            start, stop = self._buf_start, self._buf_stop
+            if n_max is not None:
+                stop = min(stop, start + n_max - taken)
+            if t_end is not None:
+                cut = _prefix_before(self._buf["t"], start, stop, t_end)
+                hit_time_limit = cut < stop
+                stop = cut
+            if stop > start:
+                pieces.append(self._buf[start:stop].copy())
+                taken += stop - start
+                self._buf_start = stop
+            if hit_time_limit:
+                break
+        self._index += taken
+        if not hit_time_limit and not self._ensure_pending():
+            self.done = True
+        if not pieces:
+            return np.empty(0, dtype=self.dtype)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def _last_time_of_file(self) -> int:
+        """Timestamp of the last event of the file (sources that know it faster override)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- public API
+    def load_n_events(self, n_events: int) -> np.ndarray:
+        """The next ``n_events`` events (fewer at the end of the file)."""
+        n_events = int(n_events)
+        if n_events < 1:
+            raise ArgumentError(f"load_n_events needs n_events >= 1, got {n_events}", self.path)
+        events = self._take(n_events, None)
+        if len(events):
+            self.current_time = int(events["t"][-1])
+        return events
+
+    def load_delta_t(self, delta_t: int) -> np.ndarray:
+        """Events in ``[current_time, current_time + delta_t)`` from the cursor on (µs)."""
+        delta_t = int(delta_t)
+        if delta_t < 1:
+            raise ArgumentError(f"load_delta_t needs delta_t >= 1 µs, got {delta_t}", self.path)
+        return self._load_window(None, delta_t)
+
+    def load_mixed(self, n_events: int, delta_t: int) -> np.ndarray:
+        """At most ``n_events`` events and only those before ``current_time + delta_t``.
+
+        If the event limit is reached first, ``current_time`` becomes the last returned ``t``
+        (as for ``load_n_events``); otherwise it advances by ``delta_t`` (as for ``load_delta_t``).
+        """
+        n_events, delta_t = int(n_events), int(delta_t)
+        if n_events < 1 or delta_t < 1:
+            raise ArgumentError(f"load_mixed needs n_events >= 1 and delta_t >= 1, got "
+                                f"{n_events}, {delta_t}", self.path)
+        return self._load_window(n_events, delta_t)
+
+    def _load_window(self, n_max: int | None, delta_t: int) -> np.ndarray:
+        t_end = self.current_time + delta_t
+        events = self._take(n_max, t_end)
+        if self.done:
+            if len(events):
+                self.current_time = int(events["t"][-1])
+        elif n_max is not None and len(events) == n_max and not self._next_is_at_or_after(t_end):
+            self.current_time = int(events["t"][-1])
+        else:
+            self.current_time = t_end
+        return events
+
+    def _next_is_at_or_after(self, t_end: int) -> bool:
+        return self._ensure_pending() and self._buf["t"][self._buf_start] >= t_end
+
+    def seek_event(self, n_events: int) -> None:
+        """Move the cursor to event ``n_events`` (0-based); ``current_time`` becomes the ``t`` of
+        the last event before it (0 for ``n_events == 0``). Past the end: cursor at the end,
+        done, ``current_time`` = last ``t``."""
+        n_events = int(n_events)
+        if n_events < 0:
+            raise SeekError(f"seek_event needs a non-negative event index, got {n_events}",
+                            self.path)
+        self._reset_cursor()
+        self._index = self._seek_hint_event(n_events)
+        last_t = None
+        while self._index < n_events and self._ensure_pending():
+            step = min(self._pending(), n_events - self._index)
+            self._buf_start += step
+            self._index += step
+            last_t = int(self._buf["t"][self._buf_start - 1])
+        if last_t is None and n_events > 0:
+            last_t = self._time_before_cursor()
+        self.current_time = 0 if last_t is None else last_t
+        self.done = not self._ensure_pending()
+
+    def _time_before_cursor(self) -> int:
+        """``t`` of the event just before the cursor when a hint landed exactly on it."""
+        raise NotImplementedError
+
+    def seek_time(self, t: int) -> None:
+        """Move the cursor to the first event with ``t_event >= t`` (µs); ``current_time = t``.
+        Past the last event: cursor at the end, done, ``current_time`` = last ``t``."""
+        t = int(t)
+        if t < 0:
+            raise SeekError(f"seek_time needs a non-negative time in µs, got {t}", self.path)
+        self._reset_cursor()
+        self._index = self._seek_hint_time(t)
+        while self._ensure_pending():
+            start = self._buf_start
+            self._buf_start = _prefix_before(self._buf["t"], start, self._buf_stop, t)
+            self._index += self._buf_start - start
+            if self._pending():
+                break
+        if self._pending():
+            self.current_time = t
+        else:
+            self.done = True
+            self.current_time = self._last_time_of_file()
+
+    def read_all(self) -> np.ndarray:
+        """Every event of the file, decoded straight into one array (the fast whole-file path).
+
+        The cursor ends at the end of the file (done).
+        """
+        self._reset_cursor()
+        self._rewind()
+        out = np.empty(self._size_hint() + _MIN_ROOM, dtype=self.dtype)
+        n = 0
+        while True:
+            if len(out) - n < _MIN_ROOM:
+                grown = np.empty(2 * len(out), dtype=self.dtype)
+                grown[:n] = out[:n]
+                out = grown
+            decoded = self._decode_into(out[n:])
+            if decoded == 0:
+                break
+            n += decoded
+        self._index, self.done, self._eof = n, True, True
+        if n:
+            self.current_time = int(out["t"][n - 1])
+        return out[:n] if 2 * n > len(out) else out[:n].copy()
+
+    def reset(self) -> None:
+        """Back to the first event, ``current_time = 0``."""
+        self._reset_cursor()
+        self._rewind()
+        self.done = not self._ensure_pending()
+
+    def is_done(self) -> bool:
+        """True once the cursor has reached the end of the file."""
+        return self.done
+
+    def current_event_index(self) -> int:
+        """Index (0-based) of the next event the cursor returns."""
+        return self._index
+
+    # ----------------------------------------------------------------- geometry checks
+    def _report_out_of_bounds(self, n_dropped: int, height: int | None, width: int | None) -> None:
+        """Account for events a decoder dropped because they were outside the geometry."""
+        if n_dropped <= 0:
+            return
+        first = self.out_of_bounds_count == 0
+        self.out_of_bounds_count += n_dropped
+        where = f"outside the {width}x{height} sensor geometry"
+        if self.out_of_bounds == "raise":
+            raise GeometryError(f"{n_dropped} event(s) {where} (out_of_bounds='raise')", self.path)
+        if first:
+            warnings.warn(f"{self.path}: dropping events {where} (first {n_dropped}; the running "
+                          f"total is in reader.out_of_bounds_count; pass out_of_bounds='keep' to "
+                          f"keep them or height=/width= if the geometry is wrong)", stacklevel=4)
+
