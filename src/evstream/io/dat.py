@@ -32,26 +32,33 @@ NO_LIMIT = 1 << 16
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int):
+def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int, prev_t: int,
+                    count_from: int):
     """Decode ``len(words) // 2`` records into ``out``; drop events outside width x height.
 
-    Returns (events written, events dropped). ``out`` must hold ``len(words) // 2`` events.
+    ``prev_t`` is the time of the record before ``words`` (-1 at the start of the file).
+    Returns (events written, events dropped among records ``>= count_from``, index of the first
+    record whose time goes backwards or -1). ``out`` must hold ``len(words) // 2`` events.
     """
     n = 0
     dropped = 0
     for i in range(len(words) // 2):
+        t = words[2 * i]
+        if t < prev_t:
+            return n, dropped, i
+        prev_t = t
         data = words[2 * i + 1]
         x = data & 0x3FFF
         y = (data >> 14) & 0x3FFF
         if x >= width or y >= height:
-            dropped += 1
+            dropped += i >= count_from
             continue
         out[n].x = x
         out[n].y = y
         out[n].p = (data >> 28) & 1
-        out[n].t = words[2 * i]
+        out[n].t = t
         n += 1
-    return n, dropped
+    return n, dropped, -1
 
 
 def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
@@ -112,6 +119,7 @@ class EventDatReader(EventReader):
         self._width = _header_int(self.header, "width", path)
         self._file = open(path, "rb")
         self._record = 0  # index of the next record the source decodes
+        self._furthest_record = 0  # records before it have had their dropped events counted
         self._words = np.empty(0, dtype="<u4")  # reused read buffer
         super().__init__(path, buffer_events, out_of_bounds)
         self.done = self._count == 0
@@ -129,10 +137,17 @@ class EventDatReader(EventReader):
         if got != words.nbytes:
             raise FileFormatError(f"file shrank while reading: expected {words.nbytes} bytes at "
                                   f"record {self._record}, got {got}", self.path)
-        self._record += n_records
         check = self.out_of_bounds != "keep" and self._width is not None and self._height is not None
-        n, dropped = _decode_records(words, out, self._width if check else NO_LIMIT,
-                                     self._height if check else NO_LIMIT)
+        prev_t = self._time_at(self._record - 1) if self._record else -1
+        n, dropped, backwards = _decode_records(words, out, self._width if check else NO_LIMIT,
+                                                self._height if check else NO_LIMIT, prev_t,
+                                                self._furthest_record - self._record)
+        if backwards >= 0:
+            raise FileFormatError(f"time goes backwards at record {self._record + backwards} "
+                                  f"(DAT records are chronological): corrupted or not a DAT file",
+                                  self.path)
+        self._record += n_records
+        self._furthest_record = max(self._furthest_record, self._record)
         self._report_out_of_bounds(dropped, self._height, self._width)
         return n
 

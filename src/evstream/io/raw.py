@@ -192,13 +192,16 @@ class RawReader(EventReader):
             which case the trailing bytes are ignored with a warning.
         cache_index: save the complete seek index beside the file and reuse it.
         evt21_legacy_word_order: EVT 2.1 words stored as two 32-bit halves, high half first.
+        index_interval_words: words between two seek checkpoints (a seek decodes at most this
+            many words to reach its target; the index holds one decoder state per interval).
     """
 
     def __init__(self, path: str | os.PathLike, max_events: int = 1 << 19,
                  do_time_shifting: bool = True, height: int | None = None,
                  width: int | None = None, out_of_bounds: OutOfBounds = "warn",
                  allow_truncated: bool = False, cache_index: bool = False,
-                 evt21_legacy_word_order: bool = False):
+                 evt21_legacy_word_order: bool = False,
+                 index_interval_words: int = WORDS_PER_CHECKPOINT):
         path = os.fspath(path)
         if int(max_events) < 64:
             raise ArgumentError(f"max_events must be >= 64, got {max_events}", path)
@@ -218,11 +221,12 @@ class RawReader(EventReader):
         self._cache_index = cache_index
         stat = os.stat(path)
         self._stamp = np.array([INDEX_VERSION, stat.st_size, stat.st_mtime_ns,
-                                WORDS_PER_CHECKPOINT, int(out_of_bounds == "keep")], dtype=np.int64)
-        index = RawIndex.load(self._index_path(path), self._stamp, WORDS_PER_CHECKPOINT) \
+                                index_interval_words, int(out_of_bounds == "keep")],
+                               dtype=np.int64)
+        index = RawIndex.load(self._index_path(path), self._stamp, index_interval_words) \
             if cache_index else None
         self._stream = _RawDecodeStream(path, self.header, data_bytes // word_size,
-                                        index or RawIndex(), decoder)
+                                        index or RawIndex(index_interval_words), decoder)
         self._trigger_chunks: list[np.ndarray] = []
         super().__init__(path, max_events, out_of_bounds)
         self.origin = self._find_time_origin() if self.do_time_shifting else 0
@@ -264,7 +268,10 @@ class RawReader(EventReader):
         self._trigger_chunks.append(triggers)
 
     def _on_dropped(self, n_dropped: int) -> None:
-        self._report_out_of_bounds(n_dropped, self.header.height, self.header.width)
+        # the decoder's counter covers the file up to the decode position; report only the part
+        # beyond what was counted before (a seek back re-decodes without double counting)
+        n_new = self._stream.decoder.counters["out_of_bounds"] - self.out_of_bounds_count
+        self._report_out_of_bounds(n_new, self.header.height, self.header.width)
 
     def _rewind(self) -> None:
         self._trigger_chunks.clear()

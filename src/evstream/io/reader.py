@@ -75,7 +75,8 @@ class EventReader:
                                 f"not {out_of_bounds!r}", path)
         self.path = os.fspath(path)
         self.out_of_bounds = out_of_bounds
-        #: events dropped so far because they lie outside the sensor geometry
+        #: events dropped because they lie outside the sensor geometry, in the part of the
+        #: file decoded so far (a part decoded twice after a seek back is counted once)
         self.out_of_bounds_count = 0
         self._buffer_events = int(buffer_events)
         self._buf = np.empty(0, dtype=self.dtype)
