@@ -230,7 +230,8 @@ class RawReader(EventReader):
         self._trigger_chunks: list[np.ndarray] = []
         super().__init__(path, max_events, out_of_bounds)
         self.origin = self._find_time_origin() if self.do_time_shifting else 0
-        self.reset()
+        self._stream.restore(0)
+        self.done = self._stream.n_words == 0
 
     @staticmethod
     def _index_path(path: str) -> str:

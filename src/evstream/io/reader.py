@@ -43,6 +43,20 @@ OUT_OF_BOUNDS_POLICIES = ("warn", "raise", "keep")
 _MIN_ROOM = 64
 
 
+def copy_records(records: np.ndarray) -> np.ndarray:
+    """A copy of a contiguous 1-D structured array, made as a byte copy.
+
+    numpy copies structured dtypes with padding (EventCD has 2 padding bytes) field by field,
+    about 7x slower than copying the same bytes.
+    """
+    return records.view(np.uint8).copy().view(records.dtype)
+
+
+def assign_records(target: np.ndarray, source: np.ndarray) -> None:
+    """``target[:] = source`` for contiguous structured arrays of one dtype, as a byte copy."""
+    target.view(np.uint8)[:] = source.view(np.uint8)
+
+
 @numba.njit(cache=True, nogil=True)
 def _prefix_before(t: np.ndarray, start: int, stop: int, t_end: int) -> int:
     """Index of the first ``i`` in ``[start, stop)`` with ``t[i] >= t_end`` (``stop`` if none).
@@ -115,14 +129,26 @@ class EventReader:
         self._buf_stop = 0
         self._eof = False
 
-    def _refill(self) -> bool:
-        """Decode the next block into the internal buffer; False at the end of the file."""
+    def _decode_more(self) -> bool:
+        """Decode more events after the pending ones; False at the end of the file.
+
+        The buffer keeps the pending events contiguous: it is compacted when they fit in its
+        first half and doubled otherwise, so it grows to the largest window asked for (memory is
+        bounded by the window, not the file) and every event is copied once on its way out.
+        """
         if self._eof:
             return False
-        if len(self._buf) != self._buffer_events:
-            self._buf = np.empty(self._buffer_events, dtype=self.dtype)
-        n = self._decode_into(self._buf)
-        self._buf_start, self._buf_stop = 0, n
+        pending = self._pending()
+        if len(self._buf) - self._buf_stop < max(_MIN_ROOM, self._buffer_events // 2):
+            if pending <= len(self._buf) // 2 and len(self._buf):
+                assign_records(self._buf[:pending], self._buf[self._buf_start:self._buf_stop])
+            else:
+                grown = np.empty(max(2 * len(self._buf), self._buffer_events), dtype=self.dtype)
+                assign_records(grown[:pending], self._buf[self._buf_start:self._buf_stop])
+                self._buf = grown
+            self._buf_start, self._buf_stop = 0, pending
+        n = self._decode_into(self._buf[self._buf_stop:])
+        self._buf_stop += n
         if n == 0:
             self._eof = True
         return n > 0
@@ -133,35 +159,30 @@ class EventReader:
     def _ensure_pending(self) -> bool:
         """At least one pending event, decoding more if needed; False at the end of the file."""
         while self._pending() == 0:
-            if not self._refill():
+            if not self._decode_more():
                 return False
         return True
 
     def _take(self, n_max: int | None, t_end: int | None) -> np.ndarray:
-        """Consume pending events up to ``n_max`` events and before the first ``t >= t_end``."""
-        pieces = []
-        taken = 0
+        """Consume pending events: at most ``n_max`` and only before the first ``t >= t_end``."""
+        scanned = 0            # pending events known to belong to the result
         hit_time_limit = False
-        while (n_max is None or taken < n_max) and self._ensure_pending():
-            start, stop = self._buf_start, self._buf_stop
-            if n_max is not None:
-                stop = min(stop, start + n_max - taken)
+        while True:
+            stop = self._buf_stop if n_max is None else min(self._buf_stop,
+                                                           self._buf_start + n_max)
             if t_end is not None:
-                cut = _prefix_before(self._buf["t"], start, stop, t_end)
+                cut = _prefix_before(self._buf["t"], self._buf_start + scanned, stop, t_end)
                 hit_time_limit = cut < stop
                 stop = cut
-            if stop > start:
-                pieces.append(self._buf[start:stop].copy())
-                taken += stop - start
-                self._buf_start = stop
-            if hit_time_limit:
+            scanned = stop - self._buf_start
+            if hit_time_limit or scanned == n_max or not self._decode_more():
                 break
-        self._index += taken
+        events = copy_records(self._buf[self._buf_start:self._buf_start + scanned])
+        self._buf_start += scanned
+        self._index += scanned
         if not hit_time_limit and not self._ensure_pending():
             self.done = True
-        if not pieces:
-            return np.empty(0, dtype=self.dtype)
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return events
 
     def _last_time_of_file(self) -> int:
         """Timestamp of the last event of the file (sources that know it faster override)."""
@@ -269,7 +290,7 @@ class EventReader:
         while True:
             if len(out) - n < _MIN_ROOM:
                 grown = np.empty(2 * len(out), dtype=self.dtype)
-                grown[:n] = out[:n]
+                assign_records(grown[:n], out[:n])
                 out = grown
             decoded = self._decode_into(out[n:])
             if decoded == 0:
@@ -278,7 +299,7 @@ class EventReader:
         self._index, self.done, self._eof = n, True, True
         if n:
             self.current_time = int(out["t"][n - 1])
-        return out[:n] if 2 * n > len(out) else out[:n].copy()
+        return out[:n] if 2 * n > len(out) else copy_records(out[:n])
 
     def reset(self) -> None:
         """Back to the first event, ``current_time = 0``."""

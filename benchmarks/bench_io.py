@@ -1,0 +1,135 @@
+"""Decoding throughput of evstream's readers (prints markdown tables; asserts nothing).
+
+A 30 M-event 1280x720 synthetic stream (see synthetic_stream.py) is written as RAW EVT 3.0,
+RAW EVT 2.0 and DAT with evstream's writers, read once to put it in the page cache, then:
+
+* whole file: ``load_events`` (best of 3);
+* streaming: ``EventsIterator`` in 50 ms windows over the whole file (best of 2), and its
+  ratio to the whole-file speed;
+* peak RSS of a fresh process that streams the EVT 3.0 file in 50 ms windows;
+* baselines measured in the same run: a vectorised numpy DAT decoder and a plain copy of the
+  decoded events (the memory-bound ceiling of producing 16-byte EventCD records);
+* the real recordings of shared/samples decoded whole, repeatedly.
+
+Single thread (numba kernels are single-threaded). Run: ``python benchmarks/bench_io.py [N]``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_stream import synthetic_events  # noqa: E402
+
+from evstream.io import DatWriter, EventCD, EventsIterator, RawWriter, load_events  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+WINDOW_US = 50_000
+#: peak resident memory of the current process in MiB (VmHWM, which, unlike ru_maxrss, does not
+#: inherit the parent's peak across fork + exec)
+PRINT_PEAK_RSS = ("print(int(next(l for l in open('/proc/self/status') "
+                  "if l.startswith('VmHWM')).split()[1]) / 1024)")
+
+
+def best_time(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def numpy_dat_decode(path: Path, n_events: int) -> np.ndarray:
+    data = np.fromfile(path, dtype="<u4", offset=os.path.getsize(path) - 8 * n_events)
+    t, word = data[0::2], data[1::2]
+    out = np.empty(n_events, dtype=EventCD)
+    out["t"] = t
+    out["x"] = word & 0x3FFF
+    out["y"] = (word >> 14) & 0x3FFF
+    out["p"] = (word >> 28) & 1
+    return out
+
+
+def stream_all(path: Path) -> int:
+    return sum(len(w) for w in EventsIterator(path, delta_t=WINDOW_US))
+
+
+def streaming_peak_rss_mb(path: Path) -> float:
+    code = ("from evstream.io import EventsIterator\n"
+            f"n = sum(len(w) for w in EventsIterator({str(path)!r}, delta_t={WINDOW_US}))\n"
+            + PRINT_PEAK_RSS)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def baseline_rss_mb() -> float:
+    code = "import evstream.io\n" + PRINT_PEAK_RSS
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def main(n_events: int = 30_000_000) -> None:
+    print(f"Generating {n_events:,} synthetic 1280x720 events ...", flush=True)
+    events = synthetic_events(n_events)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for fmt in ("evt3", "evt2", "dat"):
+            path = Path(tmp) / (f"stream_{fmt}.raw" if fmt != "dat" else "stream.dat")
+            start = time.perf_counter()
+            if fmt == "dat":
+                with DatWriter(path, 720, 1280) as w:
+                    w.write(events)
+            else:
+                with RawWriter(path, 720, 1280, format=fmt) as w:
+                    w.write(events)
+            write_s = time.perf_counter() - start
+            path.read_bytes()  # page cache
+            paths[fmt] = path
+            whole_s = best_time(lambda: load_events(path), 3)
+            assert np.array_equal(load_events(path), events)
+            stream_s = best_time(lambda: stream_all(path), 2)
+            name = {"evt3": "RAW EVT 3.0", "evt2": "RAW EVT 2.0", "dat": "DAT"}[fmt]
+            rows.append((name, os.path.getsize(path) / 2**20, n_events / whole_s / 1e6,
+                         n_events / stream_s / 1e6, whole_s / stream_s, n_events / write_s / 1e6))
+        numpy_s = best_time(lambda: numpy_dat_decode(paths["dat"], n_events), 3)
+        copy_s = best_time(lambda: events.view(np.uint8).copy(), 3)
+        rss = streaming_peak_rss_mb(paths["evt3"])
+        rss_base = baseline_rss_mb()
+        evt3_mb = os.path.getsize(paths["evt3"]) / 2**20
+
+    print(f"\n### Decoding, {n_events:,} events 1280x720, file in page cache, one thread\n")
+    print("| format | file MiB | whole file Mev/s | 50 ms windows Mev/s | windowed / whole | "
+          "write Mev/s |")
+    print("|---|---|---|---|---|---|")
+    for name, mib, whole, stream, ratio, write in rows:
+        print(f"| {name} | {mib:.0f} | {whole:.0f} | {stream:.0f} | {ratio:.0%} | {write:.0f} |")
+    print(f"| baseline: numpy vectorised DAT decode | | {n_events / numpy_s / 1e6:.0f} | | | |")
+    print(f"| baseline: copy of the decoded EventCD array (memory bound) | | "
+          f"{n_events / copy_s / 1e6:.0f} | | | |")
+    print(f"\nStreaming the {evt3_mb:.0f} MiB EVT 3.0 file in 50 ms windows: peak RSS "
+          f"{rss:.0f} MiB (a process that only imports evstream.io: {rss_base:.0f} MiB).")
+
+    print("\n### Real recordings (shared/samples), whole-file decode, best of 5\n")
+    print("| file | events | Mev/s |")
+    print("|---|---|---|")
+    for name in ("expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw", "faery_evt2.raw",
+                 "tonic_sample_ncars.dat"):
+        path = SAMPLES / name
+        if not path.is_file():
+            continue
+        count = len(load_events(path))
+        seconds = best_time(lambda: load_events(path), 5)
+        print(f"| {name} | {count:,} | {count / seconds / 1e6:.0f} |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30_000_000)
