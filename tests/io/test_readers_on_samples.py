@@ -120,3 +120,43 @@ def test_seeks_with_dense_checkpoints(name):
         assert reader.current_time == expected_time
         np.testing.assert_array_equal(reader.load_n_events(300), whole[n:n + 300])
     assert len(reader._stream.index.states) > 10
+
+
+def test_triggers_through_the_reader_are_time_shifted(tmp_path):
+    """EVT 2.0 words by hand: TIME_HIGH, CD_ON, EXT_TRIGGER (id 3, rising), CD_OFF."""
+    th = (0x8 << 28) | 1000                          # time base 1000 << 6 = 64000 µs
+    cd_on = (0x1 << 28) | (5 << 22) | (10 << 11) | 20
+    trigger = (0xA << 28) | (7 << 22) | (3 << 8) | 1
+    cd_off = (0x0 << 28) | (9 << 22) | (11 << 11) | 21
+    path = tmp_path / "trig.raw"
+    path.write_bytes(b"% evt 2.0\n% geometry 640x480\n% end\n"
+                     + np.array([th, cd_on, trigger, cd_off], dtype="<u4").tobytes())
+    reader = RawReader(path)
+    events = reader.read_all()
+    assert [tuple(int(e[k]) for k in "xypt") for e in events] == [(10, 20, 1, 5), (11, 21, 0, 9)]
+    triggers = reader.get_ext_trigger_events()
+    assert [(int(t["p"]), int(t["t"]), int(t["id"])) for t in triggers] == [(1, 7, 3)]
+    unshifted = RawReader(path, do_time_shifting=False)
+    unshifted.read_all()
+    assert int(unshifted.get_ext_trigger_events()["t"][0]) == 64007
+    reader.clear_ext_trigger_events()
+    assert len(reader.get_ext_trigger_events()) == 0
+
+
+def test_streaming_memory_is_bounded_by_the_window(tmp_path):
+    """The decode buffer grows to the largest window, never with the length of the file."""
+    from evstream.io import EventCD, RawWriter
+    n = 200_000
+    events = np.zeros(n, dtype=EventCD)
+    events["t"] = np.arange(n) // 10                    # 10 events per µs
+    events["x"] = np.arange(n) % 640
+    path = tmp_path / "long.raw"
+    with RawWriter(path, 480, 640, format="evt2") as w:
+        w.write(events)
+    reader = RawReader(path, do_time_shifting=False, max_events=1024)
+    peak = 0
+    while not reader.is_done():
+        assert len(reader.load_delta_t(100)) <= 1000
+        peak = max(peak, len(reader._buf))
+    assert reader.current_event_index() == n
+    assert peak <= 4096

@@ -61,13 +61,28 @@ def assign_records(target: np.ndarray, source: np.ndarray) -> None:
 def _prefix_before(t: np.ndarray, start: int, stop: int, t_end: int) -> int:
     """Index of the first ``i`` in ``[start, stop)`` with ``t[i] >= t_end`` (``stop`` if none).
 
-    A linear scan rather than a binary search so that the result is the stream-order prefix
-    even if timestamps were not sorted.
+    Galloping search (doubling steps, then bisection): O(log) for time-ordered events, which
+    every valid recording is. Out-of-order events (only in corrupted files) stay in file order:
+    each event is still returned exactly once, though possibly in a neighbouring window.
     """
-    for i in range(start, stop):
-        if t[i] >= t_end:
-            return i
-    return stop
+    if start >= stop or t[start] >= t_end:
+        return start
+    lo = start          # t[lo] < t_end
+    step = 1
+    hi = start + 1
+    while hi < stop and t[hi] < t_end:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    if hi > stop:
+        hi = stop
+    while hi - lo > 1:   # t[lo] < t_end, and t[hi] >= t_end or hi == stop
+        mid = (lo + hi) // 2
+        if t[mid] < t_end:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 class EventReader:
