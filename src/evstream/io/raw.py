@@ -337,7 +337,7 @@ class RawReader(EventReader):
         """
         if not self._trigger_chunks:
             return np.empty(0, dtype=EventExtTrigger)
-        return np.concatenate(self._trigger_chunks)
+        return np.concatenate(self._trigger_chunks, dtype=EventExtTrigger)
 
     def clear_ext_trigger_events(self) -> None:
         """Forget the triggers decoded so far."""

@@ -1,0 +1,103 @@
+"""EVT 2.0 decoder (32-bit little-endian words; formats.md §5).
+
+Word layout (type = bits 31–28)::
+
+    0x0 CD_OFF / 0x1 CD_ON  bits 27–22 time LSBs (6), 21–11 x (11), 10–0 y (11); p = type & 1
+    0x8 EVT_TIME_HIGH       bits 27–0 = time bits 33–6
+    0xA EXT_TRIGGER         bits 27–22 time LSBs, 12–8 channel id (5), bit 0 value
+    0xD IMU, 0xE OTHERS, 0xF CONTINUED, other values reserved: ignored, counted in ``skipped_words``
+
+Rules of OpenEB's standalone EVT 2.0 decoder: words before the first TIME_HIGH are skipped
+(counted in ``words_before_time_high``); the first TIME_HIGH sets ``base = payload << 6``; each
+later one sets ``base = loops * 2^34 + payload << 6`` and counts a wrap (``+2^34``) when that is
+below the previous base by at least ``(2^34 - 64) - (10 << 6)`` µs. ``t = base + LSBs`` (µs, raw,
+no time shifting). CD events outside ``width x height`` are dropped and counted in ``out_of_bounds``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._decoder_base import (ST_BASE, ST_FIRST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
+                            ST_TRIGGERS, ST_WORDS_BEFORE, WordDecoder, time_high_update)
+
+PERIOD = 1 << 34                                         #: µs covered by the 34-bit time
+WRAP_THRESHOLD = (((1 << 28) - 1) << 6) - (10 << 6)      #: 17,179,868,480 µs
+
+
+@njit(cache=True)
+def _decode_evt2(words, ev, tr, st, width, height):
+    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+    n = words.shape[0]
+    i = 0
+    ne = 0
+    nt = 0
+    if st[ST_STARTED] == 0:
+        while i < n and (words[i] >> 28) != 0x8:
+            i += 1
+        st[ST_WORDS_BEFORE] += i
+        if i == n:
+            return i, 0, 0
+        base = np.int64(words[i] & 0x0FFFFFFF) << 6
+        st[ST_STARTED] = 1
+        st[ST_BASE] = base
+        st[ST_LOOPS] = 0
+        st[ST_FIRST_BASE] = base
+        i += 1
+
+    base = st[ST_BASE]
+    loops = st[ST_LOOPS]
+    skipped = st[ST_SKIPPED]
+    oob = st[ST_OOB]
+    while i < n:
+        # words decodable without capacity checks (<= 1 event, <= 1 trigger each)
+        block = min(ev.shape[0] - ne, tr.shape[0] - nt, n - i)
+        if block <= 0:
+            break
+        end = i + block
+        while i < end:
+            w = np.int64(words[i])
+            i += 1
+            typ = w >> 28
+            if typ <= 1:                                     # CD_OFF / CD_ON
+                x = (w >> 11) & 0x7FF
+                y = w & 0x7FF
+                ev[ne, 0] = x | (y << 16) | (typ << 32)
+                ev[ne, 1] = base + ((w >> 22) & 0x3F)
+                if x < width and y < height:
+                    ne += 1
+                else:
+                    oob += 1
+            elif typ == 0x8:                                 # EVT_TIME_HIGH
+                base, loops = time_high_update(base, loops, (w & 0x0FFFFFFF) << 6, PERIOD,
+                                               WRAP_THRESHOLD)
+            elif typ == 0xA:                                 # EXT_TRIGGER
+                tr[nt, 0] = w & 1
+                tr[nt, 1] = base + ((w >> 22) & 0x3F)
+                tr[nt, 2] = (w >> 8) & 0x1F
+                nt += 1
+            else:                                            # IMU, OTHERS, CONTINUED, reserved
+                skipped += 1
+
+    st[ST_BASE] = base
+    st[ST_LOOPS] = loops
+    st[ST_SKIPPED] = skipped
+    st[ST_OOB] = oob
+    st[ST_TRIGGERS] += nt
+    return i, ne, nt
+
+
+class Evt2Decoder(WordDecoder):
+    """Stateful EVT 2.0 word decoder; see the module docstring for the word layout and rules.
+
+    Args:
+        width, height: sensor size in pixels (1..65536); CD events outside are dropped and
+            counted in ``counters['out_of_bounds']``.
+    """
+
+    word_dtype = np.dtype("<u4")
+    max_events_per_word = 1
+
+    def _run(self, words, ev, tr):
+        return _decode_evt2(words, ev, tr, self._state, self.width, self.height)

@@ -1,0 +1,127 @@
+"""EVT 2.1 decoder (64-bit words; formats.md §6).
+
+Word layout (type = bits 63–60)::
+
+    0x0 EVT_NEG / 0x1 EVT_POS  bits 59–54 time LSBs (6), 53–43 x (11), 42–32 y (11),
+                               31–0 validity mask: bit i set -> OFF / ON event at (x + i, y)
+    0x8 EVT_TIME_HIGH          bits 59–32 = time bits 33–6 (28 bits)
+    0xA EXT_TRIGGER            (unverified) the EVT 2.0 trigger payload moved to the upper half:
+                               bits 59–54 time LSBs, 44–40 channel id (5), bit 32 value
+    0xE OTHERS, reserved types: ignored, counted in ``skipped_words``
+
+Time and TIME_HIGH wrap rule as EVT 2.0 (34 bits, ``t = base + LSBs``, raw µs); words before the
+first TIME_HIGH are skipped and counted in ``words_before_time_high``.
+
+Word order. The documentation shows two byte orders for the same 64-bit word: the whole word
+little-endian (GenX320), or two little-endian 32-bit halves with the most-significant half first
+(IMX636). ``legacy_word_order=False`` (default) reads the whole word little-endian;
+``legacy_word_order=True`` reads the two-halves order (each ``<u8`` read from the file has its
+halves swapped before decoding). Which of the two OpenEB calls "EVT 2.1" and which "legacy" is
+unverified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._decoder_base import (ST_BASE, ST_FIRST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
+                            ST_TRIGGERS, ST_WORDS_BEFORE, WordDecoder, emit_mask,
+                            time_high_update)
+from .evt2 import PERIOD, WRAP_THRESHOLD
+
+
+@njit(cache=True)
+def _word(raw, legacy):
+    """The 64-bit word (as a non-negative-safe int64 bit pattern) in its documented bit order."""
+    w = np.int64(raw)
+    if legacy:
+        w = ((w & 0xFFFFFFFF) << 32) | ((w >> 32) & 0xFFFFFFFF)
+    return w
+
+
+@njit(cache=True)
+def _decode_evt21(words, ev, tr, st, width, height, legacy):
+    """The EVT 2.1 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+    n = words.shape[0]
+    i = 0
+    ne = 0
+    nt = 0
+    if st[ST_STARTED] == 0:
+        while i < n and ((_word(words[i], legacy) >> 60) & 0xF) != 0x8:
+            i += 1
+        st[ST_WORDS_BEFORE] += i
+        if i == n:
+            return i, 0, 0
+        base = ((_word(words[i], legacy) >> 32) & 0x0FFFFFFF) << 6
+        st[ST_STARTED] = 1
+        st[ST_BASE] = base
+        st[ST_LOOPS] = 0
+        st[ST_FIRST_BASE] = base
+        i += 1
+
+    base = st[ST_BASE]
+    loops = st[ST_LOOPS]
+    skipped = st[ST_SKIPPED]
+    oob = st[ST_OOB]
+    while i < n:
+        block = min((ev.shape[0] - ne) // 32, tr.shape[0] - nt, n - i)
+        if block <= 0:
+            break
+        end = i + block
+        while i < end:
+            w = _word(words[i], legacy)
+            i += 1
+            typ = (w >> 60) & 0xF    # the arithmetic shift of a negative int64 is masked here
+            if typ <= 1:                                     # EVT_NEG / EVT_POS
+                x = (w >> 43) & 0x7FF
+                y = (w >> 32) & 0x7FF
+                mask = w & 0xFFFFFFFF
+                t = base + ((w >> 54) & 0x3F)
+                if y < height:
+                    ne, o = emit_mask(ev, ne, mask, 32, x, (y << 16) | (typ << 32), t, width)
+                    oob += o
+                else:
+                    m = mask
+                    while m:
+                        m &= m - 1
+                        oob += 1
+            elif typ == 0x8:                                 # EVT_TIME_HIGH
+                base, loops = time_high_update(base, loops, ((w >> 32) & 0x0FFFFFFF) << 6,
+                                               PERIOD, WRAP_THRESHOLD)
+            elif typ == 0xA:                                 # EXT_TRIGGER (unverified layout)
+                tr[nt, 0] = (w >> 32) & 1
+                tr[nt, 1] = base + ((w >> 54) & 0x3F)
+                tr[nt, 2] = (w >> 40) & 0x1F
+                nt += 1
+            else:                                            # OTHERS, reserved
+                skipped += 1
+
+    st[ST_BASE] = base
+    st[ST_LOOPS] = loops
+    st[ST_SKIPPED] = skipped
+    st[ST_OOB] = oob
+    st[ST_TRIGGERS] += nt
+    return i, ne, nt
+
+
+class Evt21Decoder(WordDecoder):
+    """Stateful EVT 2.1 word decoder; see the module docstring for the word layout and rules.
+
+    Args:
+        width, height: sensor size in pixels (1..65536); CD events outside are dropped and
+            counted in ``counters['out_of_bounds']``.
+        legacy_word_order: False: each 64-bit word is little-endian as a whole; True: two
+            little-endian 32-bit halves, most-significant half first.
+    """
+
+    word_dtype = np.dtype("<u8")
+    max_events_per_word = 32
+
+    def __init__(self, width: int, height: int, legacy_word_order: bool = False) -> None:
+        super().__init__(width, height)
+        self.legacy_word_order = bool(legacy_word_order)
+
+    def _run(self, words, ev, tr):
+        return _decode_evt21(words, ev, tr, self._state, self.width, self.height,
+                             self.legacy_word_order)

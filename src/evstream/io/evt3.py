@@ -1,0 +1,179 @@
+"""EVT 3.0 decoder (16-bit words, stateful; formats.md §7).
+
+Word layout (type = bits 15–12)::
+
+    0x0 EVT_ADDR_Y    bits 10–0 y (bit 11 system type, ignored); selects CD
+    0x1 EM_ADDR_Y     y of exposure-measurement events; selects EM (X / vector words emit nothing)
+    0x2 EVT_ADDR_X    bits 10–0 x, bit 11 polarity -> one CD event (x, y, p, t)
+    0x3 VECT_BASE_X   bits 10–0 base x, bit 11 polarity of the following vectors
+    0x4 VECT_12       bits 11–0 validity: event at base_x + i per set bit; base_x += 12
+    0x5 VECT_8        bits 7–0 validity; base_x += 8
+    0x6 EVT_TIME_LOW  bits 11–0 = time bits 11–0:  t = base + payload (never infers a wrap)
+    0x8 EVT_TIME_HIGH bits 11–0 = time bits 23–12: base = loops*2^24 + payload << 12, with wrap
+                      detection (threshold 10 << 12); t = base (time low reset to 0)
+    0xA EXT_TRIGGER   bit 0 value, bits 11–8 channel id -> trigger (value, t, id)
+    0x7, 0x9 (0x9999 padding), 0xB–0xF   ignored, counted in ``skipped_words``
+
+Rules of OpenEB's standalone EVT 3.0 decoder: every word before the first TIME_HIGH is skipped
+(counted in ``words_before_time_high``); after it the state starts at y = 0, class CD, base_x = 0,
+vector polarity 0 (interpretation: the rules only say no state is taken from earlier words).
+Time ``t = loops * 2^24 + (TIME_HIGH << 12) + TIME_LOW`` in µs, raw (no time shifting).
+CD events outside ``width x height`` are dropped and counted in ``out_of_bounds``; X / vector
+events while the class is EM are counted in ``em_events``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._decoder_base import (ST_BASE, ST_FIRST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED,
+                            ST_STARTED, ST_TRIGGERS, ST_WORDS_BEFORE, WordDecoder, emit_mask,
+                            time_high_update)
+
+PERIOD = 1 << 24                          #: µs covered by the 24-bit time base
+WRAP_THRESHOLD = (4095 << 12) - (10 << 12)  #: 16,732,160 µs
+
+# format-specific state slots
+_T = ST_FORMAT          # current time (µs)
+_Y = ST_FORMAT + 1      # current y
+_EM = ST_FORMAT + 2     # 1 while the class is EM (after EM_ADDR_Y)
+_BX = ST_FORMAT + 3     # vector base x
+_POL = ST_FORMAT + 4    # vector polarity
+_EM_EVENTS = ST_FORMAT + 5
+_N_STATE = ST_FORMAT + 6
+
+
+@njit(cache=True)
+def _decode_evt3(words, ev, tr, st, width, height):
+    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+    n = words.shape[0]
+    ev_cap = ev.shape[0]
+    tr_cap = tr.shape[0]
+    i = 0
+    ne = 0
+    nt = 0
+    # ---- words before the first TIME_HIGH: skipped, no state taken from them
+    if st[ST_STARTED] == 0:
+        while i < n and (words[i] >> 12) != 0x8:
+            i += 1
+        st[ST_WORDS_BEFORE] += i
+        if i == n:
+            return i, 0, 0
+        base = np.int64(words[i] & 0xFFF) << 12
+        st[ST_STARTED] = 1
+        st[ST_BASE] = base
+        st[ST_LOOPS] = 0
+        st[ST_FIRST_BASE] = base
+        st[_T] = base
+        i += 1
+
+    base = st[ST_BASE]
+    loops = st[ST_LOOPS]
+    t = st[_T]
+    y = st[_Y]
+    em = st[_EM]
+    bx = st[_BX]
+    pol = st[_POL]
+    skipped = st[ST_SKIPPED]
+    oob = st[ST_OOB]
+    em_events = st[_EM_EVENTS]
+    # mode 0: CD with y in bounds; 1: CD with y out of bounds; 2: EM
+    mode = 2 if em != 0 else (0 if y < height else 1)
+    hi_y = y << 16
+    hi_pol = pol << 32
+
+    while i < n:
+        # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
+        block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
+        if block <= 0:
+            break
+        end = i + block
+        while i < end:
+            w = np.int64(words[i])
+            i += 1
+            typ = w >> 12
+            if typ == 0x2:                                   # EVT_ADDR_X
+                x = w & 0x7FF
+                ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
+                ev[ne, 1] = t
+                if mode == 0 and x < width:
+                    ne += 1
+                elif mode == 2:
+                    em_events += 1
+                else:
+                    oob += 1
+            elif typ == 0x4 or typ == 0x5:                   # VECT_12 / VECT_8
+                nbits = 12 if typ == 0x4 else 8
+                mask = w & ((1 << nbits) - 1)
+                if mode == 0:
+                    ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, t, width)
+                    oob += o
+                else:
+                    c = 0
+                    m = mask
+                    while m:
+                        m &= m - 1
+                        c += 1
+                    if mode == 1:
+                        oob += c
+                    else:
+                        em_events += c
+                bx += nbits
+            elif typ == 0x6:                                 # EVT_TIME_LOW
+                t = base + (w & 0xFFF)
+            elif typ == 0x0:                                 # EVT_ADDR_Y
+                y = w & 0x7FF
+                em = 0
+                mode = 0 if y < height else 1
+                hi_y = y << 16
+            elif typ == 0x3:                                 # VECT_BASE_X
+                bx = w & 0x7FF
+                pol = (w >> 11) & 1
+                hi_pol = pol << 32
+            elif typ == 0x8:                                 # EVT_TIME_HIGH
+                base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
+                t = base
+            elif typ == 0x1:                                 # EM_ADDR_Y
+                y = w & 0x7FF
+                em = 1
+                mode = 2
+                hi_y = y << 16
+            elif typ == 0xA:                                 # EXT_TRIGGER
+                tr[nt, 0] = w & 1
+                tr[nt, 1] = t
+                tr[nt, 2] = (w >> 8) & 0xF
+                nt += 1
+            else:                                            # 0x7, 0x9, 0xB-0xF: ignored
+                skipped += 1
+
+    st[ST_BASE] = base
+    st[ST_LOOPS] = loops
+    st[_T] = t
+    st[_Y] = y
+    st[_EM] = em
+    st[_BX] = bx
+    st[_POL] = pol
+    st[ST_SKIPPED] = skipped
+    st[ST_OOB] = oob
+    st[_EM_EVENTS] = em_events
+    st[ST_TRIGGERS] += nt
+    return i, ne, nt
+
+
+class Evt3Decoder(WordDecoder):
+    """Stateful EVT 3.0 word decoder; see the module docstring for the word layout and rules.
+
+    Args:
+        width, height: sensor size in pixels (1..65536); CD events outside are dropped and
+            counted in ``counters['out_of_bounds']``.
+    """
+
+    word_dtype = np.dtype("<u2")
+    max_events_per_word = 12
+    _n_state = _N_STATE
+    _extra_counters = {"em_events": _EM_EVENTS}
+    _shift_offset = 4096
+
+    def _run(self, words, ev, tr):
+        return _decode_evt3(words, ev, tr, self._state, self.width, self.height)
