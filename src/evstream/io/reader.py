@@ -143,6 +143,7 @@ class EventReader:
         self._buf_start = 0      # pending events are self._buf[_buf_start:_buf_stop]
         self._buf_stop = 0
         self._eof = False
+        self._window_guess = 0   # size of the last long result, to size the next one
 
     def _decode_more(self) -> bool:
         """Decode more events after the pending ones; False at the end of the file.
@@ -180,24 +181,56 @@ class EventReader:
 
     def _take(self, n_max: int | None, t_end: int | None) -> np.ndarray:
         """Consume pending events: at most ``n_max`` and only before the first ``t >= t_end``."""
-        scanned = 0            # pending events known to belong to the result
-        hit_time_limit = False
-        while True:
-            stop = self._buf_stop if n_max is None else min(self._buf_stop,
-                                                           self._buf_start + n_max)
-            if t_end is not None:
-                cut = _prefix_before(self._buf["t"], self._buf_start + scanned, stop, t_end)
-                hit_time_limit = cut < stop
-                stop = cut
-            scanned = stop - self._buf_start
-            if hit_time_limit or scanned == n_max or not self._decode_more():
-                break
-        events = copy_records(self._buf[self._buf_start:self._buf_start + scanned])
-        self._buf_start += scanned
-        self._index += scanned
+        if self._pending() == 0:
+            self._decode_more()
+        start = self._buf_start
+        stop = self._buf_stop if n_max is None else min(self._buf_stop, start + n_max)
+        cut = stop if t_end is None else _prefix_before(self._buf["t"], start, stop, t_end)
+        if cut < self._buf_stop or cut - start == n_max or self._eof:
+            # the result lies within the pending events
+            events = copy_records(self._buf[start:cut])
+            self._buf_start = cut
+            hit_time_limit = t_end is not None and cut < stop
+        else:
+            events, hit_time_limit = self._take_decoding(n_max, t_end)
+        self._index += len(events)
         if not hit_time_limit and not self._ensure_pending():
             self.done = True
         return events
+
+    def _take_decoding(self, n_max: int | None, t_end: int | None) -> tuple[np.ndarray, bool]:
+        """``_take`` for a result longer than the pending events: the rest is decoded straight
+        into the returned array (no second copy); the events decoded past the cut go back to
+        the buffer. Returns (events, whether the time limit cut them)."""
+        pending = self._pending()
+        step = self._buffer_events
+        out = np.empty(max(self._window_guess, pending + step) + _MIN_ROOM, dtype=self.dtype)
+        assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
+        self._buf_start = self._buf_stop = 0
+        n, scanned = pending, 0
+        while True:
+            stop = n if n_max is None else min(n, n_max)
+            cut = stop if t_end is None else _prefix_before(out["t"], scanned, stop, t_end)
+            hit_time_limit = cut < stop
+            scanned = cut
+            if cut < n or cut == n_max:
+                break
+            if len(out) - n < step // 2 + _MIN_ROOM:
+                grown = np.empty(2 * len(out), dtype=self.dtype)
+                assign_records(grown[:n], out[:n])
+                out = grown
+            decoded = self._decode_into(out[n:min(len(out), n + step)])
+            if decoded == 0:
+                self._eof = True
+                break
+            n += decoded
+        overflow = n - scanned
+        if len(self._buf) < overflow:
+            self._buf = np.empty(max(overflow, self._buffer_events), dtype=self.dtype)
+        assign_records(self._buf[:overflow], out[scanned:n])
+        self._buf_stop = overflow
+        self._window_guess = scanned + scanned // 4
+        return out[:scanned], hit_time_limit
 
     def _last_time_of_file(self) -> int:
         """Timestamp of the last event of the file (sources that know it faster override)."""
