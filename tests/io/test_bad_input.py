@@ -8,7 +8,8 @@ from sample_oracle import ORACLE, sample
 
 from evstream.errors import (EvstreamError, FileFormatError, GeometryError, MissingFileError,
                              UnsupportedFormatError)
-from evstream.io import DatWriter, EventCD, RawReader, RawWriter, load_events, open_reader
+from evstream.io import (DatWriter, EventCD, EventsIterator, RawReader, RawWriter, load_events,
+                         open_reader)
 
 
 def copy_sample(tmp_path, name):
@@ -153,3 +154,34 @@ def test_writers_reject_bad_events(tmp_path):
         w.write(events)
     with DatWriter(tmp_path / "c.dat", 10, 10) as w, pytest.raises(EvstreamError, match="EventCD"):
         w.write(np.zeros(3, dtype=[("t", "<i8")]))
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+HEADERS = [b"% evt 2.0\n% geometry 640x480\n% end\n", b"% evt 2.1\n% geometry 640x480\n% end\n",
+           b"% evt 3.0\n% format EVT3;height=480;width=640\n", b"% Date x\n% evt 3.0\n",
+           b"% Height 480\n% Width 640\n\x00\x08", b""]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.sampled_from(HEADERS), body=st.binary(max_size=3000),
+       suffix=st.sampled_from([".raw", ".dat"]))
+def test_random_files_give_events_inside_the_sensor_or_a_documented_error(tmp_path, header, body,
+                                                                           suffix):
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(header + body)
+    try:
+        reader = open_reader(path, height=480, width=640) if suffix == ".raw" else open_reader(path)
+        events = reader.read_all()
+        # n_events slices: random TIME_HIGH words can jump hours ahead (millions of empty windows)
+        windows = list(EventsIterator(path, mode="n_events", n_events=97,
+                                      **({"height": 480, "width": 640} if suffix == ".raw" else {})))
+    except EvstreamError as exc:
+        assert str(path) in str(exc)
+        return
+    size = reader.get_size()
+    if size is not None and len(events):
+        assert events["x"].max() < size[-1] and events["y"].max() < size[0]
+    assert sum(len(w) for w in windows) == len(events)
