@@ -9,10 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_hdf5  # noqa: E402
 import bench_io  # noqa: E402
 import bench_preprocessing  # noqa: E402
 
-BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main}
+BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main,
+              "hdf5": bench_hdf5.main}
 
 
 def machine() -> str:

@@ -4,6 +4,7 @@ library."""
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 
@@ -49,6 +50,126 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _kwarg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+class _Progress:
+    """tqdm bars for ``precompute``: one overall bar (events/s, ETA) and one per running input."""
+
+    def __init__(self, paths: list[str], enabled: bool | None):
+        from tqdm import tqdm
+
+        self._tqdm, self._enabled, self.paths = tqdm, enabled, paths
+        self.overall = tqdm(total=0, unit="ev", unit_scale=True, desc=f"0/{len(paths)} files",
+                            position=0, dynamic_ncols=True,
+                            disable=None if enabled is None else not enabled)
+        self.bars: dict[int, object] = {}
+        self.free = []
+        self.finished = 0
+
+    def __call__(self, kind: str, index: int, payload) -> None:
+        if kind == "start":
+            position = self.free.pop() if self.free else len(self.bars) + 1
+            total = int(payload["total_events"])
+            self.bars[index] = (self._tqdm(total=total, unit="ev", unit_scale=True, leave=False,
+                                           desc=os.path.basename(self.paths[index])[:30],
+                                           position=position, dynamic_ncols=True,
+                                           disable=self.overall.disable), position)
+            self.overall.total += total
+            self.overall.refresh()
+        elif kind == "advance" and index in self.bars:
+            self.bars[index][0].update(payload["events"])
+            self.overall.update(payload["events"])
+        elif kind in ("done", "failed"):
+            bar = self.bars.pop(index, None)
+            if bar is not None:
+                if kind == "done":       # RAW totals are estimates: settle on the real count
+                    self.overall.total += bar[0].n - bar[0].total
+                bar[0].close()
+                self.free.append(bar[1])
+            self.finished += 1
+            self.overall.set_description(f"{self.finished}/{len(self.paths)} files")
+
+    def close(self) -> None:
+        for bar, _ in self.bars.values():
+            bar.close()
+        self.overall.close()
+
+
+def cmd_precompute(args: argparse.Namespace) -> int:
+    """Precompute tensor files; exit 1 if any input failed (the others still complete)."""
+    import time
+
+    from .preprocessing.hdf5 import generate_hdf5
+
+    kwargs = dict(args.kwarg or [])
+    if args.max_val is not None:
+        kwargs["max_incr_per_pixel"] = args.max_val
+    height, width = args.height_width if args.height_width else (None, None)
+    progress = _Progress(args.inputs, None if args.progress is None else args.progress)
+    t0 = time.perf_counter()
+    try:
+        results = generate_hdf5(
+            args.inputs, args.output_folder, args.preprocess, args.delta_t, height=height,
+            width=width, start_ts=args.start_ts,
+            max_duration=None if args.max_duration_ms is None else args.max_duration_ms * 1000,
+            n_processes=args.jobs, box_labels=args.box_labels or [],
+            store_as_uint8=args.store_as_uint8, mode=args.mode, n_events=args.n_events,
+            preprocess_kwargs=kwargs, compression=args.compression, overwrite=args.overwrite,
+            progress=progress, raise_on_error=False)
+    except EvstreamError as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress.close()
+    elapsed = time.perf_counter() - t0
+    header = ["input", "status", "files", "rows", "MB", "events", "time (s)", "Mev/s"]
+    rows = [[os.path.basename(r.path), r.status, str(len(r.outputs)), f"{r.rows:,}",
+             f"{r.bytes / 1e6:.2f}", f"{r.events:,}", f"{r.seconds:.2f}",
+             f"{r.events / r.seconds / 1e6:.2f}" if r.seconds and r.events else "-"]
+            for r in results]
+    total_events = sum(r.events for r in results)
+    rows.append(["total", f"{sum(r.status != 'failed' for r in results)}/{len(results)} ok",
+                 str(sum(len(r.outputs) for r in results)), f"{sum(r.rows for r in results):,}",
+                 f"{sum(r.bytes for r in results) / 1e6:.2f}", f"{total_events:,}",
+                 f"{elapsed:.2f}", f"{total_events / elapsed / 1e6:.2f}" if elapsed else "-"])
+    print(_format_table(header, rows))
+    failures = [r for r in results if r.status == "failed"]
+    for r in failures:
+        print(f"error: {r.error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Write the loader's show() grids of recordings / tensor files to an mp4 and/or PNGs."""
+    from .data.sequential_dataset_common import render_video
+
+    if args.output is None and args.png_dir is None:
+        print("error: give -o/--output (mp4) and/or --png-dir", file=sys.stderr)
+        return 2
+    height, width = args.height_width if args.height_width else (None, None)
+    try:
+        n, (grid_h, grid_w) = render_video(
+            args.inputs, args.output, png_dir=args.png_dir, preprocess_function_name=args.preprocess,
+            delta_t=args.delta_t, num_tbins=args.num_tbins, height=height, width=width,
+            batch_size=args.batch_size, label_map_path=args.label_map, classes=args.classes,
+            padding=not args.no_padding, fps=args.fps, max_frames=args.max_frames,
+            preprocess_kwargs=dict(args.kwarg or []), num_workers=args.num_workers)
+    except (EvstreamError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    where = " and ".join(x for x in (args.output, args.png_dir and f"{args.png_dir}/") if x)
+    print(f"wrote {n} frames of {grid_w}x{grid_h} to {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evstream", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +178,64 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
                       help="sensor size for RAW files whose header has none")
     info.set_defaults(run=cmd_info)
+
+    pre = commands.add_parser("precompute", help="precompute tensor files (HDF5) from recordings",
+                              description="Turn recordings into HDF5 tensor files, one row per "
+                              "delta_t (or per n_events), readable by evstream.data.HDF5Iterator "
+                              "and by the Prophesee tools. Existing outputs are skipped unless "
+                              "--overwrite.")
+    pre.add_argument("inputs", nargs="+", help="RAW, DAT or HDF5 event files")
+    pre.add_argument("-o", "--output-folder", required=True, help="output folder")
+    pre.add_argument("--preprocess", default="histo", help="preprocessing name (default histo)")
+    pre.add_argument("--delta-t", type=int, default=50000, help="row length in us (default 50000)")
+    pre.add_argument("--start-ts", type=int, default=0, help="start time in us (default 0)")
+    pre.add_argument("--height-width", "--height_width", nargs=2, type=int, metavar=("H", "W"),
+                     help="output size (the sensor size divided by a power of two)")
+    pre.add_argument("--max-duration-ms", type=int, help="split the output every N ms")
+    pre.add_argument("--store-as-uint8", "--store_as_uint8", action="store_true",
+                     help="store round(255 x) as uint8 (not for diff / quantized)")
+    pre.add_argument("--mode", choices=("delta_t", "n_events"), default="delta_t")
+    pre.add_argument("--n-events", "--n_events", type=int, default=0,
+                     help="events per row in n_events mode")
+    pre.add_argument("--box-labels", nargs="+", help="one _bbox.npy per input, split alongside")
+    pre.add_argument("--max-val", "--max_val", type=float,
+                     help="max_incr_per_pixel of the preprocessing")
+    pre.add_argument("-k", "--kwarg", action="append", type=_kwarg, metavar="KEY=VALUE",
+                     help="a preprocess kwarg (repeatable), e.g. -k split_polarity=False")
+    pre.add_argument("-j", "--jobs", "-n", "--num-workers", type=int, default=1, dest="jobs",
+                     help="parallel processes (default 1)")
+    pre.add_argument("--compression", choices=("gzip", "blosc", "none"), default="gzip",
+                     help="gzip (default, compatible), blosc (fast, needs hdf5plugin), none")
+    pre.add_argument("--overwrite", action="store_true", help="rewrite existing outputs")
+    pre.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="always show progress bars (default: only on a terminal)")
+    pre.add_argument("--no-progress", dest="progress", action="store_false")
+    pre.set_defaults(run=cmd_precompute)
+
+    ren = commands.add_parser("render", help="write what a SequentialDataLoader feeds to an mp4 / PNGs",
+                              description="Play recordings (.dat, .raw) or tensor files (.h5) side "
+                              "by side as SequentialDataLoader.show() draws them (one grid per time "
+                              "bin, file names, start-of-sequence marker, optional boxes) and write "
+                              "the frames to an mp4 and/or PNG files: for machines without a display.")
+    ren.add_argument("inputs", nargs="+", help=".h5/.hdf5 tensor files, .dat or .raw recordings")
+    ren.add_argument("-o", "--output", help="output video (.mp4)")
+    ren.add_argument("--png-dir", help="also (or only) write frame_NNNNNN.png files here")
+    ren.add_argument("--preprocess", default="histo", help="preprocessing name (default histo)")
+    ren.add_argument("--delta-t", type=int, default=50000, help="time bin in us (default 50000)")
+    ren.add_argument("--num-tbins", type=int, default=5, help="time bins per chunk (default 5)")
+    ren.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
+                     help="tensor size (default: the first file's)")
+    ren.add_argument("--batch-size", type=int, help="files side by side (default min(4, files))")
+    ren.add_argument("--label-map", help="label_map_dictionary.json: draw each file's _bbox.npy boxes")
+    ren.add_argument("--classes", nargs="+", help="class names to draw (default: all)")
+    ren.add_argument("--no-padding", action="store_true",
+                     help="stop with the shortest slot (default: play every file to its end)")
+    ren.add_argument("--fps", type=float, help="frames per second (default: real time)")
+    ren.add_argument("--max-frames", type=int, help="stop after N frames")
+    ren.add_argument("--num-workers", type=int, default=0, help="loader worker processes (default 0)")
+    ren.add_argument("-k", "--kwarg", action="append", type=_kwarg, metavar="KEY=VALUE",
+                     help="a preprocess kwarg (repeatable), e.g. -k max_incr_per_pixel=2.5")
+    ren.set_defaults(run=cmd_render)
     return parser
 
 

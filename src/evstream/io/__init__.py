@@ -6,6 +6,7 @@ This package never imports torch.
 from .dat import DatWriter, EventDatReader
 from .dispatch import load_events, open_reader
 from .dtypes import EventBbox, EventCD, EventExtTrigger
+from .hdf5_events import HDF5EventsReader
 from .header import RawHeader, read_raw_header
 from .iterator import EventsIterator
 from .npy import EventNpyReader
@@ -14,5 +15,5 @@ from .raw_writer import RawWriter
 from .reader import EventReader
 
 __all__ = ["DatWriter", "EventBbox", "EventCD", "EventDatReader", "EventExtTrigger",
-           "EventNpyReader", "EventReader", "EventsIterator", "RawHeader", "RawReader",
+           "EventNpyReader", "EventReader", "EventsIterator", "HDF5EventsReader", "RawHeader", "RawReader",
            "RawWriter", "load_events", "open_reader", "read_raw_header"]

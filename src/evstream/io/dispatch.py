@@ -4,6 +4,7 @@
 |---|---|
 | ``.dat`` | :class:`~evstream.io.dat.EventDatReader` |
 | ``.npy`` | :class:`~evstream.io.npy.EventNpyReader` |
+| ``.hdf5``, ``.h5`` | :class:`~evstream.io.hdf5_events.HDF5EventsReader` if it holds ``/CD/events`` (a tensor file raises) |
 | anything else (``.raw``) | :class:`~evstream.io.raw.RawReader` (the header decides the EVT version) |
 """
 
@@ -14,6 +15,7 @@ import os
 import numpy as np
 
 from .dat import EventDatReader
+from .hdf5_events import HDF5EventsReader
 from .npy import EventNpyReader
 from .raw import RawReader
 from .reader import EventReader
@@ -34,6 +36,8 @@ def open_reader(path: str | os.PathLike, do_time_shifting: bool = True,
         return EventDatReader(path, **reader_kwargs)
     if extension == ".npy":
         return EventNpyReader(path, **reader_kwargs)
+    if extension in (".hdf5", ".h5"):
+        return HDF5EventsReader(path, **reader_kwargs)   # checks the content (/CD/events)
     return RawReader(path, do_time_shifting=do_time_shifting, **reader_kwargs)
 
 

@@ -1,0 +1,171 @@
+"""Throughput of ``SequentialDataLoader`` (prints markdown tables; asserts nothing).
+
+1. Precomputed tensor files: four 1280x720 recordings (synthetic_stream.py, 4 Mev/s) turned into
+   360x640 ``histo`` tensor files (50 ms rows, gzip and blosc) by
+   ``evstream.preprocessing.hdf5.write_to_hdf5``; one epoch of ``[3, 4, 2, 360, 640]`` batches with
+   ``num_workers`` 0, 1, 2, next to a bare h5py read of the very same row slices in the same run
+   (files opened once, ``data[r0:r1]``, no torch). Overhead = loader time / bare time - 1 (the
+   bare read is single-process, so with workers the overhead can be negative).
+2. Recordings read on the fly: the same streams as DAT and RAW EVT 3.0, ``histo`` at 360x640,
+   Mev/s end to end (reading + tensor building + batching), next to the reader alone
+   (``load_delta_t`` over the same windows).
+
+Best of 3 epochs for each row (the files are in the page cache). Run:
+``python benchmarks/bench_loader.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_stream import synthetic_events  # noqa: E402
+
+from evstream.data import SequentialDataLoader  # noqa: E402
+from evstream.io import DatWriter, RawWriter, open_reader  # noqa: E402
+from evstream.preprocessing.hdf5 import open_tensor_file, write_to_hdf5  # noqa: E402
+
+DELTA_T = 50_000
+NUM_TBINS = 3
+BATCH = 4
+ARRAY_DIM = [NUM_TBINS, 2, 360, 640]
+RATE = 4e6
+DURATION_S = 1.5
+REPEAT = 3
+
+
+def best_of(fn, repeat=REPEAT) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def make_recordings(folder: str, n_files: int) -> tuple[list[str], list[str], int]:
+    """DAT and RAW EVT 3.0 copies of ``n_files`` synthetic streams; returns (dats, raws, events)."""
+    dats, raws, total = [], [], 0
+    for i in range(n_files):
+        ev = synthetic_events(int(RATE * DURATION_S), rate_ev_s=RATE, seed=i)
+        total += len(ev)
+        dat = os.path.join(folder, f"rec{i}_td.dat")
+        with DatWriter(dat, height=720, width=1280) as w:
+            w.write(ev)
+        raw = os.path.join(folder, f"rec{i}.raw")
+        writer = RawWriter(raw, 720, 1280, "evt3")
+        writer.write(ev)
+        writer.close()
+        dats.append(dat)
+        raws.append(raw)
+    return dats, raws, total
+
+
+def epoch(loader) -> tuple[int, int]:
+    """Iterates one epoch; returns (batches, bytes of inputs)."""
+    n = nbytes = 0
+    for batch in loader:
+        n += 1
+        nbytes += batch["inputs"].numel() * batch["inputs"].element_size()
+    return n, nbytes
+
+
+def bare_h5_epoch(loader) -> int:
+    """The row slices the loader reads, with h5py only (files opened once)."""
+    files = {}
+    nbytes = 0
+    scheduler = loader.dataset.scheduler
+    for n in range(len(scheduler)):
+        meta, start, duration = scheduler[n]
+        if meta.is_padding():
+            continue
+        f = files.get(meta.path)
+        if f is None:
+            f = files[meta.path] = open_tensor_file(meta.path)
+        rows = f["data"][start // DELTA_T:(start + duration) // DELTA_T]
+        nbytes += rows.nbytes
+    for f in files.values():
+        f.close()
+    return nbytes
+
+
+def reader_only(paths: list[str], loader) -> int:
+    """Events of the loader's windows, read with load_delta_t only."""
+    readers = {p: open_reader(p) for p in paths}
+    events = 0
+    scheduler = loader.dataset.scheduler
+    for n in range(len(scheduler)):
+        meta, start, duration = scheduler[n]
+        if meta.is_padding():
+            continue
+        r = readers[meta.path]
+        if r.current_time != start:
+            r.seek_time(start)
+        events += len(r.load_delta_t(duration))
+    return events
+
+
+def played_events(paths: list[str], loader) -> int:
+    played = {}
+    for n in range(len(loader.dataset.scheduler)):
+        meta, start, duration = loader.dataset.scheduler[n]
+        if not meta.is_padding():
+            played[meta.path] = max(played.get(meta.path, 0), start + duration)
+    total = 0
+    for p in paths:
+        t = open_reader(p).read_all()["t"]
+        total += int(np.count_nonzero(t < played.get(p, 0)))
+    return total
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="evstream_bench_loader_") as tmp:
+        t0 = time.perf_counter()
+        dats, raws, total_events = make_recordings(tmp, BATCH)
+        h5s = {}
+        for compression in ("gzip", "blosc"):
+            out = os.path.join(tmp, compression)
+            h5s[compression] = [write_to_hdf5(d, output_folder=out, delta_t=DELTA_T, preprocess="histo",
+                                              height=360, width=640, compression=compression).outputs[0]
+                                for d in dats]
+        print(f"\n### SequentialDataLoader throughput\n\n{BATCH} synthetic 1280x720 recordings of "
+              f"{DURATION_S} s at {RATE / 1e6:.0f} Mev/s ({total_events / 1e6:.1f} M events), "
+              f"batches [{NUM_TBINS}, {BATCH}, 2, 360, 640] float32 of {DELTA_T // 1000} ms bins; "
+              f"data made in {time.perf_counter() - t0:.1f} s; best of {REPEAT} epochs.\n")
+
+        print("| input | num_workers | batches/s | MB/s | epoch (s) | bare h5py read (s) | overhead |")
+        print("|---|---|---|---|---|---|---|")
+        for compression, files in h5s.items():
+            probe = SequentialDataLoader(files, DELTA_T, "histo", ARRAY_DIM, batch_size=BATCH,
+                                         num_workers=0)
+            bare_s, _ = best_of(lambda: bare_h5_epoch(probe))
+            for workers in (0, 1, 2):
+                loader = SequentialDataLoader(files, DELTA_T, "histo", ARRAY_DIM, batch_size=BATCH,
+                                              num_workers=workers)
+                seconds, (n, nbytes) = best_of(lambda: epoch(loader))
+                print(f"| .h5 {compression} | {workers} | {n / seconds:.1f} | {nbytes / seconds / 1e6:.0f} | "
+                      f"{seconds:.3f} | {bare_s:.3f} | {(seconds / bare_s - 1) * 100:+.1f} % |")
+
+        print("\n| input | num_workers | batches/s | Mev/s end to end | reader alone (Mev/s) |")
+        print("|---|---|---|---|---|")
+        for kind, files in (("DAT", dats), ("RAW EVT 3.0", raws)):
+            probe = SequentialDataLoader(files, DELTA_T, "histo", ARRAY_DIM, batch_size=BATCH,
+                                         num_workers=0)
+            events = played_events(files, probe)
+            read_s, _ = best_of(lambda: reader_only(files, probe))
+            for workers in (0, 2):
+                loader = SequentialDataLoader(files, DELTA_T, "histo", ARRAY_DIM, batch_size=BATCH,
+                                              num_workers=workers)
+                seconds, (n, _) = best_of(lambda: epoch(loader))
+                print(f"| {kind} | {workers} | {n / seconds:.1f} | {events / seconds / 1e6:.1f} | "
+                      f"{events / read_s / 1e6:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

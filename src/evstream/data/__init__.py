@@ -1,0 +1,9 @@
+"""Layer 3: streams of tensors for training (file metadata, scheduling, datasets, loaders).
+
+For now: :class:`HDF5Iterator` over precomputed tensor files.
+"""
+
+from evstream.data.hdf5_iterator import HDF5Iterator
+from evstream.data.sequential_dataset import SequentialDataLoader, SequentialDataset
+
+__all__ = ["HDF5Iterator", "SequentialDataLoader", "SequentialDataset"]

@@ -1,0 +1,203 @@
+"""The files a loader reads, kept open: extension dispatch, tensor-file metadata and an LRU of
+open handles (one per process, so each DataLoader worker has its own).
+
+* Event recordings (``.dat``, ``.raw``): a reader per file (layer 1). A request that starts
+  where the previous one on the same file ended continues reading from the cursor; any other
+  request seeks (a binary search for DAT, the nearest index checkpoint for RAW).
+* Tensor files (``.h5``, ``.hdf5``, ``formats.md`` §9): an open ``h5py.File`` per file; rows are
+  read straight into the caller's array.
+
+Handles are never shared across processes: a cache created in one process and used in another
+(a forked DataLoader worker) starts empty there and leaves the parent's handles alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from evstream.errors import ArgumentError, MissingFileError
+from evstream.io import EventCD, EventDatReader, RawReader
+from evstream.preprocessing.hdf5 import TensorFileAttrs, open_tensor_file, read_tensor_attrs
+
+#: Extension (lower case) -> kind of file.
+KINDS = {".dat": "dat", ".raw": "raw", ".h5": "h5", ".hdf5": "h5", ".npy": "npy"}
+
+
+def file_kind(path) -> str | None:
+    """``"dat"``, ``"raw"``, ``"h5"`` (tensor file), ``"npy"`` or None, by extension."""
+    return KINDS.get(os.path.splitext(os.fspath(path))[1].lower())
+
+
+def read_tensor_file_info(path) -> TensorFileAttrs:
+    """The attributes of an HDF5 tensor file (layer 2's reader; errors name the file)."""
+    return read_tensor_attrs(path)
+
+
+def tensor_output_dtype(attrs: TensorFileAttrs) -> np.dtype:
+    """dtype of the values read from a tensor file (float32 for uint8-stored rows)."""
+    return np.dtype(np.float32) if attrs.store_as_uint8 else np.dtype(attrs.dtype)
+
+
+def open_event_reader(path):
+    """A reader for a ``.dat`` or ``.raw`` recording (RAW times shifted, as OpenEB does)."""
+    kind = file_kind(path)
+    if kind == "dat":
+        return EventDatReader(path)
+    if kind == "raw":
+        return RawReader(path)
+    raise ArgumentError("not an event recording (.dat or .raw)", path)
+
+
+def last_event_time(path) -> int:
+    """Timestamp of the last event of a ``.dat``/``.raw``/``.npy`` file (0 if it has none).
+
+    DAT and NPY: read from the last record. RAW: the file is decoded once (no file is written).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError("no such recording", path)
+    kind = file_kind(path)
+    if kind == "npy":
+        from evstream.io import EventNpyReader
+        reader = EventNpyReader(path)
+    else:
+        reader = open_event_reader(path)
+    try:
+        if reader.event_count() == 0:
+            return 0
+        reader.seek_time(np.iinfo(np.int64).max // 4)
+        return int(reader.current_time)
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+
+
+class _EventSource:
+    """An open reader and where the last request on it ended."""
+
+    def __init__(self, path):
+        self.reader = open_event_reader(path)
+        self.next_start = None
+
+    def read(self, start: int, duration: int) -> np.ndarray:
+        """Events with ``start <= t < start + duration``, times unchanged."""
+        reader = self.reader
+        sequential = (self.next_start == start
+                      and (reader.is_done() or reader.current_time == start))
+        if not sequential:
+            reader.seek_time(start)
+        self.next_start = start + duration
+        if reader.is_done():
+            return np.empty(0, dtype=EventCD)
+        return reader.load_delta_t(duration)
+
+    def close(self) -> None:
+        close = getattr(self.reader, "close", None)
+        if close is not None:
+            close()
+
+
+class _TensorFile:
+    """An open tensor file and its ``data`` dataset, read row by row into the caller's memory
+    with HDF5's low-level calls (one hyperslab per row: h5py's generic selection code costs
+    more than the read of a small row, and HDF5 scatters strided memory selections slowly)."""
+
+    def __init__(self, path):
+        import h5py
+        self._h5s = h5py.h5s
+        self.file = open_tensor_file(path)
+        self.data = self.file["data"]
+        self.rows = int(self.data.shape[0])
+        self.row_shape = tuple(int(s) for s in self.data.shape[1:])
+        self.dtype = self.data.dtype
+        self._fspace = self.data.id.get_space()
+        self._mspace = self._h5s.create_simple((1,) + self.row_shape)
+
+    def read_rows(self, row_start: int, row_stop: int, out: np.ndarray, slot=None) -> int:
+        stop = min(row_stop, self.rows)
+        n = max(stop - row_start, 0)
+        for k in range(n):
+            dest = out[k] if slot is None else out[k, slot]
+            if dest.dtype == self.dtype and dest.flags.c_contiguous and dest.flags.writeable:
+                self._fspace.select_hyperslab((row_start + k,) + (0,) * len(self.row_shape),
+                                              (1,) + self.row_shape)
+                self.data.id.read(self._mspace, self._fspace, dest)
+            else:
+                dest[...] = self.data[row_start + k]
+        return n
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class SourceCache:
+    """LRU of open files for one process.
+
+    Args:
+        max_open: how many files stay open (the least recently used is closed beyond that).
+    """
+
+    def __init__(self, max_open: int = 16):
+        if int(max_open) < 1:
+            raise ArgumentError(f"max_open_files must be >= 1, got {max_open}")
+        self.max_open = int(max_open)
+        self._pid = os.getpid()
+        self._open: OrderedDict[str, object] = OrderedDict()
+        #: counters (reset never): opens, sequential continuations, seeks
+        self.stats = {"opens": 0, "sequential": 0, "seeks": 0}
+
+    def __getstate__(self):
+        # a pickled cache (sent to a spawned worker) travels empty
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state):
+        self.__init__(state["max_open"])
+
+    def _handle(self, path: str, opener):
+        if os.getpid() != self._pid:
+            # forked: the parent's handles are not ours to use or close
+            self._pid = os.getpid()
+            self._open = OrderedDict()
+        handle = self._open.get(path)
+        if handle is None:
+            handle = opener(path)
+            self.stats["opens"] += 1
+            self._open[path] = handle
+            while len(self._open) > self.max_open:
+                _, old = self._open.popitem(last=False)
+                old.close()
+        else:
+            self._open.move_to_end(path)
+        return handle
+
+    def read_events(self, path: str, start: int, duration: int) -> np.ndarray:
+        """Events of a ``.dat``/``.raw`` file with ``start <= t < start + duration``."""
+        source = self._handle(path, _EventSource)
+        if source.next_start == start:
+            self.stats["sequential"] += 1
+        else:
+            self.stats["seeks"] += 1
+        return source.read(start, duration)
+
+    def read_rows(self, path: str, row_start: int, row_stop: int, out: np.ndarray,
+                  slot: int | None = None) -> int:
+        """Reads rows ``[row_start, row_stop)`` of a tensor file's ``data`` into ``out[:n]``, or
+        into ``out[:n, slot]`` when ``out`` is a ``[T, N, C, H, W]`` batch; rows past the end
+        of the file are left as they are. Returns n."""
+        tensor_file = self._handle(path, _TensorFile)
+        return tensor_file.read_rows(row_start, row_stop, out, slot)
+
+    def close(self) -> None:
+        """Closes every file this process opened."""
+        if os.getpid() == self._pid:
+            for handle in self._open.values():
+                handle.close()
+        self._open = OrderedDict()
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._open)

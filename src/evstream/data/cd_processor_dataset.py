@@ -1,0 +1,295 @@
+"""Streaming straight from recordings: ``CDProcessorDataLoader`` (``metavision_ml.data.cd_processor_dataset``).
+
+``CDProcessorDataLoader`` plays ``batch_size`` recordings side by side with the stream loader of
+:mod:`evstream.data.stream` and yields the batch dict of :mod:`evstream.data.sequential_dataset`
+(``inputs`` float32 ``[T, B, C, H, W]``, ``labels`` ``T x B``, ``mask_keep_memory`` ``[B, 1, 1, 1]``,
+``frame_is_labeled`` bool ``[T, B]``, ``video_infos`` ``B`` tuples ``(FileMetadata, start, duration)``).
+Each recording is read once, front to back, by one worker, which builds the tensors on the fly
+(:class:`~evstream.data.cd_processor_iterator.CDProcessorIterator`) or reads them from a
+precomputed tensor file (:class:`~evstream.data.cd_processor_iterator.TensorFileChunks`); RAW
+(EVT 2.0 / 2.1 / 3.0), DAT, NPY and HDF5 event files and HDF5 tensor files can be mixed.
+
+Per batch slot: the slot's recordings play back to back; ``mask_keep_memory`` is 0 on the first
+chunk of each recording and 1 after; a slot with nothing left is filled with zeros, empty labels,
+``keep_memory`` 0, an all-False ``frame_is_labeled`` and a PADDING ``FileMetadata``
+(``padding_mode="zeros"``), or replays its recordings (``padding_mode="data"``). Slot assignment:
+recording ``i`` (in list order, or in a seeded permutation with ``shuffle=True``) plays in slot
+``i % batch_size``; the batches do not depend on ``num_workers``.
+
+Labels come from ``load_labels(metadata, start, duration, tensor)`` (``metavision_api.md`` §2) with
+``metadata`` the recording's :class:`~evstream.data.scheduler.FileMetadata`, ``(start, start +
+duration]`` the chunk's time window (see :mod:`evstream.data.cd_processor_iterator`; in n_events mode
+``metadata.delta_t = duration // T`` for that chunk) and ``tensor`` the chunk's ``[T, C, H, W]``
+tensor; it must return ``T`` labels and a boolean mask of length ``T``. ``FileMetadata.duration`` is
+None: a recording's length is not known before it has been read.
+
+Transforms are applied with :func:`~evstream.data.transformations.transform_sequence` seeded by the
+recording (path and ``start_ts``) and the loader's seed, so a random augmentation is the same for
+every chunk of a recording.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+
+import numpy as np
+import torch
+
+from evstream.data.cd_processor_iterator import (MODES, CDProcessorIterator, TensorFileChunks,
+                                                 resize_plan)
+from evstream.data.scheduler import FileMetadata
+from evstream.data.sequential_dataset import collate_fn, load_labels_stub
+from evstream.data.stream import PADDING_MODES, StreamDataLoader, StreamDataset
+from evstream.data.transformations import transform_sequence
+from evstream.errors import ArgumentError, GeometryError, MissingFileError
+from evstream.io import open_reader
+from evstream.preprocessing import get_preprocess_dict
+
+__all__ = ["CDProcessorDatasetIterator", "CDProcessorDataLoader", "is_tensor_file",
+           "native_size"]
+
+
+def is_tensor_file(path) -> bool:
+    """True for a precomputed tensor file (an HDF5 file with ``/data``), by content."""
+    path = os.fspath(path)
+    if os.path.splitext(path)[1].lower() not in (".h5", ".hdf5"):
+        return False
+    from evstream.io.hdf5_events import hdf5_content
+    return hdf5_content(path) == "tensors"
+
+
+def native_size(path):
+    """``(height, width)`` a file's tensors have without resizing: the sensor size of an event
+    file (None if the file does not say), the stored size of a tensor file."""
+    path = os.fspath(path)
+    if is_tensor_file(path):
+        from evstream.preprocessing.hdf5 import read_tensor_attrs
+        shape = read_tensor_attrs(path).shape
+        return int(shape[1]), int(shape[2])
+    reader = open_reader(path)
+    try:
+        size = reader.get_size()
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+    if size is None or None in tuple(size):
+        return None
+    return int(size[0]), int(size[1])
+
+
+def _new_output(shape) -> torch.Tensor:
+    """A float32 tensor for one item; inside a DataLoader worker it is allocated in shared memory
+    directly, so sending it to the main process does not copy it again."""
+    if torch.utils.data.get_worker_info() is not None:
+        try:
+            storage = torch.UntypedStorage._new_shared(int(np.prod(shape)) * 4)
+            return torch.empty(0, dtype=torch.float32).set_(storage, 0, tuple(shape))
+        except (AttributeError, RuntimeError, TypeError):
+            pass
+    return torch.empty(tuple(shape), dtype=torch.float32)
+
+
+class CDProcessorDatasetIterator:
+    """The items of one recording: ``(tensor [T, C, H, W] float32, labels, keep_memory,
+    frame_is_labeled, (FileMetadata, start_us, duration_us))``, one per chunk.
+
+    Args mirror the original's: ``path``; ``height_out``, ``width_out`` (tensor size);
+    ``load_labels`` (None: no labels, ``T`` empty tensors and an all-False mask); ``mode``
+    (``"delta_t"`` or ``"n_events"``), ``n_events``, ``delta_t``, ``num_tbins``;
+    ``preprocess_function_name``, ``preprocess_kwargs``; ``start_ts``, ``max_duration`` (µs);
+    ``transforms``, ``base_seed``; ``reader_kwargs`` (forwarded to the event reader).
+
+    The file is opened at the first ``next()``. ``stats`` counts chunks, events and the seconds
+    spent decoding (or reading rows), tensorizing and loading labels.
+    """
+
+    def __init__(self, path, height_out, width_out, load_labels, mode, n_events, delta_t,
+                 num_tbins, preprocess_function_name, preprocess_kwargs={}, start_ts=0,
+                 max_duration=None, transforms=None, base_seed=None, reader_kwargs=None):
+        self.path = os.fspath(path)
+        self.height, self.width = int(height_out), int(width_out)
+        self.load_labels = load_labels
+        self.mode, self.n_events, self.delta_t = mode, int(n_events or 0), int(delta_t or 0)
+        self.num_tbins = int(num_tbins)
+        self.preprocess_function_name = preprocess_function_name
+        self.preprocess_kwargs = dict(preprocess_kwargs)
+        self.start_ts = int(start_ts)
+        self.max_duration = max_duration
+        self.transforms = transforms
+        self.base_seed = 0 if base_seed is None else int(base_seed)
+        self.reader_kwargs = dict(reader_kwargs or {})
+        self.cin = get_preprocess_dict(preprocess_function_name)["cin"]
+        self.metadata = FileMetadata(self.path, None, self.delta_t, self.num_tbins,
+                                     start_ts=self.start_ts)
+        self.stats = {"chunks": 0, "events": 0, "dropped": 0, "decode_s": 0.0,
+                      "tensorize_s": 0.0, "labels_s": 0.0}
+        self._source = None
+        self._first = True
+        self._done = False
+
+    def _open(self):
+        common = dict(mode=self.mode, start_ts=self.start_ts, max_duration=self.max_duration,
+                      delta_t=self.delta_t, n_events=self.n_events, num_tbins=self.num_tbins,
+                      preprocess_kwargs=self.preprocess_kwargs, height=self.height,
+                      width=self.width)
+        if is_tensor_file(self.path):
+            return TensorFileChunks(self.path, self.preprocess_function_name, **common)
+        return CDProcessorIterator(self.path, self.preprocess_function_name,
+                                   reader_kwargs=self.reader_kwargs, **common)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        if self._source is None:
+            self._source = self._open()
+        out = _new_output((self.num_tbins, self.cin, self.height, self.width))
+        try:
+            info = self._source.next_chunk(out.numpy())
+        except StopIteration:
+            self.close()
+            raise
+        meta = self.metadata
+        if self.mode == "n_events":
+            meta = FileMetadata(self.path, None, info.duration // self.num_tbins, self.num_tbins,
+                                start_ts=self.start_ts)
+        tensor = out
+        if self.transforms is not None:
+            tensor = transform_sequence(tensor, self.metadata, self.transforms, self.base_seed)
+        t0 = time.perf_counter()
+        load_labels = self.load_labels if self.load_labels is not None else load_labels_stub
+        labels, frame_is_labeled = load_labels(meta, info.start, info.duration, tensor)
+        self.stats["labels_s"] += time.perf_counter() - t0
+        if len(labels) != self.num_tbins or len(frame_is_labeled) != self.num_tbins:
+            raise ArgumentError(f"load_labels returned {len(labels)} labels and a mask of length "
+                                f"{len(frame_is_labeled)} for a chunk of {self.num_tbins} bins "
+                                f"(start {info.start} µs, duration {info.duration} µs)", self.path)
+        keep_memory = 0.0 if self._first else 1.0
+        self._first = False
+        return (tensor, labels, keep_memory, np.asarray(frame_is_labeled, dtype=bool),
+                (meta, info.start, info.duration))
+
+    def close(self) -> None:
+        """Close the file (idempotent); the statistics of the source are added to ``stats``."""
+        self._done = True
+        source, self._source = self._source, None
+        if source is not None:
+            for key, value in source.stats.items():
+                self.stats[key] = self.stats.get(key, 0) + value
+            source.close()
+
+
+def _padding_item(num_tbins, cin, height, width):
+    return (torch.zeros((num_tbins, cin, height, width), dtype=torch.float32),
+            [torch.empty(0)] * num_tbins, 0.0, np.zeros(num_tbins, dtype=bool),
+            (FileMetadata(None, None, None, None, padding=True), 0, 0))
+
+
+class CDProcessorDataLoader(StreamDataLoader):
+    """Streams recordings as batches of ``[T, B, C, H, W]`` tensors built on the fly (see the
+    module docstring).
+
+    Args:
+        files: recordings (RAW, DAT, NPY, HDF5 events) and/or HDF5 tensor files.
+        mode: ``"delta_t"`` (bins of ``delta_t`` µs) or ``"n_events"`` (bins of ``n_events`` events).
+        delta_t, n_events: bin size in the chosen mode (the other one is ignored).
+        max_duration: read at most this many µs of each recording (None: all).
+        preprocess_function_name: registry name.
+        num_tbins: T.
+        batch_size: B (any value >= 1; slots without a recording are padding).
+        num_workers: worker processes (0: main process; at most B are used).
+        height, width: tensor size; default: the first file's size (sensor size of a recording,
+            stored size of a tensor file). Other files are resized: power-of-two reductions in the
+            event domain (exact), other sizes by interpolation (see
+            :mod:`evstream.data.cd_processor_iterator`).
+        preprocess_kwargs: override the registry's default kwargs.
+        load_labels: label loader (None: no labels).
+        padding_mode: ``"zeros"`` or ``"data"``.
+        transforms: augmentation applied per recording.
+        start_ts: first time read in every recording (µs).
+        seed: seed of the shuffle and of the transforms (keyword-only).
+        shuffle: permute the recordings before dealing them to slots (keyword-only).
+        reader_kwargs: forwarded to the event readers (keyword-only).
+        prefetch_factor, multiprocessing_context: see :class:`StreamDataLoader`.
+    """
+
+    def __init__(self, files, mode, delta_t, n_events, max_duration, preprocess_function_name,
+                 num_tbins, batch_size, num_workers=2, height=None, width=None,
+                 preprocess_kwargs={}, load_labels=None, padding_mode="zeros", transforms=None,
+                 *, start_ts=0, seed=0, shuffle=False, reader_kwargs=None, prefetch_factor=2,
+                 multiprocessing_context=None):
+        files = [os.fspath(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
+        if not files:
+            raise ArgumentError("CDProcessorDataLoader needs at least one file")
+        for f in files:
+            if not os.path.isfile(f):
+                raise MissingFileError("no such recording", f)
+        if mode not in MODES:
+            raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "delta_t" and not (delta_t is not None and int(delta_t) >= 1):
+            raise ArgumentError(f"mode 'delta_t' needs delta_t >= 1 µs, got {delta_t!r}")
+        if mode == "n_events" and not (n_events is not None and int(n_events) >= 1):
+            raise ArgumentError(f"mode 'n_events' needs n_events >= 1, got {n_events!r}")
+        if int(num_tbins) < 1:
+            raise ArgumentError(f"num_tbins must be >= 1, got {num_tbins!r}")
+        if max_duration is not None and int(max_duration) < 1:
+            raise ArgumentError(f"max_duration must be >= 1 µs or None, got {max_duration!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        entry = get_preprocess_dict(preprocess_function_name)     # unknown name -> error
+        if height is None or width is None:
+            size = native_size(files[0])
+            if size is None:
+                raise GeometryError("the file gives no sensor size: pass height and width",
+                                    files[0])
+            height = size[0] if height is None else height
+            width = size[1] if width is None else width
+        resize_plan((int(height), int(width)), (int(height), int(width)))   # validates the size
+        self.files = files
+        self.mode = mode
+        self.delta_t = int(delta_t) if mode == "delta_t" else 0
+        self.n_events = int(n_events) if mode == "n_events" else 0
+        self.max_duration = max_duration
+        self.preprocess_function_name = preprocess_function_name
+        self.preprocess_dict = entry
+        self.num_tbins = int(num_tbins)
+        self.height, self.width = int(height), int(width)
+        self.cin = entry["cin"]
+        self.padding_mode = padding_mode
+        self.load_labels = load_labels
+        streamer = partial(CDProcessorDatasetIterator, height_out=self.height,
+                           width_out=self.width, load_labels=load_labels, mode=mode,
+                           n_events=self.n_events, delta_t=self.delta_t,
+                           num_tbins=self.num_tbins,
+                           preprocess_function_name=preprocess_function_name,
+                           preprocess_kwargs=dict(preprocess_kwargs), start_ts=int(start_ts),
+                           max_duration=max_duration, transforms=transforms, base_seed=seed,
+                           reader_kwargs=reader_kwargs)
+        fill_value = _padding_item(self.num_tbins, self.cin, self.height, self.width)
+        dataset = StreamDataset(files, streamer, batch_size, padding_mode, fill_value, seed,
+                                shuffle=shuffle)
+        super().__init__(dataset, num_workers, collate_fn, prefetch_factor=prefetch_factor,
+                         multiprocessing_context=multiprocessing_context)
+
+    def _to_device(self, batch):
+        # like SequentialDataLoader: inputs and mask_keep_memory move; labels, frame_is_labeled
+        # and video_infos stay on the CPU
+        if self.device.type != "cpu":
+            batch["inputs"] = batch["inputs"].to(self.device)
+            batch["mask_keep_memory"] = batch["mask_keep_memory"].to(self.device)
+        return batch
+
+    def get_vis_func(self):
+        """The registry's visualisation of the preprocessing: ``[C, H, W]`` -> RGB uint8."""
+        return self.preprocess_dict["viz"]
+
+    def show(self, viz_labels=None):
+        """Yields one RGB uint8 grid per time bin of every batch (see
+        :func:`~evstream.data.sequential_dataset_common.show_dataloader`)."""
+        from evstream.data.sequential_dataset_common import show_dataloader
+        return show_dataloader(self, self.height, self.width, self.get_vis_func(), viz_labels)

@@ -1,0 +1,368 @@
+"""One recording as a sequence of ``[T, C, H, W]`` float32 tensors: ``CDProcessorIterator`` (event
+files, tensors built on the fly) and ``HDF5Iterator`` (precomputed tensor files, re-exported from
+:mod:`evstream.data.hdf5_iterator`).
+
+``CDProcessorIterator`` reads a RAW (EVT 2.0 / 2.1 / 3.0), DAT, NPY or HDF5 event file with
+:class:`~evstream.io.EventsIterator` one *chunk* of ``num_tbins`` bins at a time and turns each chunk
+into a tensor with a :class:`~evstream.preprocessing.CDProcessor`:
+
+* ``mode="delta_t"``: chunk ``k`` holds the events with ``start_ts + k·T·delta_t <= t < start_ts +
+  (k+1)·T·delta_t`` and bin ``i`` of it the ``delta_t`` µs starting at ``i·delta_t``. The last chunk
+  is returned even if the recording ends inside it (its later bins are empty).
+* ``mode="n_events"``: chunk ``k`` holds events ``[k·T·n, (k+1)·T·n)`` and bin ``i`` of it exactly
+  ``n = n_events`` of them (events ``[i·n, (i+1)·n)`` of the chunk); only the recording's last chunk
+  may have fewer, filling its bins in order. Each bin is computed over its own time span (event
+  times relative to the bin's first event, window = the bin's span + 1 µs), so every event of the
+  bin is inside its window.
+
+The time window of a chunk (:class:`ChunkInfo`, used for labels) is ``(start, start + duration]``
+with consecutive windows contiguous: in delta_t mode ``start = start_ts + k·T·delta_t`` and
+``duration = T·delta_t``; in n_events mode a window starts where the previous one ended (the first
+at ``start_ts``) and ends at the chunk's last event time rounded up so that ``duration`` is a
+positive multiple of ``T`` (so a label loader that splits ``duration // T`` per bin loses nothing).
+
+**Sizes.** The tensor size ``(height, width)`` defaults to the sensor size. When the sensor is that
+size times ``2^k`` on both axes, the events' coordinates are shifted right by ``k`` (exact,
+``CDProcessor``'s ``downsampling_factor``). Any other size is reached by building the tensor at the
+largest power-of-two reduction of the sensor that is still at least as large on both axes, then
+resizing it with ``torch.nn.functional.interpolate``: ``mode="area"`` (mean over the covered cells)
+when both axes shrink, else ``mode="bilinear", align_corners=True`` (the original's resize). A file
+that gives no sensor size (a DAT without ``Width``/``Height``) is read as if the sensor had the
+requested size; events outside it are dropped (counted in ``stats["dropped"]``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evstream.data.hdf5_iterator import HDF5Iterator
+from evstream.data.transformations import transform_ev_tensor
+from evstream.errors import ArgumentError, GeometryError
+from evstream.io import EventsIterator
+from evstream.preprocessing import CDProcessor, get_preprocess_dict
+
+__all__ = ["CDProcessorIterator", "HDF5Iterator", "TensorFileChunks", "ChunkInfo", "resize_plan",
+           "resize_tensor", "MODES"]
+
+MODES = ("delta_t", "n_events")
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """What one chunk covers: the label window ``(start, start + duration]`` (µs, file time) and
+    the number of events (0 for precomputed tensors) that went into it."""
+
+    start: int
+    duration: int
+    n_events: int
+
+
+def _n_events_window(previous_end: int, last_t: int, num_tbins: int) -> tuple[int, int]:
+    """(start, duration) of an n_events chunk whose last event is at ``last_t``."""
+    span = last_t - previous_end
+    duration = num_tbins * max(1, -(-span // num_tbins))
+    return previous_end, duration
+
+
+def resize_plan(sensor_hw, out_hw) -> tuple[int, tuple[int, int], str | None]:
+    """How to reach ``out_hw`` from ``sensor_hw``: ``(k, built_hw, resize)``.
+
+    ``k`` is the event-domain downsampling factor, ``built_hw`` the size the tensor is built at
+    and ``resize`` None (exact), ``"area"`` or ``"bilinear"`` (see the module docstring).
+    """
+    (h0, w0), (h, w) = (int(sensor_hw[0]), int(sensor_hw[1])), (int(out_hw[0]), int(out_hw[1]))
+    if h < 1 or w < 1:
+        raise GeometryError(f"tensor size must be positive, got {h}x{w} (HxW)")
+    k = 0
+    while (-(-h0 // (2 << k)) >= h) and (-(-w0 // (2 << k)) >= w):
+        k += 1
+    built = (-(-h0 // (1 << k)), -(-w0 // (1 << k)))
+    if built == (h, w):
+        return k, built, None
+    return k, built, "area" if built[0] >= h and built[1] >= w else "bilinear"
+
+
+def resize_tensor(x: torch.Tensor, out_hw, how: str) -> torch.Tensor:
+    """``x`` ``[N, C, h, w]`` resized to ``out_hw`` with ``how`` (``"area"`` or ``"bilinear"``)."""
+    if how == "area":
+        return F.interpolate(x, size=tuple(out_hw), mode="area")
+    return F.interpolate(x, size=tuple(out_hw), mode="bilinear", align_corners=True)
+
+
+def _check_mode(mode, delta_t, n_events, path):
+    if mode not in MODES:
+        raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}", path)
+    if mode == "delta_t" and not int(delta_t) >= 1:
+        raise ArgumentError(f"mode 'delta_t' needs delta_t >= 1 µs, got {delta_t}", path)
+    if mode == "n_events" and not int(n_events) >= 1:
+        raise ArgumentError(f"mode 'n_events' needs n_events >= 1, got {n_events}", path)
+
+
+def _new_stats() -> dict:
+    return {"chunks": 0, "events": 0, "dropped": 0, "decode_s": 0.0, "tensorize_s": 0.0}
+
+
+class CDProcessorIterator:
+    """Iterate over an event file as float32 torch tensors ``[num_tbins, C, height, width]``.
+
+    Args:
+        path: event file (RAW, DAT, NPY, HDF5 events).
+        preprocess_function_name: registry name (``histo``, ``diff``, ...).
+        mode: ``"delta_t"`` or ``"n_events"`` (see the module docstring).
+        start_ts: first time read (µs, reader time: RAW times are shifted as in OpenEB).
+        max_duration: read at most this many µs from ``start_ts`` (None: to the end).
+        delta_t: bin duration in µs (delta_t mode).
+        n_events: events per bin (n_events mode).
+        num_tbins: T, bins per tensor.
+        preprocess_kwargs: override the registry's default kwargs.
+        device: torch device of the returned tensors.
+        height, width: tensor size (default: the sensor size; see the module docstring).
+        transforms: optional augmentation applied with
+            :func:`~evstream.data.transformations.transform_ev_tensor` seeded by the path and
+            ``base_seed`` (the same for every chunk of the file).
+        base_seed: see ``transforms``.
+        kwargs: forwarded to the reader (e.g. ``height``/``width`` are taken, so use
+            ``reader_kwargs={"height": ..., "width": ...}`` for a RAW file without geometry).
+
+    Each ``next()`` returns a new tensor. :meth:`next_chunk` fills a caller's array instead.
+    ``stats`` counts chunks, events, dropped events and the decode / tensorize seconds.
+    """
+
+    def __init__(self, path, preprocess_function_name, mode="delta_t", start_ts=0,
+                 max_duration=None, delta_t=50000, n_events=10000, num_tbins=1,
+                 preprocess_kwargs={}, device=torch.device("cpu"), height=None, width=None,
+                 transforms=None, base_seed=0, reader_kwargs=None, **kwargs):
+        path = os.fspath(path)
+        _check_mode(mode, delta_t, n_events, path)
+        num_tbins = int(num_tbins)
+        if num_tbins < 1:
+            raise ArgumentError(f"num_tbins must be >= 1, got {num_tbins}", path)
+        chunk_dt = int(delta_t) * num_tbins if mode == "delta_t" else 1
+        chunk_n = int(n_events) * num_tbins if mode == "n_events" else 1
+        iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode, delta_t=chunk_dt,
+                                  n_events=chunk_n, max_duration=max_duration,
+                                  relative_timestamps=False, **dict(reader_kwargs or {}), **kwargs)
+        self._setup(iterator, preprocess_function_name, num_tbins, preprocess_kwargs, device,
+                    height, width, transforms, base_seed)
+
+    @classmethod
+    def from_iterator(cls, iterator, preprocess_function_name, num_tbins=1, preprocess_kwargs={},
+                      device=torch.device("cpu"), height=None, width=None, transforms=None,
+                      base_seed=0):
+        """Wrap an existing :class:`~evstream.io.EventsIterator` (``relative_timestamps=False``):
+        its slices are the chunks; in delta_t mode a bin is ``iterator.delta_t / T`` µs, in
+        n_events mode ``ceil(iterator.n_events / T)`` events."""
+        self = cls.__new__(cls)
+        if getattr(iterator, "relative_timestamps", False):
+            raise ArgumentError("from_iterator needs an EventsIterator with "
+                                "relative_timestamps=False", getattr(iterator, "path", None))
+        self._setup(iterator, preprocess_function_name, int(num_tbins), preprocess_kwargs, device,
+                    height, width, transforms, base_seed)
+        return self
+
+    def _setup(self, iterator, name, num_tbins, preprocess_kwargs, device, height, width,
+               transforms, base_seed):
+        self.events_iterator = iterator
+        self.path = getattr(iterator, "path", None)
+        self.mode = iterator.mode
+        if self.mode not in MODES:
+            raise ArgumentError(f"mode must be one of {MODES}, got {self.mode!r}", self.path)
+        self.num_tbins = num_tbins
+        self.preprocess_function_name = name
+        self.start_ts = int(iterator.start_ts)
+        if self.mode == "delta_t":
+            self.delta_t, self.n_events = iterator.delta_t / num_tbins, 0
+            self._chunk_duration = int(iterator.delta_t)
+        else:
+            self.delta_t, self.n_events = 0, -(-int(iterator.n_events) // num_tbins)
+            self._chunk_duration = None
+        size = iterator.get_size()
+        sensor = None if size is None or None in tuple(size) else (int(size[0]), int(size[1]))
+        if height is None or width is None:
+            if sensor is None:
+                raise GeometryError("the file gives no sensor size: pass height and width",
+                                    self.path)
+            height, width = sensor if height is None and width is None else \
+                (height if height is not None else sensor[0], width if width is not None else sensor[1])
+        self.height, self.width = int(height), int(width)
+        self.sensor_size = sensor
+        k, built, self.resize = resize_plan(sensor or (self.height, self.width),
+                                            (self.height, self.width))
+        self.downsampling_factor = k
+        self.built_size = built
+        self.cin = get_preprocess_dict(name)["cin"]
+        bins = num_tbins if self.mode == "delta_t" else 1
+        self.cd_proc = CDProcessor(built[0], built[1], bins, name, k, dict(preprocess_kwargs))
+        self.device = torch.device(device)
+        self.transforms = transforms
+        self.base_seed = 0 if base_seed is None else int(base_seed)
+        self.stats = _new_stats()
+        self._events = None
+        self._chunks = 0
+        self._window_end = self.start_ts
+
+    def get_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the returned tensors."""
+        return self.height, self.width
+
+    def get_time(self) -> int:
+        """End (µs) of the window of the last returned chunk (``start_ts`` before the first)."""
+        return self._window_end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        out = np.empty((self.num_tbins, self.cin, self.height, self.width), np.float32)
+        self.next_chunk(out)
+        tensor = torch.from_numpy(out)
+        if self.transforms is not None:
+            tensor = transform_ev_tensor(tensor, self.path, self.transforms, self.base_seed)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
+    def next_chunk(self, out: np.ndarray) -> ChunkInfo:
+        """Fill ``out`` (float32 ``[T, C, height, width]``) with the next chunk and return its
+        :class:`ChunkInfo`; raises StopIteration after the last chunk."""
+        if self._events is None:
+            self._events = iter(self.events_iterator)
+        t0 = time.perf_counter()
+        events = next(self._events)        # StopIteration ends the iteration
+        t1 = time.perf_counter()
+        n = len(events)
+        stats = self.stats
+        if self.mode == "delta_t":
+            start = self.start_ts + self._chunks * self._chunk_duration
+            duration = self._chunk_duration
+            if n:
+                events["t"] -= start
+            self._tensorize(events, self._chunk_duration, out)
+        else:
+            if n == 0:
+                self.stats["decode_s"] += t1 - t0
+                raise StopIteration
+            start, duration = _n_events_window(self._window_end, int(events["t"][-1]),
+                                               self.num_tbins)
+            self._tensorize_by_count(events, out)
+        self._window_end = start + duration
+        self._chunks += 1
+        stats["chunks"] += 1
+        stats["events"] += n
+        stats["decode_s"] += t1 - t0
+        stats["tensorize_s"] += time.perf_counter() - t1
+        return ChunkInfo(start, duration, n)
+
+    def _tensorize(self, events, total, out) -> None:
+        """``out`` (``[bins, C, H, W]``) = the processor's tensor of ``events`` over ``total`` µs."""
+        array = self.cd_proc(events, total)
+        self.stats["dropped"] += self.cd_proc.last_dropped or 0
+        if self.resize is None:
+            np.copyto(out, array, casting="unsafe")
+        else:
+            source = torch.from_numpy(array if array.dtype == np.float32 else array.astype(np.float32))
+            torch.from_numpy(out).copy_(resize_tensor(source, out.shape[-2:], self.resize))
+
+    def _tensorize_by_count(self, events, out) -> None:
+        per_bin = self.n_events
+        for i in range(self.num_tbins):
+            part = events[i * per_bin:(i + 1) * per_bin]
+            if len(part) == 0:
+                out[i:] = 0
+                return
+            t = part["t"]
+            t -= t[0]
+            self._tensorize(part, int(t[-1]) + 1, out[i:i + 1])
+
+    def close(self) -> None:
+        close = getattr(self.events_iterator.reader, "close", None)
+        if close is not None:
+            close()
+
+
+class TensorFileChunks:
+    """A precomputed tensor file (``.h5``) read in chunks of ``num_tbins`` rows, with the same
+    ``next_chunk(out)`` interface and :class:`ChunkInfo` windows as :class:`CDProcessorIterator`.
+
+    Unlike :class:`HDF5Iterator` (which it uses to open, validate and read the file), a trailing
+    chunk of fewer than ``num_tbins`` rows is returned, padded with zero bins. The file must have
+    been made with ``preprocess_function_name`` and the loader's mode and ``delta_t`` /
+    ``n_events`` (:meth:`HDF5Iterator.checks`). Rows are resized to ``(height, width)`` with the
+    rule of :func:`resize_plan` (``"area"`` when shrinking, else bilinear).
+    """
+
+    def __init__(self, path, preprocess_function_name, mode="delta_t", start_ts=0,
+                 max_duration=None, delta_t=50000, n_events=10000, num_tbins=1,
+                 preprocess_kwargs={}, height=None, width=None):
+        path = os.fspath(path)
+        _check_mode(mode, delta_t, n_events, path)
+        self.path, self.mode, self.num_tbins = path, mode, int(num_tbins)
+        user_kwargs = {k: v for k, v in dict(preprocess_kwargs).items() if k != "preprocess_dtype"}
+        self.h5 = HDF5Iterator(path, num_tbins=self.num_tbins, preprocess_kwargs=user_kwargs)
+        self.h5.checks(preprocess_function_name, delta_t if mode == "delta_t" else None, mode,
+                       n_events if mode == "n_events" else 0)
+        attrs = self.h5.attrs
+        c, h0, w0 = attrs.shape
+        self.height = h0 if height is None else int(height)
+        self.width = w0 if width is None else int(width)
+        self.resize = None if (self.height, self.width) == (h0, w0) else \
+            ("area" if h0 >= self.height and w0 >= self.width else "bilinear")
+        self.cin = c
+        self.start_ts = int(start_ts)
+        rows = attrs.rows
+        self._last_ts = None
+        if mode == "delta_t":
+            self.delta_t = int(attrs.delta_t)
+            first = self.start_ts // self.delta_t
+            stop = rows if max_duration is None else \
+                -(-(self.start_ts + int(max_duration)) // self.delta_t)
+        else:
+            import h5py
+            with h5py.File(path, "r") as f:
+                self._last_ts = np.asarray(f["last_timestamps"][:rows], dtype=np.int64)
+            first = int(np.searchsorted(self._last_ts, self.start_ts, side="left"))
+            stop = rows if max_duration is None else \
+                int(np.searchsorted(self._last_ts, self.start_ts + int(max_duration), side="left"))
+        self._row, self._stop = min(first, rows), min(max(stop, 0), rows)
+        self._window_end = self.start_ts
+        self.stats = _new_stats()
+
+    def get_size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def get_time(self) -> int:
+        return self._window_end
+
+    def next_chunk(self, out: np.ndarray) -> ChunkInfo:
+        if self._row >= self._stop:
+            raise StopIteration
+        t0 = time.perf_counter()
+        r0, r1 = self._row, min(self._row + self.num_tbins, self._stop)
+        rows = self.h5.read_rows(r0, r1)
+        t1 = time.perf_counter()
+        n = r1 - r0
+        if self.resize is None:
+            out[:n] = rows
+        else:
+            torch.from_numpy(out[:n]).copy_(resize_tensor(torch.from_numpy(rows),
+                                                          (self.height, self.width), self.resize))
+        out[n:] = 0
+        if self.mode == "delta_t":
+            start, duration = r0 * self.delta_t, self.num_tbins * self.delta_t
+        else:
+            start, duration = _n_events_window(self._window_end, int(self._last_ts[r1 - 1]),
+                                               self.num_tbins)
+        self._row = r1
+        self._window_end = start + duration
+        self.stats["chunks"] += 1
+        self.stats["decode_s"] += t1 - t0
+        self.stats["tensorize_s"] += time.perf_counter() - t1
+        return ChunkInfo(start, duration, 0)
+
+    def close(self) -> None:
+        self.h5.close()

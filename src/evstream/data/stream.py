@@ -1,0 +1,377 @@
+"""Play B streams side by side, over W worker processes: ``StreamDataset`` and ``StreamDataLoader``.
+
+A *stream* is anything a ``streamer`` callable turns into an iterator of items (for
+:class:`~evstream.data.cd_processor_dataset.CDProcessorDataLoader`: a recording turned into
+chunks). The loader plays ``B`` streams at once, one per *batch slot*; each batch holds one item
+of every slot, in slot order, so batch position ``s`` always carries slot ``s``:
+
+* a slot plays its streams back to back; a stream never changes slot during its lifetime;
+* the batch size is always ``B``: a slot that has no stream left is filled with ``fill_value``
+  (``padding_mode="zeros"``), or, with ``padding_mode="data"``, replays its own streams from the
+  first one;
+* the epoch ends at the first step at which every slot has played all of its streams (``"zeros"``:
+  when no slot has anything left; ``"data"``: when every slot has finished its first pass);
+* which stream plays in which slot and which worker computes which slot is decided by
+  :func:`~evstream.data.stream_plan.make_stream_plan`, a pure function of the stream count,
+  ``B``, ``W``, ``seed`` and ``epoch``; the batches do not depend on ``W``.
+
+Any ``B >= 1``, ``W >= 0`` and number of streams ``>= 1`` works (slots without a stream are fill
+from the start; workers beyond ``B`` are not started).
+
+Workers are the processes of a ``torch.utils.data.DataLoader`` over this ``IterableDataset``
+(``batch_size=None``): worker ``w`` computes its slots one step at a time and sends one message
+per step (its slots' items, ``None`` for a finished slot); the main process puts the messages of
+one step side by side, substitutes ``fill_value`` for ``None`` (fill values never cross a process
+boundary) and calls ``collate_fn`` on the ``B`` items. ``num_workers=0`` runs the same code in
+the main process.
+
+An exception raised while a worker reads a stream reaches the main process (through torch's
+worker error forwarding) and names the stream: errors of the :class:`~evstream.errors.EvstreamError`
+family that already name a file pass unchanged, anything else becomes a :class:`StreamReadError`
+naming the stream and its slot. A worker that dies is reported by torch; nothing waits forever.
+
+Differences from OpenEB's ``metavision_core_ml.data.stream_dataloader`` (whose behaviour this
+follows otherwise): no ``batch_size <= number of streams`` assertion; streams are not reshuffled per
+worker with a clock-based seed (the order is the list order, or a seeded permutation); the slot
+of a stream does not depend on the worker count; ``"data"`` mode ends when every slot has
+finished its first pass (the original stops when the first worker finishes); a stream that turns
+out empty is skipped instead of ending its worker; importing this module does not change torch's
+tensor sharing strategy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque, namedtuple
+
+import torch
+
+from evstream.data.stream_plan import StreamPlan, make_stream_plan
+from evstream.errors import ArgumentError, EvstreamError
+
+__all__ = ["StreamDataset", "StreamDataLoader", "StreamReadError", "PADDING_MODES"]
+
+PADDING_MODES = ("zeros", "data")
+
+#: One worker's output for one step. ``step`` is -1 for the worker's last message, which carries
+#: only ``stats``. ``items[i]`` is the item of slot ``slots[i]`` (None: finished slot, use the fill
+#: value); ``first_pass_done[i]`` tells whether that slot has played all its streams.
+StreamMessage = namedtuple("StreamMessage", "worker step slots items first_pass_done stats")
+
+
+class StreamReadError(EvstreamError, RuntimeError):
+    """Reading a stream failed with an error that did not name it (the stream is the path)."""
+
+
+def _stream_name(stream) -> str:
+    if isinstance(stream, (str, os.PathLike)):
+        return os.fspath(stream)
+    return repr(stream)
+
+
+def _raise_for(exc: BaseException, stream, slot: int):
+    if isinstance(exc, EvstreamError) and exc.path is not None:
+        raise exc
+    raise StreamReadError(f"reading this stream (batch slot {slot}) failed: "
+                          f"{type(exc).__name__}: {exc}", _stream_name(stream)) from exc
+
+
+def _add_stats(total: dict, part) -> None:
+    if isinstance(part, dict):
+        for key, value in part.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """``VmRSS`` / ``VmHWM`` of this process in MiB (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class _Slot:
+    """One batch slot inside a worker: its streams, played back to back."""
+
+    def __init__(self, slot: int, streams: list, streamer, padding_mode: str, stats: dict):
+        self.slot = slot
+        self.streams = streams
+        self.streamer = streamer
+        self.padding_mode = padding_mode
+        self.stats = stats
+        self.pos = -1            # index in self.streams of the stream playing
+        self.it = None           # its iterator
+        self.passes = 0          # completed passes over self.streams
+        self.yielded_in_pass = False
+        self.dead = False
+
+    def _finish_current(self) -> None:
+        it, self.it = self.it, None
+        _add_stats(self.stats, getattr(it, "stats", None))
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+    def next_item(self):
+        """``(item or None, first pass done)`` for the next step."""
+        while True:
+            if self.it is not None:
+                stream = self.streams[self.pos]
+                try:
+                    item = next(self.it)
+                except StopIteration:
+                    self._finish_current()
+                except Exception as exc:   # noqa: BLE001 - re-raised naming the stream
+                    _raise_for(exc, stream, self.slot)
+                else:
+                    self.yielded_in_pass = True
+                    return item, self.passes > 0
+            if self.dead:
+                return None, True
+            self.pos += 1
+            if self.pos >= len(self.streams):
+                self.passes += 1
+                if self.padding_mode == "zeros" or not self.yielded_in_pass:
+                    self.dead = True            # nothing left (or nothing ever: no replay)
+                    return None, True
+                self.pos, self.yielded_in_pass = 0, False
+            stream = self.streams[self.pos]
+            try:
+                self.it = iter(self.streamer(stream))
+            except Exception as exc:   # noqa: BLE001
+                _raise_for(exc, stream, self.slot)
+            self.stats["streams_opened"] = self.stats.get("streams_opened", 0) + 1
+
+    def close(self) -> None:
+        if self.it is not None:
+            self._finish_current()
+
+
+class StreamDataset(torch.utils.data.IterableDataset):
+    """B streams played in parallel batch slots (see the module docstring).
+
+    Args:
+        stream_list: the streams (e.g. file paths), at least one.
+        streamer: ``streamer(stream)`` -> an iterable of items. If the iterator has a ``stats``
+            dict of numbers, it is summed into the worker's statistics when the stream ends.
+        batch_size: B, the number of slots.
+        padding_mode: ``"zeros"`` (finished slots get ``fill_value``) or ``"data"`` (finished
+            slots replay their streams until every slot has finished once).
+        fill_value: the item of a slot without data; required with ``"zeros"``, and with
+            ``"data"`` when some slot gets no stream (``B`` > number of streams).
+        seed: non-negative integer seed of the shuffle (ignored unless ``shuffle``).
+        shuffle: permute the streams before dealing them to slots (keyword-only).
+        epoch: mixed into the shuffle's seed (keyword-only).
+    """
+
+    def __init__(self, stream_list, streamer, batch_size, padding_mode="zeros", fill_value=None,
+                 seed=0, *, shuffle=False, epoch=0):
+        super().__init__()
+        self.stream_list = list(stream_list)
+        if not self.stream_list:
+            raise ArgumentError("StreamDataset needs at least one stream")
+        if not callable(streamer):
+            raise ArgumentError(f"streamer must be callable, got {streamer!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        self.streamer = streamer
+        self.padding_mode = padding_mode
+        self.fill_value = fill_value
+        self.seed = 0 if seed is None else seed
+        self.shuffle = bool(shuffle)
+        self.epoch = epoch
+        self.batch_size = make_stream_plan(len(self.stream_list), batch_size, 0, self.seed,
+                                           epoch, shuffle).batch_size   # validates everything
+        if fill_value is None and (padding_mode == "zeros" or self.batch_size > len(self.stream_list)):
+            raise ArgumentError(f"padding_mode={padding_mode!r} with {len(self.stream_list)} "
+                                f"stream(s) for {self.batch_size} slot(s) needs a fill_value")
+
+    def plan(self, num_workers: int) -> StreamPlan:
+        """The stream -> slot -> worker assignment for ``num_workers`` workers."""
+        return make_stream_plan(len(self.stream_list), self.batch_size, num_workers, self.seed,
+                                self.epoch, self.shuffle)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return self.iter_worker(0, 1)
+        return self.iter_worker(info.id, info.num_workers)
+
+    def iter_worker(self, worker_id: int, num_workers: int):
+        """The messages (:data:`StreamMessage`) of worker ``worker_id`` of ``num_workers``: one per
+        step while one of its slots has data (for ever in ``"data"`` mode), then a last message
+        with ``step == -1`` and the worker's statistics."""
+        plan = self.plan(num_workers)
+        slots = plan.worker_slots[worker_id] if worker_id < plan.num_workers else ()
+        stats: dict = {"rss_start_mb": _proc_status_mb("VmRSS") or 0.0}
+        states = [_Slot(s, [self.stream_list[i] for i in plan.slot_streams[s]], self.streamer,
+                        self.padding_mode, stats) for s in slots]
+        produce = outside = 0.0
+        step = 0
+        try:
+            while True:
+                t0 = time.perf_counter()
+                results = [state.next_item() for state in states]
+                items = [r[0] for r in results]
+                flags = [r[1] for r in results]
+                produce += time.perf_counter() - t0
+                if all(item is None for item in items) and all(flags) and \
+                        (self.padding_mode == "zeros" or all(s.dead for s in states)):
+                    break
+                t1 = time.perf_counter()
+                yield StreamMessage(worker_id, step, tuple(slots), items, flags, None)
+                outside += time.perf_counter() - t1
+                step += 1
+        finally:
+            for state in states:
+                state.close()
+        stats.update(steps=step, produce_s=produce, outside_s=outside,
+                     peak_rss_mb=_proc_status_mb("VmHWM") or 0.0)
+        yield StreamMessage(worker_id, -1, tuple(slots), None, None, stats)
+
+
+def _identity(x):
+    return x
+
+
+def _to_device(data, device):
+    if isinstance(data, torch.Tensor):
+        return data.to(device)
+    if isinstance(data, dict):
+        return {k: _to_device(v, device) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_to_device(v, device) for v in data]
+    if isinstance(data, tuple) and not hasattr(data, "_fields"):
+        return tuple(_to_device(v, device) for v in data)
+    return data
+
+
+class StreamDataLoader:
+    """Batches of a :class:`StreamDataset`, one per step, computed by ``num_workers`` processes.
+
+    Args:
+        dataset: the :class:`StreamDataset`.
+        num_workers: worker processes (0: in the main process). At most ``B`` are started.
+        collate_fn: ``collate_fn(list of B items)`` -> batch.
+        prefetch_factor: messages each worker may compute ahead (torch's ``prefetch_factor``).
+        multiprocessing_context: torch's ``multiprocessing_context`` (default: the platform's).
+
+    Iterating yields batches (every ``torch.Tensor`` moved to :attr:`device`); several iterations
+    may run at once, each with its own workers. After an iteration, :attr:`stats` holds its
+    timings: ``main`` (``wait_s``: time blocked on workers, including receiving their tensors;
+    ``collate_s``; ``batches``) and ``workers`` (one dict per worker: ``produce_s``, time computing
+    its steps; ``outside_s``, time between handing a step over and being asked for the next,
+    i.e. sending it plus idling; the stream statistics; ``peak_rss_mb``).
+    """
+
+    def __init__(self, dataset: StreamDataset, num_workers: int, collate_fn, *,
+                 prefetch_factor: int = 2, multiprocessing_context=None):
+        if not isinstance(dataset, StreamDataset):
+            raise ArgumentError(f"dataset must be a StreamDataset, got {type(dataset).__name__}")
+        if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
+            raise ArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        self.dataset = dataset
+        self.num_workers = int(num_workers)
+        self.collate_fn = collate_fn
+        self.prefetch_factor = int(prefetch_factor)
+        self.multiprocessing_context = multiprocessing_context
+        self.device = torch.device("cpu")
+        self.stats: dict = {}
+
+    @property
+    def batch_size(self) -> int:
+        return self.dataset.batch_size
+
+    def plan(self) -> StreamPlan:
+        """The assignment this loader uses (see :mod:`evstream.data.stream_plan`)."""
+        return self.dataset.plan(self.num_workers)
+
+    # ------------------------------------------------------------------ device
+    def cuda(self, device=torch.device("cuda")):
+        if not torch.cuda.is_available():
+            raise ArgumentError("CUDA is not available")
+        self.device = torch.device(device)
+        return self
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    def cpu(self):
+        self.device = torch.device("cpu")
+        return self
+
+    def _to_device(self, batch):
+        return batch if self.device.type == "cpu" else _to_device(batch, self.device)
+
+    # ------------------------------------------------------------------ iteration
+    def _messages(self, workers: int):
+        if self.num_workers == 0:
+            return self.dataset.iter_worker(0, 1), None
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
+            prefetch_factor=self.prefetch_factor,
+            multiprocessing_context=self.multiprocessing_context)
+        it = iter(loader)
+        return it, it
+
+    def __iter__(self):
+        plan = self.plan()
+        workers = plan.num_workers
+        fill = self.dataset.fill_value
+        stats = {"main": {"wait_s": 0.0, "collate_s": 0.0, "batches": 0}, "workers": [None] * workers}
+        self.stats = stats
+        messages, torch_iter = self._messages(workers)
+        queues = [deque() for _ in range(workers)]
+        ended = [False] * workers
+        try:
+            step = 0
+            while True:
+                t0 = time.perf_counter()
+                while any(not q and not e for q, e in zip(queues, ended)):
+                    try:
+                        msg = next(messages)
+                    except StopIteration:
+                        raise RuntimeError("a stream worker stopped without its last message") from None
+                    if msg.step < 0:
+                        ended[msg.worker] = True
+                        stats["workers"][msg.worker] = msg.stats
+                    else:
+                        queues[msg.worker].append(msg)
+                stats["main"]["wait_s"] += time.perf_counter() - t0
+                items = [None] * plan.batch_size
+                done = [True] * plan.batch_size
+                for q in queues:
+                    if not q:
+                        continue
+                    msg = q.popleft()
+                    if msg.step != step:
+                        raise RuntimeError(f"stream worker {msg.worker} sent step {msg.step} "
+                                           f"when step {step} was expected")
+                    for slot, item, flag in zip(msg.slots, msg.items, msg.first_pass_done):
+                        items[slot], done[slot] = item, flag
+                if all(done):
+                    break
+                if fill is None and any(item is None for item in items):
+                    raise ArgumentError("a slot has no data at this step and the dataset has no "
+                                        "fill_value")
+                t1 = time.perf_counter()
+                batch = self.collate_fn([fill if item is None else item for item in items])
+                batch = self._to_device(batch)
+                stats["main"]["collate_s"] += time.perf_counter() - t1
+                stats["main"]["batches"] += 1
+                step += 1
+                yield batch
+        finally:
+            if torch_iter is not None:
+                shutdown = getattr(torch_iter, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
+            else:
+                messages.close()
