@@ -20,8 +20,10 @@ Columns:
 * numpy Mev/s: a numpy ``bincount`` implementation of the same tensor (histogram cells, or two
   weighted bincounts for the interpolating functions) into the same output — the baseline.
 * scatter Mev/s: a plain unchecked numba ``+= 1`` of each event into the same output (zeroed
-  first), spread over the same time planes (micro-bins x polarity): the memory-bound floor that
-  the kernels are compared with (one cell per event, also for the interpolating functions).
+  first), spread over the same time planes (micro-bins x polarity): what a straightforward loop
+  gets (one cell per event, also for the interpolating functions; no prefetching, so each random
+  read-modify-write waits on memory, which the evstream kernels avoid by prefetching a block of
+  cells ahead).
 
 Run: ``python benchmarks/bench_preprocessing.py``. Prints a markdown table; never asserts on time.
 """
