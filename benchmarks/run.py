@@ -11,10 +11,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_hdf5  # noqa: E402
 import bench_io  # noqa: E402
+import bench_loader  # noqa: E402
 import bench_preprocessing  # noqa: E402
 
 BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main,
-              "hdf5": bench_hdf5.main}
+              "hdf5": bench_hdf5.main, "loader": bench_loader.main}
 
 
 def machine() -> str:

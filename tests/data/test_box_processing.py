@@ -129,9 +129,12 @@ def test_load_box_events_legacy_and_unsorted(tmp_path):
     assert loaded.dtype == EventBbox
     assert list(loaded["t"]) == [100, 200, 300]
     assert np.allclose(loaded["class_confidence"], 0.9) and list(loaded["track_id"]) == [1, 2, 0]
-    loaded["class_id"] = 99          # the caller's copy, the cache is untouched
+    loaded["class_id"] = 99          # the caller's copy: the file is untouched
     assert list(box_api.load_box_events(meta, 100, 200)["class_id"]) == [2, 2]
     assert len(box_api.load_box_events(meta, 300, 10)) == 0
+    save_boxes(tmp_path / "empty_bbox.npy", make_boxes([]))
+    empty = box_api.load_box_events(FileMetadata(str(tmp_path / "empty.raw"), 1, 1, 1), 0, 10)
+    assert empty.dtype == EventBbox and len(empty) == 0
     with pytest.raises(MissingFileError):
         box_api.load_box_events(FileMetadata(str(tmp_path / "nobox.h5"), 1, 1, 1), 0, 10)
 

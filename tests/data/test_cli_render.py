@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import cv2
-import numpy as np
 
 from evstream.cli import main
 

@@ -18,7 +18,7 @@ from evstream.io import RawReader
 from evstream.preprocessing import CDProcessor, get_preprocess_function_names, register_new_preprocessing
 
 from sample_oracle import sample
-from seqloader_data import (row_marker, synthetic_events, tensor_rows, write_dat, write_raw,
+from seqloader_data import (synthetic_events, tensor_rows, write_dat, write_raw,
                             write_tensor_file)
 
 DT = 50_000
@@ -195,6 +195,20 @@ def test_tensor_file_mismatches(tmp_path):
         SequentialDataset([h5], DT, "event_cube", [3, 6, 60, 80])
     with pytest.raises(ArgumentError, match="can't load"):
         SequentialDataset([str(tmp_path / "x.npy")], DT, "histo", [3, 2, 60, 80])
+    dat = write_dat(tmp_path / "d_td.dat", synthetic_events(100_000, height=120, width=160), 120, 160)
+    with pytest.raises(ArgumentError, match="makes 2"):
+        SequentialDataset([dat], DT, "histo", [3, 3, 60, 80])
+
+
+def test_kwargs_that_do_not_apply_to_tensor_files_are_reported(tmp_path, caplog):
+    h5 = small_h5(tmp_path / "t.h5", 3)                           # written with max_incr_per_pixel 5
+    with caplog.at_level(logging.WARNING):
+        SequentialDataset([h5], DT, "histo", [3, 2, 60, 80], preprocess_kwargs={"max_incr_per_pixel": 2.5})
+    assert "max_incr_per_pixel=5.0 (loader: 2.5)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        SequentialDataset([h5], DT, "histo", [3, 2, 60, 80], preprocess_kwargs={"max_incr_per_pixel": 5})
+    assert "max_incr_per_pixel" not in caplog.text
 
 
 # ---------------------------------------------------------------- workers and caches
@@ -287,8 +301,12 @@ def test_show_padding_fresh_frames_and_video(tmp_path):
         assert frame.shape == (2 * 60, 2 * 80, 3) and frame.dtype == np.uint8
         first_bins = k in (0, 1)
         assert (frame[:10, :10, 0] == 222).all() == first_bins   # v0 starts at batch 0
-    # batch 1: slot 1 (v1) is done -> padding (drawn, not labelled), slot 2 (v2) keeps going
-    assert not frames[3][60:, :80].any() or True
+    # batch 1: v1 and v2 are done -> their slots show padding (drawn empty, named, no labels);
+    # the fourth cell of the 2 x 2 grid holds no item
+    background = loader.get_vis_func()(np.zeros((2, 60, 80), np.float32))[0, 0]
+    for k in (3, 4, 5):
+        assert (frames[k][:40, 80:] == background).all() and (frames[k][60:100, :80] == background).all()
+        assert not frames[k][60:, 80:].any()
     assert len(calls) == 3 * 3 + 3 * 1                      # labels drawn for non-padding items only
     frames[0][:] = 0
     assert frames[1].any()
@@ -298,3 +316,18 @@ def test_show_padding_fresh_frames_and_video(tmp_path):
     n = loader.save_video(tmp_path / "out" / "grid.mp4", png_dir=tmp_path / "png", max_frames=4)
     assert n == 4 and (tmp_path / "out" / "grid.mp4").stat().st_size > 0
     assert sorted(os.listdir(tmp_path / "png")) == [f"frame_{i:06d}.png" for i in range(4)]
+
+
+def test_chunk_rounded_past_the_end_of_a_tensor_file_is_zero_padded(tmp_path):
+    """3 rows of 500 us, chunks of 2 bins: 1500 us rounds up to 2000 (within 1000 us), so the
+    second chunk reads row 2 and one row past the end, which must be zeros (batches are built
+    in uninitialised memory)."""
+    rows = np.ones((3, 2, 6, 8), np.float32)
+    h5 = write_tensor_file(tmp_path / "short.h5", rows, delta_t=500, sensor=(6, 8))
+    for _ in range(3):                           # reuse freed memory: garbage would show up
+        loader = SequentialDataLoader([h5, h5], 500, "histo", [2, 2, 6, 8], batch_size=2,
+                                      num_workers=0)
+        batches = list(loader)
+        assert len(batches) == 2
+        last = batches[1]["inputs"]
+        assert (last[0] == 1).all() and (last[1] == 0).all()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import OrderedDict
 
 import numpy as np
 
@@ -32,11 +31,6 @@ __all__ = ["load_boxes", "load_box_events", "nms_by_class", "nms", "clip_boxes",
            "box_vectors_to_bboxes", "could_frame_contain_valid_gt", "filter_empty_tensor",
            "box_file_path"]
 
-#: Box files kept in memory per process (converted to EventBbox and sorted by time).
-_BOX_CACHE_SIZE = 32
-_box_cache: OrderedDict = OrderedDict()
-
-
 def box_file_path(path) -> str:
     """``<stem>_bbox.npy`` for a recording path: the last occurrence of its ending (``_td.dat``,
     ``.dat``, ``.h5``, ``.hdf5`` or ``.raw``) is replaced."""
@@ -48,45 +42,47 @@ def box_file_path(path) -> str:
                         ".h5, .hdf5 or .raw)", path)
 
 
-def _load_box_file(box_path: str) -> np.ndarray:
-    """The whole box file as a time-sorted EventBbox array (cached; do not modify)."""
-    try:
-        stat = os.stat(box_path)
-    except FileNotFoundError:
+def _open_box_file(box_path: str) -> np.ndarray:
+    """The box file's structured array, memory-mapped (nothing is kept between calls: evstream
+    keeps no process-wide state besides the preprocessing registry)."""
+    if not os.path.isfile(box_path):
         raise MissingFileError("box file not found (it must sit next to the recording, named "
-                               "<stem>_bbox.npy)", box_path) from None
-    key = (box_path, stat.st_mtime_ns, stat.st_size)
-    boxes = _box_cache.get(key)
-    if boxes is not None:
-        _box_cache.move_to_end(key)
-        return boxes
+                               "<stem>_bbox.npy)", box_path)
     try:
-        raw = np.load(box_path, allow_pickle=False)
+        try:
+            boxes = np.load(box_path, mmap_mode="r", allow_pickle=False)
+        except ValueError:                       # e.g. an empty array cannot be mapped
+            boxes = np.load(box_path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise FileFormatError(f"not a readable .npy array ({exc})", box_path) from None
-    if raw.dtype.names is None or raw.ndim != 1:
-        raise FileFormatError(f"expected a 1-D structured box array, got shape {raw.shape} dtype "
-                              f"{raw.dtype}", box_path)
-    if "t" not in raw.dtype.names and "ts" not in raw.dtype.names:
-        raise FileFormatError(f"box array without a time field ('t' or legacy 'ts'): {raw.dtype}",
-                              box_path)
-    boxes = raw if raw.dtype == EventBbox else convert_fields(raw, EventBbox)
-    order = np.argsort(boxes["t"], kind="stable")
-    boxes = boxes[order]
-    boxes.flags.writeable = False
-    _box_cache[key] = boxes
-    while len(_box_cache) > _BOX_CACHE_SIZE:
-        _box_cache.popitem(last=False)
+    if boxes.dtype.names is None or boxes.ndim != 1:
+        raise FileFormatError(f"expected a 1-D structured box array, got shape {boxes.shape} dtype "
+                              f"{boxes.dtype}", box_path)
+    if "t" not in boxes.dtype.names and "ts" not in boxes.dtype.names:
+        raise FileFormatError(f"box array without a time field ('t' or legacy 'ts'): "
+                              f"{boxes.dtype}", box_path)
     return boxes
 
 
 def load_box_events(metadata, batch_start_time, duration):
     """Boxes of ``metadata``'s box file with ``batch_start_time < t <= batch_start_time +
-    duration``, as a new time-sorted EventBbox array (yours to modify)."""
-    boxes = _load_box_file(box_file_path(metadata.path))
-    lo = np.searchsorted(boxes["t"], batch_start_time, side="right")
-    hi = np.searchsorted(boxes["t"], batch_start_time + duration, side="right")
-    return boxes[lo:hi].copy()
+    duration``, as a new time-sorted EventBbox array (yours to modify).
+
+    Only the rows of the window are read from a time-sorted file (binary search on the mapped
+    file); an unsorted file is read whole and sorted (stable) first.
+    """
+    boxes = _open_box_file(box_file_path(metadata.path))
+    time_field = "t" if "t" in boxes.dtype.names else "ts"
+    t = boxes[time_field]
+    if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
+        boxes = np.asarray(boxes)[np.argsort(t, kind="stable")]
+        t = boxes[time_field]
+    lo = int(np.searchsorted(t, batch_start_time, side="right"))
+    hi = int(np.searchsorted(t, batch_start_time + duration, side="right"))
+    part = boxes[lo:hi]
+    if part.dtype == EventBbox:
+        return np.array(part, copy=True)
+    return convert_fields(part, EventBbox)
 
 
 def split_boxes(box_events, batch_start_time=0, delta_t=None, num_tbins=None):

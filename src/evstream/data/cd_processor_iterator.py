@@ -178,7 +178,8 @@ class CDProcessorIterator:
         self.preprocess_function_name = name
         self.start_ts = int(iterator.start_ts)
         if self.mode == "delta_t":
-            self.delta_t, self.n_events = iterator.delta_t / num_tbins, 0
+            dt = iterator.delta_t / num_tbins
+            self.delta_t, self.n_events = (int(dt) if dt == int(dt) else dt), 0
             self._chunk_duration = int(iterator.delta_t)
         else:
             self.delta_t, self.n_events = 0, -(-int(iterator.n_events) // num_tbins)

@@ -103,6 +103,13 @@ def _padding_item(array_dim, dtype, meta):
             1.0, np.zeros(num_tbins, dtype=bool), (meta, 0, 0))
 
 
+def _same_value(a, b) -> bool:
+    try:
+        return bool(np.all(np.asarray(a) == np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
+
+
 def _torch_dtype(dtype) -> torch.dtype:
     return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
@@ -165,10 +172,14 @@ class SequentialDataset(torch.utils.data.Dataset):
         kwargs.update(preprocess_kwargs)
         self.preprocess_kwargs = kwargs
         self._kernel_kwargs = {k: v for k, v in kwargs.items() if k != "preprocess_dtype"}
+        self._user_kwargs = dict(preprocess_kwargs)
         cin = self.preprocess_dict["cin"]
         if cin != array_dim[1]:
-            logger.warning("array_dim has %d channels but %r makes %d", array_dim[1],
-                           preprocess_function_name, cin)
+            if any(file_kind(f) != "h5" for f in files):
+                raise ArgumentError(f"array_dim has {array_dim[1]} channels but "
+                                    f"{preprocess_function_name!r} makes {cin}")
+            logger.warning("array_dim has %d channels but %r makes %d (tensor files are used as "
+                           "stored)", array_dim[1], preprocess_function_name, cin)
 
         # per-file geometry and tensor-file checks
         self._downsampling = {}      # path -> k (event files)
@@ -228,6 +239,12 @@ class SequentialDataset(torch.utils.data.Dataset):
                 logger.warning("%s: tensor file made with %r, loader preprocessing is %r (the "
                                "stored tensors are used as they are)", path, info.name,
                                self.preprocess_function_name)
+            differ = {k: (info.kwargs[k], v) for k, v in self._user_kwargs.items()
+                      if k in info.kwargs and not _same_value(info.kwargs[k], v)}
+            if differ:
+                logger.warning("%s: tensor file made with %s; the loader's preprocess_kwargs "
+                               "apply to event recordings only", path,
+                               ", ".join(f"{k}={a!r} (loader: {b!r})" for k, (a, b) in differ.items()))
             return
         ratio = w0 // width if ratio_ok else 0
         if not ratio_ok or ratio & (ratio - 1):
@@ -291,9 +308,14 @@ class SequentialDataset(torch.utils.data.Dataset):
             direct = (tuple(info.shape[1:]) == tuple(self.array_dim[-2:])
                       and np.dtype(info.dtype) == self.dtype and not info.store_as_uint8)
             if direct:              # rows straight from the file into their place
-                out = np.zeros(self.array_dim, self.dtype) if batch is None else batch
-                self._sources.read_rows(path, row0, row1, out, slot)
-                return out if batch is None else None
+                if batch is None:
+                    out = np.zeros(self.array_dim, self.dtype)
+                    self._sources.read_rows(path, row0, row1, out)
+                    return out
+                n = self._sources.read_rows(path, row0, row1, batch, slot)
+                if n < self.num_tbins:                      # past the end of the file
+                    batch[n:, slot] = 0
+                return None
             frames = np.zeros((row1 - row0,) + tuple(info.shape), dtype=info.dtype)
             self._sources.read_rows(path, row0, row1, frames)
             if info.store_as_uint8:
@@ -330,7 +352,8 @@ class SequentialDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices):
         """The items of one batch, loaded straight into one ``[T, N, C, H, W]`` tensor (in shared
         memory inside a DataLoader worker) that :func:`collate_fn` passes on without copying.
-        Each item's tensor is a view of its slot."""
+        Each item's tensor is a view of its slot; every slot is written in full (zeros for
+        padding and for rows past the end of a file)."""
         indices = list(indices)
         shape = (self.num_tbins, len(indices)) + tuple(self.array_dim[1:])
         batch = _new_batch_tensor(shape, _torch_dtype(self.dtype))
@@ -340,6 +363,7 @@ class SequentialDataset(torch.utils.data.Dataset):
             meta, start, duration = self.scheduler[n]
             if meta.is_padding():
                 _, labels, keep, mask, info = _padding_item(self.array_dim, self.dtype, meta)
+                batch_np[:, slot] = 0
                 items.append((batch[:, slot], labels, keep, mask, info))
                 continue
             self._load_sequences(meta, start, duration, batch_np, slot)
@@ -360,9 +384,9 @@ class _Items(list):
 
 
 def _new_batch_tensor(shape, dtype: torch.dtype) -> torch.Tensor:
-    """A zeroed tensor; inside a DataLoader worker it is allocated in shared memory (fresh shared
-    memory is zero-filled), so sending it to the main process copies nothing (as torch's
-    default_collate does)."""
+    """An uninitialised batch tensor (every slot is then written in full). Inside a DataLoader
+    worker it is allocated in shared memory, so sending it to the main process copies nothing
+    (as torch's default_collate does)."""
     if torch.utils.data.get_worker_info() is not None:
         try:
             numel = int(np.prod(shape))
@@ -370,7 +394,7 @@ def _new_batch_tensor(shape, dtype: torch.dtype) -> torch.Tensor:
             return torch.empty(0, dtype=dtype).new(storage).view(shape)
         except (AttributeError, RuntimeError):      # private API gone: plain memory
             pass
-    return torch.from_numpy(np.zeros(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
+    return torch.empty(shape, dtype=dtype)
 
 
 def collate_fn(data_list):

@@ -25,6 +25,16 @@ one step side by side, substitutes ``fill_value`` for ``None`` (fill values neve
 boundary) and calls ``collate_fn`` on the ``B`` items. ``num_workers=0`` runs the same code in
 the main process.
 
+**Shared-memory ring.** A streamer that gets its output tensors from :func:`stream_output` (as
+``CDProcessorDataLoader`` does) writes them, in a worker, straight into a small ring of
+shared-memory buffers per slot (``ring_depth`` per slot, allocated once per iteration and mapped
+once by the main process); messages then carry only a reference to the buffer. The main process
+tells the worker when a step has been collated (a shared counter per worker) and the worker
+reuses the buffer only after that, so ``collate_fn`` must copy tensors (``torch.stack`` and the
+loaders' collate functions do). This removes a shared-memory allocation and a mapping per item per
+step (see ``benchmarks/bench_stream.py``). Tensors not made by :func:`stream_output` travel the
+usual torch way.
+
 An exception raised while a worker reads a stream reaches the main process (through torch's
 worker error forwarding) and names the stream: errors of the :class:`~evstream.errors.EvstreamError`
 family that already name a file pass unchanged, anything else becomes a :class:`StreamReadError`
@@ -41,27 +51,43 @@ tensor sharing strategy.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections import deque, namedtuple
 
+import numpy as np
 import torch
 
 from evstream.data.stream_plan import StreamPlan, make_stream_plan
 from evstream.errors import ArgumentError, EvstreamError
 
-__all__ = ["StreamDataset", "StreamDataLoader", "StreamReadError", "PADDING_MODES"]
+__all__ = ["StreamDataset", "StreamDataLoader", "StreamReadError", "StreamMessage",
+           "stream_output", "PADDING_MODES"]
 
 PADDING_MODES = ("zeros", "data")
 
 #: One worker's output for one step. ``step`` is -1 for the worker's last message, which carries
 #: only ``stats``. ``items[i]`` is the item of slot ``slots[i]`` (None: finished slot, use the fill
-#: value); ``first_pass_done[i]`` tells whether that slot has played all its streams.
-StreamMessage = namedtuple("StreamMessage", "worker step slots items first_pass_done stats")
+#: value); ``first_pass_done[i]`` tells whether that slot has played all its streams;
+#: ``new_buffers`` maps ring ids to the ring buffers created during this step (sent once).
+StreamMessage = namedtuple("StreamMessage",
+                           "worker step slots items first_pass_done stats new_buffers")
+
+#: How long a worker sleeps between two looks at the main process's progress (s).
+_POLL_S = 0.0002
 
 
 class StreamReadError(EvstreamError, RuntimeError):
     """Reading a stream failed with an error that did not name it (the stream is the path)."""
+
+
+class _Stopped(Exception):
+    """The main process ended the iteration while a worker waited for a ring buffer."""
+
+
+class _RingRef(namedtuple("_RingRef", "ring_id")):
+    """Stands for a ring buffer inside a message (the main process holds the buffer itself)."""
 
 
 def _stream_name(stream) -> str:
@@ -96,15 +122,123 @@ def _proc_status_mb(key: str) -> float | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------
+# shared-memory ring (worker side)
+# ---------------------------------------------------------------------------------------------
+class _Ring:
+    """The ring buffers of one worker. Buffer ``(key, step % depth)`` is handed out for ``step``;
+    it may be written only once the main process has collated step ``step - depth``."""
+
+    def __init__(self, worker_id: int, control: torch.Tensor, depth: int):
+        self.worker_id = worker_id
+        self.control = control.numpy()          # [consumed steps per worker..., stop flag]
+        self.depth = depth
+        self.buffers: dict = {}                  # key -> [depth tensors]
+        self.refs: dict = {}                     # data_ptr -> (ring id, buffer)
+        self.new: dict = {}                      # ring id -> buffer, not sent yet
+        self.step = 0
+        self.wait_s = 0.0
+        self._ppid = os.getppid()
+
+    def allocate(self, key, shape, dtype) -> torch.Tensor:
+        full_key = (key, tuple(shape), dtype)
+        ring = self.buffers.get(full_key)
+        if ring is None:
+            ring = []
+            for _ in range(self.depth):
+                nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+                storage = torch.UntypedStorage._new_shared(max(nbytes, 1))
+                buf = torch.empty(0, dtype=dtype).set_(storage, 0, tuple(shape))
+                ring_id = len(self.refs)
+                self.refs[buf.data_ptr()] = (ring_id, buf)
+                self.new[ring_id] = buf
+                ring.append(buf)
+            self.buffers[full_key] = ring
+        return ring[self.step % self.depth]
+
+    def wait_until_free(self, step: int) -> None:
+        """Block until the buffers of ``step`` are free (step ``step - depth`` collated)."""
+        need = step - self.depth + 1
+        ctl = self.control
+        if not self.buffers or ctl[self.worker_id] >= need:
+            return
+        t0 = time.perf_counter()
+        while ctl[self.worker_id] < need:
+            if ctl[-1] or os.getppid() != self._ppid:
+                raise _Stopped()
+            time.sleep(_POLL_S)
+        self.wait_s += time.perf_counter() - t0
+
+    def to_refs(self, data):
+        """``data`` with every ring buffer replaced by a :class:`_RingRef`."""
+        if isinstance(data, torch.Tensor):
+            found = self.refs.get(data.data_ptr()) if data.numel() else None
+            if found is not None:
+                buf = found[1]
+                if data is buf or (data.shape == buf.shape and data.dtype == buf.dtype
+                                   and data.is_contiguous()):
+                    return _RingRef(found[0])
+            return data
+        if isinstance(data, tuple) and not hasattr(data, "_fields"):
+            return tuple(self.to_refs(v) for v in data)
+        if isinstance(data, list):
+            return [self.to_refs(v) for v in data]
+        if isinstance(data, dict):
+            return {k: self.to_refs(v) for k, v in data.items()}
+        return data
+
+    def take_new(self) -> dict | None:
+        new, self.new = self.new, {}
+        return new or None
+
+
+#: (ring, slot, allocation counter) while a streamer computes an item in a worker
+_context: list | None = None
+
+
+def stream_output(shape, dtype=torch.float32) -> torch.Tensor:
+    """A tensor for a streamer to fill with (part of) the item it is computing.
+
+    Called by a streamer running in a :class:`StreamDataLoader` worker, it returns a reusable
+    shared-memory ring buffer (see the module docstring): fill it and put it, unchanged, in the
+    item; it stays valid until the main process has collated the step. Called anywhere else, it
+    returns a new uninitialised tensor. Successive calls for one item return distinct buffers.
+    """
+    ctx = _context
+    if ctx is None:
+        return torch.empty(tuple(shape), dtype=dtype)
+    ring, slot, counter = ctx
+    ctx[2] = counter + 1
+    return ring.allocate((slot, counter), shape, dtype)
+
+
+def _resolve(data, buffers: dict):
+    """Main side: ``data`` with every :class:`_RingRef` replaced by its buffer."""
+    if isinstance(data, _RingRef):
+        return buffers[data.ring_id]
+    if isinstance(data, tuple) and not hasattr(data, "_fields"):
+        return tuple(_resolve(v, buffers) for v in data)
+    if isinstance(data, list):
+        return [_resolve(v, buffers) for v in data]
+    if isinstance(data, dict):
+        return {k: _resolve(v, buffers) for k, v in data.items()}
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------------------------
 class _Slot:
     """One batch slot inside a worker: its streams, played back to back."""
 
-    def __init__(self, slot: int, streams: list, streamer, padding_mode: str, stats: dict):
+    def __init__(self, slot: int, streams: list, streamer, padding_mode: str, stats: dict,
+                 ring: _Ring | None):
         self.slot = slot
         self.streams = streams
         self.streamer = streamer
         self.padding_mode = padding_mode
         self.stats = stats
+        self.ring = ring
         self.pos = -1            # index in self.streams of the stream playing
         self.it = None           # its iterator
         self.passes = 0          # completed passes over self.streams
@@ -113,10 +247,19 @@ class _Slot:
 
     def _finish_current(self) -> None:
         it, self.it = self.it, None
-        _add_stats(self.stats, getattr(it, "stats", None))
         close = getattr(it, "close", None)
         if close is not None:
             close()
+        _add_stats(self.stats, getattr(it, "stats", None))
+
+    def _next_of_current(self):
+        global _context
+        previous = _context
+        _context = None if self.ring is None else [self.ring, self.slot, 0]
+        try:
+            return next(self.it)
+        finally:
+            _context = previous
 
     def next_item(self):
         """``(item or None, first pass done)`` for the next step."""
@@ -124,9 +267,11 @@ class _Slot:
             if self.it is not None:
                 stream = self.streams[self.pos]
                 try:
-                    item = next(self.it)
+                    item = self._next_of_current()
                 except StopIteration:
                     self._finish_current()
+                except _Stopped:
+                    raise
                 except Exception as exc:   # noqa: BLE001 - re-raised naming the stream
                     _raise_for(exc, stream, self.slot)
                 else:
@@ -159,7 +304,8 @@ class StreamDataset(torch.utils.data.IterableDataset):
     Args:
         stream_list: the streams (e.g. file paths), at least one.
         streamer: ``streamer(stream)`` -> an iterable of items. If the iterator has a ``stats``
-            dict of numbers, it is summed into the worker's statistics when the stream ends.
+            dict of numbers, it is summed into the worker's statistics when the stream ends (after
+            its ``close()``, if it has one).
         batch_size: B, the number of slots.
         padding_mode: ``"zeros"`` (finished slots get ``fill_value``) or ``"data"`` (finished
             slots replay their streams until every slot has finished once).
@@ -191,6 +337,8 @@ class StreamDataset(torch.utils.data.IterableDataset):
         if fill_value is None and (padding_mode == "zeros" or self.batch_size > len(self.stream_list)):
             raise ArgumentError(f"padding_mode={padding_mode!r} with {len(self.stream_list)} "
                                 f"stream(s) for {self.batch_size} slot(s) needs a fill_value")
+        self._control = None         # set on the copy a loader gives to its workers
+        self._ring_depth = 0
 
     def plan(self, num_workers: int) -> StreamPlan:
         """The stream -> slot -> worker assignment for ``num_workers`` workers."""
@@ -209,33 +357,52 @@ class StreamDataset(torch.utils.data.IterableDataset):
         with ``step == -1`` and the worker's statistics."""
         plan = self.plan(num_workers)
         slots = plan.worker_slots[worker_id] if worker_id < plan.num_workers else ()
+        ring = None
+        if self._control is not None and torch.utils.data.get_worker_info() is not None:
+            ring = _Ring(worker_id, self._control, self._ring_depth)
         stats: dict = {"rss_start_mb": _proc_status_mb("VmRSS") or 0.0}
         states = [_Slot(s, [self.stream_list[i] for i in plan.slot_streams[s]], self.streamer,
-                        self.padding_mode, stats) for s in slots]
+                        self.padding_mode, stats, ring) for s in slots]
         produce = outside = 0.0
+        cpu_start = time.process_time()
         step = 0
         try:
             while True:
                 t0 = time.perf_counter()
+                if ring is not None:
+                    ring.step = step
+                    ring.wait_until_free(step)
                 results = [state.next_item() for state in states]
                 items = [r[0] for r in results]
                 flags = [r[1] for r in results]
-                produce += time.perf_counter() - t0
                 if all(item is None for item in items) and all(flags) and \
                         (self.padding_mode == "zeros" or all(s.dead for s in states)):
+                    produce += time.perf_counter() - t0
                     break
+                new = None
+                if ring is not None:
+                    items = [ring.to_refs(item) for item in items]
+                    new = ring.take_new()
+                produce += time.perf_counter() - t0
                 t1 = time.perf_counter()
-                yield StreamMessage(worker_id, step, tuple(slots), items, flags, None)
+                yield StreamMessage(worker_id, step, tuple(slots), items, flags, None, new)
                 outside += time.perf_counter() - t1
                 step += 1
+        except _Stopped:
+            return
         finally:
             for state in states:
                 state.close()
-        stats.update(steps=step, produce_s=produce, outside_s=outside,
+        wait = ring.wait_s if ring is not None else 0.0
+        stats.update(steps=step, produce_s=produce - wait, ring_wait_s=wait, outside_s=outside,
+                     cpu_s=time.process_time() - cpu_start,
                      peak_rss_mb=_proc_status_mb("VmHWM") or 0.0)
-        yield StreamMessage(worker_id, -1, tuple(slots), None, None, stats)
+        yield StreamMessage(worker_id, -1, tuple(slots), None, None, stats, None)
 
 
+# ---------------------------------------------------------------------------------------------
+# main side
+# ---------------------------------------------------------------------------------------------
 def _identity(x):
     return x
 
@@ -258,28 +425,37 @@ class StreamDataLoader:
     Args:
         dataset: the :class:`StreamDataset`.
         num_workers: worker processes (0: in the main process). At most ``B`` are started.
-        collate_fn: ``collate_fn(list of B items)`` -> batch.
-        prefetch_factor: messages each worker may compute ahead (torch's ``prefetch_factor``).
+        collate_fn: ``collate_fn(list of B items)`` -> batch; it must copy the items' tensors
+            (ring buffers are reused once it returns).
+        prefetch_factor: steps each worker may have in flight (torch's ``prefetch_factor``).
+        ring_depth: shared-memory ring buffers per slot output (see the module docstring); a
+            worker can be this many steps ahead of the main process.
         multiprocessing_context: torch's ``multiprocessing_context`` (default: the platform's).
 
     Iterating yields batches (every ``torch.Tensor`` moved to :attr:`device`); several iterations
-    may run at once, each with its own workers. After an iteration, :attr:`stats` holds its
-    timings: ``main`` (``wait_s``: time blocked on workers, including receiving their tensors;
-    ``collate_s``; ``batches``) and ``workers`` (one dict per worker: ``produce_s``, time computing
-    its steps; ``outside_s``, time between handing a step over and being asked for the next,
-    i.e. sending it plus idling; the stream statistics; ``peak_rss_mb``).
+    may run at once, each with its own workers. :attr:`stats` holds the timings of the last (or
+    current) iteration: ``main`` (``wait_s``: time blocked on workers, including receiving their
+    messages; ``collate_s``; ``batches``) and ``workers`` (one dict per worker, filled when it
+    finishes: ``produce_s``, time computing its steps; ``ring_wait_s``, time waiting for the main
+    process to free a ring buffer; ``outside_s``, time between handing a step over and being
+    asked for the next, i.e. sending it plus idling; ``cpu_s``, CPU time of the worker process
+    while it ran; the streams' statistics; ``peak_rss_mb``).
     """
 
     def __init__(self, dataset: StreamDataset, num_workers: int, collate_fn, *,
-                 prefetch_factor: int = 2, multiprocessing_context=None):
+                 prefetch_factor: int = 2, ring_depth: int = 3, multiprocessing_context=None):
         if not isinstance(dataset, StreamDataset):
             raise ArgumentError(f"dataset must be a StreamDataset, got {type(dataset).__name__}")
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
             raise ArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        if int(ring_depth) < 1 or int(prefetch_factor) < 1:
+            raise ArgumentError(f"ring_depth and prefetch_factor must be >= 1, got {ring_depth}, "
+                                f"{prefetch_factor}")
         self.dataset = dataset
         self.num_workers = int(num_workers)
         self.collate_fn = collate_fn
         self.prefetch_factor = int(prefetch_factor)
+        self.ring_depth = int(ring_depth)
         self.multiprocessing_context = multiprocessing_context
         self.device = torch.device("cpu")
         self.stats: dict = {}
@@ -311,23 +487,27 @@ class StreamDataLoader:
         return batch if self.device.type == "cpu" else _to_device(batch, self.device)
 
     # ------------------------------------------------------------------ iteration
-    def _messages(self, workers: int):
-        if self.num_workers == 0:
-            return self.dataset.iter_worker(0, 1), None
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
-            prefetch_factor=self.prefetch_factor,
-            multiprocessing_context=self.multiprocessing_context)
-        it = iter(loader)
-        return it, it
-
     def __iter__(self):
         plan = self.plan()
         workers = plan.num_workers
         fill = self.dataset.fill_value
-        stats = {"main": {"wait_s": 0.0, "collate_s": 0.0, "batches": 0}, "workers": [None] * workers}
+        stats = {"main": {"wait_s": 0.0, "collate_s": 0.0, "batches": 0},
+                 "workers": [None] * workers}
         self.stats = stats
-        messages, torch_iter = self._messages(workers)
+        control = None
+        if self.num_workers == 0:
+            messages = torch_iter = self.dataset.iter_worker(0, 1)
+        else:
+            control = torch.zeros(workers + 1, dtype=torch.int64).share_memory_()
+            dataset = copy.copy(self.dataset)
+            dataset._control, dataset._ring_depth = control, self.ring_depth
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
+                prefetch_factor=self.prefetch_factor,
+                multiprocessing_context=self.multiprocessing_context)
+            messages = torch_iter = iter(loader)
+        ctl = None if control is None else control.numpy()
+        buffers = [dict() for _ in range(workers)]
         queues = [deque() for _ in range(workers)]
         ended = [False] * workers
         try:
@@ -347,6 +527,7 @@ class StreamDataLoader:
                 stats["main"]["wait_s"] += time.perf_counter() - t0
                 items = [None] * plan.batch_size
                 done = [True] * plan.batch_size
+                senders = []
                 for q in queues:
                     if not q:
                         continue
@@ -354,7 +535,12 @@ class StreamDataLoader:
                     if msg.step != step:
                         raise RuntimeError(f"stream worker {msg.worker} sent step {msg.step} "
                                            f"when step {step} was expected")
+                    senders.append(msg.worker)
+                    if msg.new_buffers:
+                        buffers[msg.worker].update(msg.new_buffers)
                     for slot, item, flag in zip(msg.slots, msg.items, msg.first_pass_done):
+                        if item is not None and buffers[msg.worker]:
+                            item = _resolve(item, buffers[msg.worker])
                         items[slot], done[slot] = item, flag
                 if all(done):
                     break
@@ -363,15 +549,21 @@ class StreamDataLoader:
                                         "fill_value")
                 t1 = time.perf_counter()
                 batch = self.collate_fn([fill if item is None else item for item in items])
+                del items
+                if ctl is not None:
+                    for w in senders:
+                        ctl[w] = step + 1          # its ring buffers of this step are free
                 batch = self._to_device(batch)
                 stats["main"]["collate_s"] += time.perf_counter() - t1
                 stats["main"]["batches"] += 1
                 step += 1
                 yield batch
         finally:
-            if torch_iter is not None:
+            if ctl is not None:
+                ctl[-1] = 1                          # wake and stop workers waiting on the ring
+            if self.num_workers == 0:
+                messages.close()
+            else:
                 shutdown = getattr(torch_iter, "_shutdown_workers", None)
                 if shutdown is not None:
                     shutdown()
-            else:
-                messages.close()
