@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 from functools import partial
 
 import numpy as np
@@ -217,6 +216,7 @@ def test_tutorial_n_events_variant_and_six_argument_show(tutorial_files):
     frames = sum(1 for _ in show)
     per_file, batches = collect(loader)
     assert frames == 5 * batches
+    assert sum(1 for _ in loader.show()) == frames                    # the loader's own show()
     n = {p: ORACLE[os.path.basename(p)][0] for p in tutorial_files[:3]}
     for path, chunks in per_file.items():
         assert len(chunks) == -(-n[path] // 50_000)

@@ -5,5 +5,9 @@ For now: :class:`HDF5Iterator` over precomputed tensor files.
 
 from evstream.data.hdf5_iterator import HDF5Iterator
 from evstream.data.sequential_dataset import SequentialDataLoader, SequentialDataset
+from evstream.data.cd_processor_iterator import CDProcessorIterator
+from evstream.data.cd_processor_dataset import CDProcessorDataLoader
+from evstream.data.stream import StreamDataLoader, StreamDataset
 
-__all__ = ["HDF5Iterator", "SequentialDataLoader", "SequentialDataset"]
+__all__ = ["HDF5Iterator", "SequentialDataLoader", "SequentialDataset", "CDProcessorIterator",
+           "CDProcessorDataLoader", "StreamDataLoader", "StreamDataset"]

@@ -1,4 +1,5 @@
-"""Streaming straight from recordings: ``CDProcessorDataLoader`` (``metavision_ml.data.cd_processor_dataset``).
+"""Streaming straight from recordings: ``CDProcessorDataLoader``
+(``metavision_ml.data.cd_processor_dataset``).
 
 ``CDProcessorDataLoader`` plays ``batch_size`` recordings side by side with the stream loader of
 :mod:`evstream.data.stream` and yields the batch dict of :mod:`evstream.data.sequential_dataset`
@@ -20,7 +21,9 @@ Labels come from ``load_labels(metadata, start, duration, tensor)`` (``metavisio
 ``metadata`` the recording's :class:`~evstream.data.scheduler.FileMetadata`, ``(start, start +
 duration]`` the chunk's time window (see :mod:`evstream.data.cd_processor_iterator`; in n_events mode
 ``metadata.delta_t = duration // T`` for that chunk) and ``tensor`` the chunk's ``[T, C, H, W]``
-tensor; it must return ``T`` labels and a boolean mask of length ``T``. ``FileMetadata.duration`` is
+tensor; it must return ``T`` labels and a boolean mask of length ``T``, and its labels must not
+be views of ``tensor`` (in a worker, the tensor lives in a shared buffer that is reused once the
+batch is collated). ``FileMetadata.duration`` is
 None: a recording's length is not known before it has been read.
 
 Transforms are applied with :func:`~evstream.data.transformations.transform_sequence` seeded by the
@@ -236,7 +239,9 @@ class CDProcessorDataLoader(StreamDataLoader):
                  preprocess_kwargs={}, load_labels=None, padding_mode="zeros", transforms=None,
                  *, start_ts=0, seed=0, shuffle=False, reader_kwargs=None, prefetch_factor=2,
                  ring_depth=3, multiprocessing_context=None):
-        files = [os.fspath(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
+        if isinstance(files, (str, os.PathLike)):
+            files = [files]
+        files = [os.fspath(f) for f in files]
         if not files:
             raise ArgumentError("CDProcessorDataLoader needs at least one file")
         for f in files:
@@ -253,7 +258,8 @@ class CDProcessorDataLoader(StreamDataLoader):
         if max_duration is not None and int(max_duration) < 1:
             raise ArgumentError(f"max_duration must be >= 1 µs or None, got {max_duration!r}")
         if padding_mode not in PADDING_MODES:
-            raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+            raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, "
+                                f"got {padding_mode!r}")
         entry = get_preprocess_dict(preprocess_function_name)     # unknown name -> error
         if height is None or width is None:
             size = native_size(files[0])

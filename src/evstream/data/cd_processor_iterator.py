@@ -33,7 +33,6 @@ requested size; events outside it are dropped (counted in ``stats["dropped"]``).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -190,8 +189,8 @@ class CDProcessorIterator:
             if sensor is None:
                 raise GeometryError("the file gives no sensor size: pass height and width",
                                     self.path)
-            height, width = sensor if height is None and width is None else \
-                (height if height is not None else sensor[0], width if width is not None else sensor[1])
+            height = sensor[0] if height is None else height
+            width = sensor[1] if width is None else width
         self.height, self.width = int(height), int(width)
         self.sensor_size = sensor
         k, built, self.resize = resize_plan(sensor or (self.height, self.width),
@@ -266,7 +265,9 @@ class CDProcessorIterator:
         if self.resize is None:
             np.copyto(out, array, casting="unsafe")
         else:
-            source = torch.from_numpy(array if array.dtype == np.float32 else array.astype(np.float32))
+            if array.dtype != np.float32:
+                array = array.astype(np.float32)
+            source = torch.from_numpy(array)
             torch.from_numpy(out).copy_(resize_tensor(source, out.shape[-2:], self.resize))
 
     def _tensorize_by_count(self, events, out) -> None:

@@ -325,7 +325,8 @@ class StreamDataset(torch.utils.data.IterableDataset):
         if not callable(streamer):
             raise ArgumentError(f"streamer must be callable, got {streamer!r}")
         if padding_mode not in PADDING_MODES:
-            raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+            raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, "
+                                f"got {padding_mode!r}")
         self.streamer = streamer
         self.padding_mode = padding_mode
         self.fill_value = fill_value
@@ -334,7 +335,8 @@ class StreamDataset(torch.utils.data.IterableDataset):
         self.epoch = epoch
         self.batch_size = make_stream_plan(len(self.stream_list), batch_size, 0, self.seed,
                                            epoch, shuffle).batch_size   # validates everything
-        if fill_value is None and (padding_mode == "zeros" or self.batch_size > len(self.stream_list)):
+        needs_fill = padding_mode == "zeros" or self.batch_size > len(self.stream_list)
+        if fill_value is None and needs_fill:
             raise ArgumentError(f"padding_mode={padding_mode!r} with {len(self.stream_list)} "
                                 f"stream(s) for {self.batch_size} slot(s) needs a fill_value")
         self._control = None         # set on the copy a loader gives to its workers
@@ -518,7 +520,8 @@ class StreamDataLoader:
                     try:
                         msg = next(messages)
                     except StopIteration:
-                        raise RuntimeError("a stream worker stopped without its last message") from None
+                        raise RuntimeError("a stream worker stopped without its last "
+                                           "message") from None
                     if msg.step < 0:
                         ended[msg.worker] = True
                         stats["workers"][msg.worker] = msg.stats

@@ -1,0 +1,196 @@
+"""Streaming recordings into batches on the fly: CDProcessorDataLoader throughput (prints markdown
+tables; asserts nothing).
+
+Workload, sized like the 1 Mpx automotive dataset: ``N_FILES`` RAW EVT 3.0 recordings of
+``SECONDS`` s, 1280x720, about 9 Mev/s on average, written with evstream's RawWriter. A 1 s block of
+``benchmarks/synthetic_stream.py`` events (runs of neighbouring pixels, sorted) is generated once
+and tiled in time (decode and tensorize costs do not depend on the content repeating). The
+loader reads them with ``histo`` (2 channels), 50 ms bins, T = 5, B = 4, tensors 640x360 (the
+sensor halved in the event domain), float32 ``[5, 4, 2, 360, 640]`` batches.
+
+Tables:
+
+1. Per-stage cost in one process (``num_workers=0``): decode (RAW -> EventCD windows), tensorize
+   (histogram + copy into the item tensor), labels (the stub), collate (numpy stack into the
+   batch), and the hand-over from a worker to the main process (IPC), measured with a streamer
+   that does no work, with the shared-memory ring and, for comparison, with torch's default
+   tensor transfer. "Mev/s" = events of the workload / time of that stage alone.
+2. End to end with 0, 1 and 2 workers: wall time of a full epoch (all files), Mev/s, multiple of
+   real time (recording seconds per wall second), per-worker time split and peak RSS. Also one
+   worker on the first third of each recording (``max_duration``), to show that memory depends
+   on the window, not on the recording length.
+
+Machine: see the first line of ``benchmarks/run.py``'s output; 2 cores here, shared with other
+jobs, so the numbers vary between runs: the configurations run three times, interleaved, and
+the fastest run of each is shown; the CPU-time column (Mev per CPU second of the worker
+processes) depends less on the other jobs. Run: ``python benchmarks/bench_stream.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_stream import synthetic_events  # noqa: E402
+
+from evstream.data.cd_processor_dataset import CDProcessorDataLoader, collate_fn  # noqa: E402
+from evstream.data.stream import StreamDataLoader, StreamDataset, stream_output  # noqa: E402
+from evstream.io import RawWriter  # noqa: E402
+
+N_FILES = 4
+SECONDS = 6
+RATE = 9e6
+SENSOR = (720, 1280)
+OUT = (360, 640)
+DELTA_T = 50_000
+T = 5
+B = 4
+CIN = 2
+#: every configuration runs this many times; the fastest run is reported
+REPEAT = 3
+
+
+def write_recordings(folder: str) -> tuple[list[str], int]:
+    block = synthetic_events(int(RATE), height=SENSOR[0], width=SENSOR[1], rate_ev_s=RATE, seed=0)
+    block = block[block["t"] < 1_000_000]
+    paths = []
+    for i in range(N_FILES):
+        path = os.path.join(folder, f"drive_{i}.raw")
+        with RawWriter(path, SENSOR[0], SENSOR[1], "evt3") as w:
+            for k in range(SECONDS):
+                part = block.copy()
+                part["t"] += k * 1_000_000 + i * 1_000
+                w.write(part)
+        with open(path, "rb") as f:            # page cache
+            while f.read(1 << 24):
+                pass
+        paths.append(path)
+    return paths, len(block) * SECONDS * N_FILES
+
+
+def make_loader(paths, workers, max_duration=None):
+    return CDProcessorDataLoader(paths, "delta_t", DELTA_T, 0, max_duration, "histo", T, B,
+                                 num_workers=workers, height=OUT[0], width=OUT[1])
+
+
+def run_epoch(loader) -> tuple[float, int]:
+    start = time.perf_counter()
+    batches = sum(1 for _ in loader)
+    return time.perf_counter() - start, batches
+
+
+def null_streamer(stream, steps, ring):
+    """Items shaped like the real ones, with no decoding or tensorizing."""
+    for i in range(steps):
+        out = stream_output((T, CIN) + OUT) if ring else torch.empty((T, CIN) + OUT)
+        yield (out, [torch.empty(0)] * T, float(i > 0), np.zeros(T, bool), (None, 0, 0))
+
+
+def ipc_cost(steps: int, ring: bool) -> tuple[float, float]:
+    """(hand-over ms per batch, collate ms per batch) with one worker that does no work."""
+    fill = (torch.zeros((T, CIN) + OUT), [torch.empty(0)] * T, 0.0, np.zeros(T, bool),
+            (None, 0, 0))
+    dataset = StreamDataset(list(range(B)), partial(null_streamer, steps=steps, ring=ring), B,
+                            "zeros", fill)
+    loader = StreamDataLoader(dataset, 1, collate_fn)
+    wall, batches = run_epoch(loader)
+    collate = loader.stats["main"]["collate_s"]
+    return (wall - collate) / batches * 1e3, collate / batches * 1e3
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    print(f"Writing {N_FILES} synthetic EVT 3.0 recordings of {SECONDS} s at ~{RATE / 1e6:.0f} "
+          f"Mev/s ({SENSOR[1]}x{SENSOR[0]}) ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, n_events = write_recordings(tmp)
+        gc.collect()
+        mib = sum(os.path.getsize(p) for p in paths) / 2**20
+        recorded_s = SECONDS * N_FILES
+        rate = n_events / recorded_s
+        make_loader(paths[:1], 0, max_duration=T * DELTA_T).__iter__().__next__()   # JIT warm-up
+
+        runs = {}
+        configs = (("0 (main process)", 0, None), ("1", 1, None), ("2", 2, None),
+                   ("1, first third of each file", 1, SECONDS * 1_000_000 // 3))
+        ipc = {True: [], False: []}
+        for _ in range(REPEAT):        # interleaved, so that load changes hit every config
+            for label, workers, max_duration in configs:
+                loader = make_loader(paths, workers, max_duration)
+                wall, batches = run_epoch(loader)
+                if label not in runs or wall < runs[label][2]:
+                    runs[label] = (workers, max_duration, wall, batches, loader.stats)
+            for ring in (True, False):
+                ipc[ring].append(ipc_cost(40, ring=ring))
+        ring_ipc, ring_collate = min(ipc[True])
+        torch_ipc, torch_collate = min(ipc[False])
+
+    print(f"\n### Streaming RAW EVT 3.0 -> histo batches [T={T}, B={B}, C={CIN}, {OUT[0]}, "
+          f"{OUT[1]}] float32, {DELTA_T // 1000} ms bins\n")
+    print(f"Workload: {N_FILES} recordings x {SECONDS} s, {n_events / 1e6:.0f} M events "
+          f"({rate / 1e6:.1f} Mev/s average), {mib:.0f} MiB of EVT 3.0 in the page cache.\n")
+
+    workers, _, wall, batches, stats = runs["0 (main process)"]
+    w = stats["workers"][0]
+    m = stats["main"]
+    other = max(w["produce_s"] - w["decode_s"] - w["tensorize_s"] - w["labels_s"], 0.0)
+    print("#### Per-stage cost, one process (num_workers=0)\n")
+    print("| stage | s per epoch | ms per batch | Mev/s for this stage alone |")
+    print("|---|---|---|---|")
+    for name, seconds in (("decode (RAW EVT 3.0 -> EventCD, 250 ms windows)", w["decode_s"]),
+                          ("tensorize (histo at 640x360 + copy into the item)", w["tensorize_s"]),
+                          ("labels (stub)", w["labels_s"]),
+                          ("slot bookkeeping, item assembly", other),
+                          ("collate (numpy stack into [T, B, C, H, W])", m["collate_s"])):
+        print(f"| {name} | {seconds:.2f} | {seconds / batches * 1e3:.1f} | "
+              f"{n_events / max(seconds, 1e-9) / 1e6:.0f} |")
+    for name, per_batch in (("IPC, shared-memory ring (worker -> main, per batch of 4 items)",
+                             ring_ipc),
+                            ("IPC, torch's default tensor transfer (for comparison)", torch_ipc)):
+        seconds = per_batch * batches / 1e3
+        print(f"| {name} | {seconds:.2f} | {per_batch:.1f} | "
+              f"{n_events / max(seconds, 1e-9) / 1e6:.0f} |")
+    print(f"| **total in one process** | {wall:.2f} | {wall / batches * 1e3:.1f} | "
+          f"{n_events / wall / 1e6:.0f} |")
+    print(f"\n(Collate in the IPC runs: {ring_collate:.1f} ms per batch from ring buffers, "
+          f"{torch_collate:.1f} ms from tensors received the default way. IPC = wall time per "
+          f"batch of a worker that does no work, minus collate.)\n")
+
+    print("#### End to end (decode + tensorize + IPC + collate), full epoch\n")
+    print("| workers | wall s | batches | Mev/s | x real time | vs 1 worker | Mev per worker "
+          "CPU s | main: waiting / collating s | per worker: producing / ring wait / handing "
+          "over s | peak RSS per worker MiB (at start) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    base = None
+    for label, (workers, max_duration, wall, batches, stats) in runs.items():
+        events = sum(x.get("events", 0) for x in stats["workers"] if x)
+        mev = events / wall / 1e6
+        seconds_played = events / rate
+        if workers == 1 and max_duration is None:
+            base = mev
+        speedup = "" if base is None or workers == 0 or max_duration else f"{mev / base:.2f}x"
+        ws = [x for x in stats["workers"] if x]
+        split = ", ".join(f"{x['produce_s']:.2f} / {x.get('ring_wait_s', 0):.2f} / "
+                          f"{x['outside_s']:.2f}" for x in ws)
+        rss = ", ".join(f"{x['peak_rss_mb']:.0f} ({x['rss_start_mb']:.0f})" for x in ws)
+        m = stats["main"]
+        cpu = sum(x.get("cpu_s", 0) for x in ws)
+        print(f"| {label} | {wall:.2f} | {batches} | {mev:.1f} | {seconds_played / wall:.1f} | "
+              f"{speedup} | {events / max(cpu, 1e-9) / 1e6:.0f} | {m['wait_s']:.2f} / "
+              f"{m['collate_s']:.2f} | {split} | {rss} |")
+    print("\nWorkers are forked from the benchmark process, so their RSS at start already "
+          "counts its pages; the growth is what one worker uses (decode window, item ring, "
+          "per-recording processor arrays). 'x real time' = seconds of recording per second.")
+
+
+if __name__ == "__main__":
+    main()
