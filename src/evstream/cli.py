@@ -170,6 +170,78 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``1280x720``, as a RAW ``geometry``) -> ``(H, W)``."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        if not sep:
+            raise ValueError
+        return int(h), int(w)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x360, got {text!r}")
+
+
+class _SynthProgress:
+    """One tqdm bar for ``synth``: simulated seconds, with events and files written."""
+
+    def __init__(self, total_s: float, recordings: int, enabled: bool | None):
+        from tqdm import tqdm
+
+        self.recordings, self.done, self.events = recordings, 0, 0
+        self.bar = tqdm(total=round(total_s, 6), unit="s", desc=f"0/{recordings} recordings",
+                        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s "
+                        "simulated [{elapsed}<{remaining}{postfix}]",
+                        disable=None if enabled is None else not enabled)
+
+    def __call__(self, kind: str, index: int, payload: dict) -> None:
+        if kind == "advance":
+            self.events += payload["events"]
+            self.bar.update(payload["us"] * 1e-6)
+            self.bar.set_postfix_str(f"{self.events / 1e6:.1f} Mev", refresh=False)
+        elif kind == "done":
+            self.done += 1
+            self.bar.set_description(f"{self.done}/{self.recordings} recordings")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Write a synthetic labelled dataset (evstream.synth.make_dataset) and list it."""
+    from .synth import SceneConfig, SensorConfig, make_dataset
+
+    height, width = args.size
+    progress = _SynthProgress(args.recordings * args.duration_s, args.recordings, args.progress)
+    scene_kwargs = {"ego_motion": args.ego_motion}
+    if args.max_objects is not None:
+        scene_kwargs["max_objects"] = args.max_objects
+    if args.spawn_rate_hz is not None:
+        scene_kwargs["spawn_rate_hz"] = args.spawn_rate_hz
+    sensor_kwargs = {}
+    if args.noise_rate_hz is not None:
+        sensor_kwargs["noise_rate_hz"] = args.noise_rate_hz
+    try:
+        ds = make_dataset(args.out_dir, recordings=args.recordings, duration_s=args.duration_s,
+                          height=height, width=width, format=args.format, seed=args.seed,
+                          label_rate_hz=args.label_rate_hz, splits=args.splits,
+                          scene=SceneConfig(**scene_kwargs), sensor=SensorConfig(**sensor_kwargs),
+                          progress=progress)
+    except (EvstreamError, OSError) as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    progress.close()
+    header = ["recording", "split", "events", "mean Mev/s", "boxes", "empty frames", "ego",
+              "time (s)"]
+    rows = [[os.path.basename(r.paths[0]), r.split, f"{r.events:,}",
+             f"{r.events / (r.duration_us * 1e-6) / 1e6:.2f}", str(r.boxes),
+             f"{r.empty_times}/{r.labelled_times}", "yes" if r.ego_motion else "no",
+             f"{r.seconds:.2f}"] for r in ds.recordings]
+    print(_format_table(header, rows))
+    print(f"label map: {ds.label_map}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evstream", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +308,35 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("-k", "--kwarg", action="append", type=_kwarg, metavar="KEY=VALUE",
                      help="a preprocess kwarg (repeatable), e.g. -k max_incr_per_pixel=2.5")
     ren.set_defaults(run=cmd_render)
+    syn = commands.add_parser("synth", help="write a synthetic labelled dataset (events + boxes)",
+                              description="Simulate recordings of moving objects (car, pedestrian, "
+                              "two wheeler) seen by an event camera and write them with their "
+                              "<name>_bbox.npy boxes and label_map_dictionary.json in train/val/"
+                              "test folders. Deterministic from --seed.")
+    syn.add_argument("out_dir", help="output folder (created if missing)")
+    syn.add_argument("--recordings", "-n", type=int, default=3, help="recordings (default 3)")
+    syn.add_argument("--duration-s", type=float, default=2.0,
+                     help="length of each recording in seconds (default 2)")
+    syn.add_argument("--size", type=_size, default=(360, 640), metavar="WxH",
+                     help="sensor size, e.g. 304x240 (Gen1), 640x360 (default), 1280x720 (1 Mpx)")
+    syn.add_argument("--format", default="evt3",
+                     help="evt3 (default), evt2, dat, evt3+dat or evt2+dat")
+    syn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    syn.add_argument("--label-rate-hz", type=float, default=20.0,
+                     help="box sampling rate (default 20)")
+    syn.add_argument("--splits", default="train=0.6,val=0.2,test=0.2",
+                     help="split weights (default train=0.6,val=0.2,test=0.2)")
+    syn.add_argument("--ego-motion", type=float, default=0.0, metavar="P",
+                     help="probability that a recording has a panning camera (default 0)")
+    syn.add_argument("--max-objects", type=int, help="objects in view at once (default 6)")
+    syn.add_argument("--spawn-rate-hz", type=float,
+                     help="objects entering per second (default 1.2)")
+    syn.add_argument("--noise-rate-hz", type=float,
+                     help="background activity per pixel per second (default 0.1)")
+    syn.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="always show the progress bar (default: only on a terminal)")
+    syn.add_argument("--no-progress", dest="progress", action="store_false")
+    syn.set_defaults(run=cmd_synth)
     return parser
 
 
