@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/evstream info ../shared/samples/*.raw ../shared/samples/*.dat
+	$(VENV)/bin/evstream demo --out out/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

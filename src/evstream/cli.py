@@ -242,6 +242,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole stack on synthetic data: simulate, precompute, the tutorial's loop, render, train."""
+    from dataclasses import replace
+
+    from .demo.pipeline import DemoConfig, run_demo
+    config = DemoConfig()
+    if args.steps is not None:
+        config = replace(config, steps=args.steps)
+    results = run_demo(args.out, config)
+    return 0 if results["metrics"]["ap"] > results["baseline"]["ap"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evstream", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="always show the progress bar (default: only on a terminal)")
     syn.add_argument("--no-progress", dest="progress", action="store_false")
     syn.set_defaults(run=cmd_synth)
+    demo = commands.add_parser("demo", help="simulate a labelled dataset, precompute it, run the "
+                               "tutorial's loader, render it and train a small detector")
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--steps", type=int, help="training steps (default: 300)")
+    demo.set_defaults(run=cmd_demo)
     return parser
 
 
