@@ -26,9 +26,15 @@ be views of ``tensor`` (in a worker, the tensor lives in a shared buffer that is
 batch is collated). ``FileMetadata.duration`` is
 None: a recording's length is not known before it has been read.
 
+Distributed training (``rank``/``world_size``), ``set_epoch`` and exact resume
+(``state_dict``/``load_state_dict``) come from :class:`~evstream.data.stream.StreamDataLoader`;
+the recordings' chunk counts (:func:`count_chunks`, or ``lengths=``/``durations=``) give every
+rank the same number of batches, and a resumed recording is reopened by seeking
+(:meth:`CDProcessorDatasetIterator.skip`).
+
 Transforms are applied with :func:`~evstream.data.transformations.transform_sequence` seeded by the
-recording (path and ``start_ts``) and the loader's seed, so a random augmentation is the same for
-every chunk of a recording.
+recording (path and ``start_ts``) and ``epoch_seed(seed, epoch)``, so a random augmentation is
+the same for every chunk of a recording.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from evstream.data.cd_processor_iterator import (MODES, CDProcessorIterator, Ten
                                                  resize_plan)
 from evstream.data.scheduler import FileMetadata
 from evstream.data.sequential_dataset import load_labels_stub
+from evstream.data.sharding import epoch_seed, resolve_rank
 from evstream.data.stream import PADDING_MODES, StreamDataLoader, StreamDataset, stream_output
 from evstream.data.transformations import transform_sequence
 from evstream.errors import ArgumentError, GeometryError, MissingFileError
@@ -51,7 +58,7 @@ from evstream.io import open_reader
 from evstream.preprocessing import get_preprocess_dict
 
 __all__ = ["CDProcessorDatasetIterator", "CDProcessorDataLoader", "collate_fn", "is_tensor_file",
-           "native_size"]
+           "native_size", "count_chunks"]
 
 
 def is_tensor_file(path) -> bool:
@@ -120,9 +127,38 @@ class CDProcessorDatasetIterator:
         self._source = None
         self._first = True
         self._done = False
+        self._skip_us = 0            # delta_t mode: chunks skipped by seeking (skip())
+
+    def skip(self, n: int) -> None:
+        """Skip the next ``n`` chunks (resuming mid-recording). Before the first chunk in
+        ``delta_t`` mode the file is opened ``n·T·delta_t`` µs later (a seek: nothing before is
+        read); otherwise the chunks are read and dropped (no labels, no transforms). The chunk
+        after them keeps ``keep_memory`` 1 and the recording's ``FileMetadata``."""
+        n = int(n)
+        if n <= 0 or self._done:
+            return
+        if self.mode == "delta_t" and self._source is None and self._first:
+            self._skip_us = n * self.num_tbins * self.delta_t
+        else:
+            if self._source is None:
+                self._source = self._open()
+            scratch = np.empty((self.num_tbins, self.cin, self.height, self.width), np.float32)
+            for _ in range(n):
+                try:
+                    self._source.next_chunk(scratch)
+                except StopIteration:
+                    self.close()
+                    break
+        self._first = False
 
     def _open(self):
-        common = dict(mode=self.mode, start_ts=self.start_ts, max_duration=self.max_duration,
+        max_duration = self.max_duration
+        if self._skip_us and max_duration is not None:
+            max_duration = int(max_duration) - self._skip_us
+            if max_duration < 1:
+                return _Exhausted()
+        common = dict(mode=self.mode, start_ts=self.start_ts + self._skip_us,
+                      max_duration=max_duration,
                       delta_t=self.delta_t, n_events=self.n_events, num_tbins=self.num_tbins,
                       preprocess_kwargs=self.preprocess_kwargs, height=self.height,
                       width=self.width)
@@ -173,6 +209,78 @@ class CDProcessorDatasetIterator:
             for key, value in source.stats.items():
                 self.stats[key] = self.stats.get(key, 0) + value
             source.close()
+
+
+class _Exhausted:
+    """A source with no chunk left (a skip past ``max_duration``)."""
+
+    stats: dict = {}
+
+    def next_chunk(self, out):
+        raise StopIteration
+
+    def close(self) -> None:
+        pass
+
+
+def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_name,
+                 start_ts=0, max_duration=None, duration=None, reader_kwargs=None) -> int:
+    """How many chunks :class:`CDProcessorDatasetIterator` yields for ``path``, without
+    building tensors.
+
+    * tensor files: from the row count (attributes and, in n_events mode, ``last_timestamps``);
+    * event files in ``delta_t`` mode: ``floor((last - start_ts) / (T·delta_t)) + 1`` with
+      ``last`` the time of the last event (``duration`` when given, else measured: cheap for DAT
+      and NPY, a full decode for RAW), capped by ``max_duration``;
+    * event files in ``n_events`` mode: the file is decoded once and its slices counted.
+    """
+    path = os.fspath(path)
+    if is_tensor_file(path):
+        chunks = TensorFileChunks(path, preprocess_function_name, mode=mode, start_ts=start_ts,
+                                  max_duration=max_duration, delta_t=delta_t, n_events=n_events,
+                                  num_tbins=num_tbins)
+        try:
+            return -(-max(chunks._stop - chunks._row, 0) // int(num_tbins))
+        finally:
+            chunks.close()
+    start_ts = int(start_ts)
+    if mode == "delta_t":
+        chunk = int(delta_t) * int(num_tbins)
+        if duration is None:
+            reader = open_reader(path, **dict(reader_kwargs or {}))
+            try:
+                if reader.event_count() == 0:
+                    return 0
+                reader.seek_time(start_ts)
+                if reader.is_done():
+                    return 0
+                reader.seek_time(np.iinfo(np.int64).max // 4)
+                last = int(reader.current_time)
+            finally:
+                close = getattr(reader, "close", None)
+                if close is not None:
+                    close()
+        else:
+            last = int(duration)
+            if last < start_ts:
+                return 0
+        count = (last - start_ts) // chunk + 1
+        if max_duration is not None:
+            count = min(count, -(-int(max_duration) // chunk))
+        return int(count)
+    from evstream.io import EventsIterator
+    iterator = EventsIterator(path, start_ts=start_ts, mode=mode,
+                              n_events=int(n_events) * int(num_tbins), max_duration=max_duration,
+                              **dict(reader_kwargs or {}))
+    count = 0
+    for events in iterator:
+        if len(events) == 0:
+            break
+        count += 1
+    close = getattr(iterator.reader, "close", None)
+    if close is not None:
+        close()
+    return count
 
 
 def collate_fn(data_list):
@@ -230,6 +338,15 @@ class CDProcessorDataLoader(StreamDataLoader):
         seed: seed of the shuffle and of the transforms (keyword-only).
         shuffle: permute the recordings before dealing them to slots (keyword-only).
         reader_kwargs: forwarded to the event readers (keyword-only).
+        rank, world_size: this process's share of a distributed job (keyword-only; default
+            from ``torch.distributed`` when initialised, else 0 of 1): the recordings are split
+            over the ranks, longest first (by chunk count), and every rank yields ``len(loader)``
+            batches (fill items once its recordings end).
+        lengths: chunks per recording (keyword-only). Needed with several ranks; measured with
+            :func:`count_chunks` when not given (cheap for tensor files, DAT and NPY; RAW files
+            are decoded once, so pass ``lengths`` or ``durations`` for large RAW datasets).
+        durations: time of the last event of each recording, µs (keyword-only; delta_t mode),
+            to compute ``lengths`` without reading the files.
         prefetch_factor, ring_depth, multiprocessing_context: see
             :class:`~evstream.data.stream.StreamDataLoader` (keyword-only).
     """
@@ -238,7 +355,8 @@ class CDProcessorDataLoader(StreamDataLoader):
                  num_tbins, batch_size, num_workers=2, height=None, width=None,
                  preprocess_kwargs={}, load_labels=None, padding_mode="zeros", transforms=None,
                  *, start_ts=0, seed=0, shuffle=False, reader_kwargs=None, prefetch_factor=2,
-                 ring_depth=3, multiprocessing_context=None):
+                 ring_depth=3, multiprocessing_context=None, rank=None, world_size=None,
+                 lengths=None, durations=None, epoch=0):
         if isinstance(files, (str, os.PathLike)):
             files = [files]
         files = [os.fspath(f) for f in files]
@@ -281,19 +399,41 @@ class CDProcessorDataLoader(StreamDataLoader):
         self.cin = entry["cin"]
         self.padding_mode = padding_mode
         self.load_labels = load_labels
-        streamer = partial(CDProcessorDatasetIterator, height_out=self.height,
-                           width_out=self.width, load_labels=load_labels, mode=mode,
-                           n_events=self.n_events, delta_t=self.delta_t,
-                           num_tbins=self.num_tbins,
-                           preprocess_function_name=preprocess_function_name,
-                           preprocess_kwargs=dict(preprocess_kwargs), start_ts=int(start_ts),
-                           max_duration=max_duration, transforms=transforms, base_seed=seed,
-                           reader_kwargs=reader_kwargs)
+        self._streamer = partial(CDProcessorDatasetIterator, height_out=self.height,
+                                 width_out=self.width, load_labels=load_labels, mode=mode,
+                                 n_events=self.n_events, delta_t=self.delta_t,
+                                 num_tbins=self.num_tbins,
+                                 preprocess_function_name=preprocess_function_name,
+                                 preprocess_kwargs=dict(preprocess_kwargs),
+                                 start_ts=int(start_ts), max_duration=max_duration,
+                                 transforms=transforms, reader_kwargs=reader_kwargs)
         fill_value = _padding_item(self.num_tbins, self.cin, self.height, self.width)
-        dataset = StreamDataset(files, streamer, batch_size, padding_mode, fill_value, seed,
-                                shuffle=shuffle)
+        rank, world_size = resolve_rank(rank, world_size)
+        if durations is not None and len(durations) != len(files):
+            raise ArgumentError(f"{len(durations)} durations for {len(files)} files")
+        if lengths is None and world_size > 1:
+            lengths = [count_chunks(f, mode, self.delta_t, self.n_events, self.num_tbins,
+                                    preprocess_function_name, start_ts, max_duration,
+                                    None if durations is None else durations[i], reader_kwargs)
+                       for i, f in enumerate(files)]
+        dataset = StreamDataset(files, partial(self._streamer,
+                                               base_seed=epoch_seed(seed, epoch)),
+                                batch_size, padding_mode, fill_value, seed, shuffle=shuffle,
+                                epoch=epoch, rank=rank, world_size=world_size, lengths=lengths)
         super().__init__(dataset, num_workers, collate_fn, prefetch_factor=prefetch_factor,
                          ring_depth=ring_depth, multiprocessing_context=multiprocessing_context)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch: it seeds the shuffle and the transforms (see
+        :func:`~evstream.data.sharding.epoch_seed`)."""
+        super().set_epoch(epoch)
+        self.dataset.streamer = partial(self._streamer,
+                                        base_seed=epoch_seed(self.dataset.seed, self.epoch))
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.dataset.streamer = partial(self._streamer,
+                                        base_seed=epoch_seed(self.dataset.seed, self.epoch))
 
     def _to_device(self, batch):
         # like SequentialDataLoader: inputs and mask_keep_memory move; labels, frame_is_labeled

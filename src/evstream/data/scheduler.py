@@ -22,6 +22,7 @@ Compared with ``metavision_ml.data.scheduler`` (same names and rules otherwise):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -110,6 +111,18 @@ def _rounding(duration, total, max_batch=None, rounding_tolerance=ROUNDING_TOLER
     if max_batch is not None:
         result = np.minimum(result, int(max_batch) * total)
     return int(result) if scalar else result
+
+
+@contextlib.contextmanager
+def quiet_logs():
+    """Silences this module's warnings inside the block (used when a rank builds the schedules
+    of the other ranks only to count their batches)."""
+    previous = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +266,7 @@ class Scheduler:
     @classmethod
     def create_schedule(cls, files, durations, delta_t, num_tbins, batch_size, labels=None,
                         max_consecutive_batch=None, shuffle=True, padding=False, seed=None,
-                        balanced=False):
+                        balanced=False, start_offsets=None):
         """A Scheduler over ``files`` (paths).
 
         Args:
@@ -262,6 +275,8 @@ class Scheduler:
             max_consecutive_batch: split each file into entries of at most this many chunks.
             shuffle: shuffle the entries (with ``random.Random(seed)``; seed None means 0).
             padding, balanced: see the class.
+            start_offsets: one start time (µs) per file (default 0 each): playing starts there
+                (used for random start offsets; the first chunk of a file keeps keep_memory 0).
 
         Missing files are dropped with a warning (an error if none is left); ``batch_size`` is
         reduced, with a warning, to the number of entries when there are fewer.
@@ -272,6 +287,9 @@ class Scheduler:
             labels = [None] * len(files)
         if len(labels) != len(files):
             raise ArgumentError(f"{len(labels)} labels for {len(files)} files")
+        offsets = [0] * len(files) if start_offsets is None else [int(o) for o in start_offsets]
+        if len(offsets) != len(files) or any(o < 0 for o in offsets):
+            raise ArgumentError(f"start_offsets must be {len(files)} values >= 0")
         durations = list(durations) if durations is not None else []
         if durations and len(durations) != len(files):
             raise ArgumentError(f"{len(durations)} durations for {len(files)} files (pass [] to "
@@ -286,17 +304,19 @@ class Scheduler:
             keep = [i for i, e in enumerate(exists) if e]
             files = [files[i] for i in keep]
             labels = [labels[i] for i in keep]
+            offsets = [offsets[i] for i in keep]
             durations = [durations[i] for i in keep] if durations else []
         if not durations:
             durations = _get_durations(files)
         metadata = []
-        for path, duration, label in zip(files, durations, labels):
+        for path, duration, label, offset in zip(files, durations, labels, offsets):
             duration = int(duration)
             if max_consecutive_batch is None:
-                starts = [0]
+                starts = [offset]
             else:
                 step = int(max_consecutive_batch) * total
-                starts = range(0, _rounding(duration - total, total) + 1, step)
+                starts = range(offset, offset + _rounding(duration - offset - total, total) + 1,
+                               step)
             metadata += [FileMetadata(path, duration, delta_t, num_tbins, labels=label, start_ts=s)
                          for s in starts]
         rng = random.Random(0 if seed is None else seed)

@@ -37,9 +37,12 @@ import torch
 
 from evstream.data._sources import (SourceCache, file_kind, read_tensor_file_info,
                                     tensor_output_dtype)
-from evstream.data.scheduler import Scheduler
+from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _rounding,
+                                     quiet_logs)
+from evstream.data.sharding import (assign_to_ranks, check_seed, epoch_seed, permutation,
+                                    resolve_rank)
 from evstream.data.transformations import transform_sequence
-from evstream.errors import ArgumentError, GeometryError
+from evstream.errors import ArgumentError, GeometryError, MissingFileError
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
 
 logger = logging.getLogger(__name__)
@@ -136,11 +139,27 @@ class SequentialDataset(torch.utils.data.Dataset):
         balanced: assign files longest-first to the least-loaded slot (less padding/skipping)
             instead of round-robin in list order.
         max_open_files: files each process keeps open (default: ``max(8, 2 * batch_size)``).
+        rank, world_size: this process's share of a distributed job (default: from
+            ``torch.distributed`` when initialised, else 0 of 1). The recordings are split over
+            the ranks with :func:`~evstream.data.sharding.assign_to_ranks` (longest first, by
+            duration); every rank has the same batch size and the same number of batches
+            (padding items after a rank's own schedule), computed locally from the same inputs.
+        seed, epoch: seed of the shuffles, the random start offsets and the transforms
+            (:meth:`set_epoch` changes the epoch).
+        shuffle_files: permute, per ``(seed, epoch)``, the order in which the rank's recordings
+            are dealt to the batch slots (chunks of a recording stay in order).
+        random_start: start every recording at a random whole number of bins in
+            ``[0, num_tbins)`` drawn per ``(seed, epoch)`` (the skipped bins are not read).
+
+    With ``rank``/``world_size``/``seed``/``epoch`` at their defaults and no shuffle, the schedule
+    is the single-process one.
     """
 
     def __init__(self, files, delta_t, preprocess_function_name, array_dim,
                  load_labels=load_labels_stub, durations=[], batch_size=8, preprocess_kwargs={},
-                 padding=False, transforms=None, *, balanced=False, max_open_files=None):
+                 padding=False, transforms=None, *, balanced=False, max_open_files=None,
+                 rank=None, world_size=None, seed=0, epoch=0, shuffle_files=False,
+                 random_start=False):
         if isinstance(files, (str, os.PathLike)):
             files = [files]
         files = [os.fspath(f) for f in files]
@@ -161,10 +180,17 @@ class SequentialDataset(torch.utils.data.Dataset):
             if file_kind(f) not in ("dat", "raw", "h5"):
                 raise ArgumentError("can't load this file: SequentialDataset reads .h5/.hdf5 tensor "
                                     "files and .dat/.raw recordings", f)
-        self.scheduler = Scheduler.create_schedule(
-            files, durations, self.delta_t, self.num_tbins, batch_size,
-            max_consecutive_batch=None, shuffle=False, padding=padding, balanced=balanced)
-        self.batch_size = self.scheduler.batch_size
+        self.balanced = bool(balanced)
+        self.rank, self.world_size = resolve_rank(rank, world_size)
+        self.seed = check_seed("seed", seed)
+        self.epoch = check_seed("epoch", epoch)
+        self.shuffle_files = bool(shuffle_files)
+        self.random_start = bool(random_start)
+        self.max_consecutive_batch = None
+        self._entry_shuffle, self._entry_seed = False, None
+        self._requested_batch_size = int(batch_size)
+        self._files, self._durations = self._existing_files_and_durations(files, durations)
+        self._build()
 
         self.preprocess_function_name = preprocess_function_name
         self.preprocess_dict = get_preprocess_dict(preprocess_function_name)
@@ -210,6 +236,108 @@ class SequentialDataset(torch.utils.data.Dataset):
                                         **self._kernel_kwargs)
         self._max_open_files = max_open_files or max(8, 2 * self.batch_size)
         self._sources = SourceCache(self._max_open_files)
+
+    # ---------------------------------------------------------------- schedule
+    def _existing_files_and_durations(self, files, durations):
+        """Drops missing files (warning) and measures the durations once (create_schedule's
+        rules), so that rebuilding the schedule (set_epoch, reschedule) reads nothing."""
+        durations = list(durations) if durations is not None else []
+        if durations and len(durations) != len(files):
+            raise ArgumentError(f"{len(durations)} durations for {len(files)} files (pass [] to "
+                                f"measure them)")
+        exists = [os.path.exists(f) for f in files]
+        missing = [f for f, e in zip(files, exists) if not e]
+        if missing:
+            logging.getLogger("evstream.data.scheduler").warning(
+                "Scheduler: %d missing file(s) dropped: %s", len(missing),
+                ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+            if len(missing) == len(files):
+                raise MissingFileError(f"none of the {len(files)} files exists", missing[0])
+            keep = [i for i, e in enumerate(exists) if e]
+            files = [files[i] for i in keep]
+            durations = [durations[i] for i in keep] if durations else []
+        if not durations:
+            durations = _get_durations(files)
+        return files, [int(d) for d in durations]
+
+    def _shards(self) -> list[list[int]]:
+        if self.world_size == 1:
+            return [list(range(len(self._files)))]
+        weights = np.maximum(_rounding(np.asarray(self._durations, np.int64),
+                                       self.total_tbins_delta_t), 0) if self._files else []
+        return assign_to_ranks(weights, self.world_size, self.seed, self.epoch,
+                               self.shuffle_files)
+
+    def _rank_schedule(self, shards, rank, batch_size) -> Scheduler:
+        idx = shards[rank]
+        if self.shuffle_files:
+            idx = [idx[i] for i in permutation(len(idx), self.seed, self.epoch)]
+        offsets = None
+        if self.random_start:
+            rng = np.random.default_rng([self.seed, self.epoch, 1])
+            bins = rng.integers(0, self.num_tbins, size=len(self._files))
+            offsets = [int(bins[i]) * self.delta_t for i in idx]
+        scheduler = Scheduler.create_schedule(
+            [self._files[i] for i in idx], [self._durations[i] for i in idx], self.delta_t,
+            self.num_tbins, batch_size, max_consecutive_batch=self.max_consecutive_batch,
+            shuffle=self._entry_shuffle, padding=self.padding, seed=self._entry_seed,
+            balanced=self.balanced, start_offsets=offsets)
+        scheduler.base_seed += epoch_seed(self.seed, self.epoch)
+        return scheduler
+
+    def _build(self) -> None:
+        """This rank's scheduler, the common batch size and the common number of batches."""
+        shards = self._shards()
+        size = self._requested_batch_size
+        if self.world_size == 1:
+            self.scheduler = self._rank_schedule(shards, 0, size)
+            self.batch_size = self.scheduler.batch_size
+            self._num_steps = self.scheduler.num_steps()
+            return
+        with quiet_logs():
+            others = [self._rank_schedule(shards, r, size) for r in range(self.world_size)]
+        common = min([s.batch_size for s in others if s.files] or [size])
+        if common != size:
+            logger.warning("batch_size reduced to %d on every rank: a rank has only %d "
+                           "recording(s) (use at least world_size x batch_size recordings)",
+                           common, common)
+            with quiet_logs():
+                others = [self._rank_schedule(shards, r, common) for r in range(self.world_size)]
+        self.scheduler = self._rank_schedule(shards, self.rank, common)   # with its warnings
+        self.batch_size = common
+        self._num_steps = max(s.num_steps() for s in others)
+
+    def num_batches(self) -> int:
+        """Batches per epoch (the same on every rank)."""
+        return self._num_steps
+
+    def rank_files(self) -> list:
+        """Paths this rank reads in the current epoch (list order)."""
+        return [self._files[i] for i in self._shards()[self.rank]]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Rebuilds the schedule for ``epoch`` (changes only with shuffle_files, random_start,
+        transforms and, across ranks, ties of equal durations); cheap, reads no file."""
+        epoch = check_seed("epoch", epoch)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._build()
+            self._check_new_files()
+
+    def _check_new_files(self) -> None:
+        for meta in self.scheduler.files:
+            if meta.path not in self._original_sizes:
+                self._check_file(meta)
+
+    def _schedule_item(self, n):
+        """``scheduler[n]``, or a padding item past this rank's schedule (up to the common
+        number of batches)."""
+        n = int(n)
+        if n < 0:
+            n += len(self)
+        if len(self.scheduler) <= n < len(self):
+            return FileMetadata(None, None, None, None, padding=True), 0, 0
+        return self.scheduler[n]
 
     # ---------------------------------------------------------------- checks
     def _check_file(self, meta) -> None:
@@ -266,23 +394,36 @@ class SequentialDataset(torch.utils.data.Dataset):
 
     def get_batch_metadata(self, batch_idx):
         """``[(FileMetadata, start, duration)]`` of the items of batch ``batch_idx``."""
-        return [self.scheduler[i] for i in range(batch_idx * self.batch_size,
-                                                 (batch_idx + 1) * self.batch_size)]
+        return [self._schedule_item(i) for i in range(batch_idx * self.batch_size,
+                                                      (batch_idx + 1) * self.batch_size)]
 
     def shuffle(self, seed=None):
-        """Shuffles the order of the files (slots change; chunks of a file stay in order)."""
-        self.scheduler.shuffle(seed=seed)
+        """Shuffles the order of the files (slots change; chunks of a file stay in order).
+
+        With several ranks the shuffle is applied to every rank's schedule alike (seeded by
+        ``seed``); prefer ``shuffle_files=True`` with :meth:`set_epoch`, which survives rebuilds.
+        """
+        if self.world_size == 1:
+            self.scheduler.shuffle(seed=seed)
+            self._num_steps = self.scheduler.num_steps()
+            return
+        self._entry_shuffle = True
+        self._entry_seed = seed if seed is not None else (self._entry_seed or 0) + 1
+        self._build()
+        self._check_new_files()
 
     def reschedule(self, max_consecutive_batch, shuffle=True, seed=None):
         """Plays every file as chunks of at most ``max_consecutive_batch`` items (each one
         resets the memory) — more variety per batch for the price of shorter sequences."""
-        self.scheduler = self.scheduler.reschedule(max_consecutive_batch, self.num_tbins,
-                                                   self.delta_t, shuffle=shuffle, seed=seed)
-        self.batch_size = self.scheduler.batch_size
+        self._requested_batch_size = self.batch_size
+        self.max_consecutive_batch = max_consecutive_batch
+        self._entry_shuffle, self._entry_seed = bool(shuffle), seed
+        self._build()
+        self._check_new_files()
 
     def __len__(self):
         """Number of items (batches x batch_size)."""
-        return len(self.scheduler)
+        return self._num_steps * self.batch_size
 
     def close(self):
         """Closes the files this process keeps open."""
@@ -343,7 +484,7 @@ class SequentialDataset(torch.utils.data.Dataset):
         return seq, labels, keep_memory, frame_is_labeled, (meta, start, duration)
 
     def __getitem__(self, n):
-        meta, start, duration = self.scheduler[n]
+        meta, start, duration = self._schedule_item(n)
         if meta.is_padding():
             return _padding_item(self.array_dim, self.dtype, meta)
         seq = torch.from_numpy(self._load_sequences(meta, start, duration))
@@ -360,7 +501,7 @@ class SequentialDataset(torch.utils.data.Dataset):
         batch_np = batch.numpy()
         items = _Items()
         for slot, n in enumerate(indices):
-            meta, start, duration = self.scheduler[n]
+            meta, start, duration = self._schedule_item(n)
             if meta.is_padding():
                 _, labels, keep, mask, info = _padding_item(self.array_dim, self.dtype, meta)
                 batch_np[:, slot] = 0
@@ -375,6 +516,16 @@ class SequentialDataset(torch.utils.data.Dataset):
         state = dict(self.__dict__)
         state["_sources"] = SourceCache(self._max_open_files)   # handles stay in their process
         return state
+
+
+def _check_state(state, kind, rank, world_size) -> None:
+    """A loader state of ``kind`` for this rank and world size (ArgumentError otherwise)."""
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        raise ArgumentError(f"not a {kind} state: {state!r:.200}")
+    if (state["rank"], state["world_size"]) != (rank, world_size):
+        raise ArgumentError(f"the state is for rank {state['rank']} of {state['world_size']}, "
+                            f"this loader is rank {rank} of {world_size}: an exact resume needs "
+                            f"the same world size")
 
 
 class _Items(list):
@@ -425,12 +576,21 @@ class SequentialDataLoader:
 
     Iterating yields batch dicts (see the module docstring) with ``inputs`` as float32 on
     :attr:`device`. One iteration is active at a time (``iter()`` returns the loader itself).
+
+    Distributed training and resuming (keyword-only): ``rank``, ``world_size``, ``seed``,
+    ``epoch``, ``shuffle_files``, ``random_start`` (see :class:`SequentialDataset`);
+    :meth:`set_epoch`; :meth:`state_dict` / :meth:`load_state_dict` (the protocol of torchdata's
+    ``StatefulDataLoader``): a loader given the state of a run stopped after ``k`` batches yields
+    batches ``k + 1, ...`` of the uninterrupted run on its next ``iter()``, without reading the
+    skipped data. The batches depend only on the files, the options, ``seed`` and ``epoch``, not
+    on ``num_workers`` (``shuffle=True`` permutes items with a generator seeded by them too).
     """
 
     def __init__(self, files, delta_t, preprocess_function_name, array_dim,
                  load_labels=load_labels_stub, durations=[], batch_size=8, num_workers=2,
                  preprocess_kwargs={}, shuffle=False, padding=False, transforms=None, *,
-                 balanced=False, max_open_files=None):
+                 balanced=False, max_open_files=None, rank=None, world_size=None, seed=0,
+                 epoch=0, shuffle_files=False, random_start=False):
         self.num_workers = int(num_workers)
         self.shuffle = shuffle
         self.device = torch.device("cpu")
@@ -439,11 +599,79 @@ class SequentialDataLoader:
                                          load_labels=load_labels, durations=durations,
                                          batch_size=batch_size, preprocess_kwargs=preprocess_kwargs,
                                          padding=padding, transforms=transforms, balanced=balanced,
-                                         max_open_files=max_open_files)
+                                         max_open_files=max_open_files, rank=rank,
+                                         world_size=world_size, seed=seed, epoch=epoch,
+                                         shuffle_files=shuffle_files, random_start=random_start)
         self.batch_size = self.dataset.batch_size
         self.step = 0
         self._iterator = None
+        self._resume_step = None       # set by load_state_dict, used by the next iter()
 
+    # ---------------------------------------------------------------- distributed / resume
+    @property
+    def rank(self) -> int:
+        return self.dataset.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dataset.world_size
+
+    @property
+    def seed(self) -> int:
+        return self.dataset.seed
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (as torch's ``DistributedSampler.set_epoch``): it seeds the shuffles,
+        random starts and transforms. A resume position loaded for another epoch is dropped."""
+        epoch = check_seed("epoch", epoch)
+        if epoch != self.dataset.epoch:
+            self._resume_step = None
+            self.step = 0
+        self.dataset.set_epoch(epoch)
+        self.batch_size = self.dataset.batch_size
+
+    def state_dict(self) -> dict:
+        """Where the current (or last) iteration is: plain Python values, picklable."""
+        return {"kind": "SequentialDataLoader", "version": 1, "epoch": self.dataset.epoch,
+                "seed": self.dataset.seed, "rank": self.rank, "world_size": self.world_size,
+                "batch_size": self.batch_size, "num_batches": len(self),
+                "batches_yielded": int(self.step)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict`: the next ``iter()`` continues after the batches
+        already yielded (a state taken at the end of an epoch starts a new pass, as torchdata's
+        ``StatefulDataLoader`` does). The loader must be built with the same files and options;
+        ``seed`` and ``epoch`` are taken from the state."""
+        _check_state(state, "SequentialDataLoader", self.rank, self.world_size)
+        self.dataset.seed = check_seed("seed", state["seed"])
+        self.dataset.epoch = -1                      # force a rebuild with the state's seed
+        self.dataset.set_epoch(state["epoch"])
+        self.batch_size = self.dataset.batch_size
+        if state["num_batches"] != len(self) or state["batch_size"] != self.batch_size:
+            raise ArgumentError(f"the state is for {state['num_batches']} batches of "
+                                f"{state['batch_size']}, this loader has {len(self)} of "
+                                f"{self.batch_size}: build it with the same files and options")
+        k = int(state["batches_yielded"])
+        self.step = k
+        self._resume_step = k if k < len(self) else None
+        self._iterator = None
+
+    def _batch_indices(self, first_step: int) -> list:
+        size = max(1, self.batch_size)
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(epoch_seed(self.dataset.seed,
+                                                                 self.dataset.epoch))
+            order = torch.randperm(n, generator=generator).tolist()
+        else:
+            order = range(n)
+        return [list(order[s * size:(s + 1) * size]) for s in range(first_step, len(self))]
+
+    # ---------------------------------------------------------------- iteration
     def __len__(self):
         """Batches per epoch."""
         return len(self.dataset) // self.dataset.batch_size if self.dataset.batch_size else 0
@@ -452,11 +680,12 @@ class SequentialDataLoader:
         self.batch_size = self.dataset.batch_size
         if self.num_workers > 0:
             self.dataset.close()      # workers open their own files
+        first, self._resume_step = self._resume_step or 0, None
         self._loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=max(1, self.batch_size), num_workers=self.num_workers,
-            shuffle=self.shuffle, collate_fn=collate_fn, pin_memory=False)
+            self.dataset, batch_sampler=self._batch_indices(first), num_workers=self.num_workers,
+            collate_fn=collate_fn, pin_memory=False)
         self._iterator = iter(self._loader)
-        self.step = 0
+        self.step = first
         return self
 
     def __next__(self):

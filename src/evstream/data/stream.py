@@ -15,6 +15,15 @@ of every slot, in slot order, so batch position ``s`` always carries slot ``s``:
   :func:`~evstream.data.stream_plan.make_stream_plan`, a pure function of the stream count,
   ``B``, ``W``, ``seed`` and ``epoch``; the batches do not depend on ``W``.
 
+**Several ranks and resuming.** With ``rank``/``world_size`` (default: the ``torch.distributed``
+process group) the streams are split over the ranks by :mod:`evstream.data.sharding` and each rank
+plays its share; given the streams' ``lengths``, every rank computes the same number of batches
+and fills its batches with ``fill_value`` after its own streams end (no collective needed).
+:meth:`StreamDataLoader.state_dict` records the batches yielded and, per slot, its stream and the
+items consumed; :meth:`StreamDataLoader.load_state_dict` reopens each slot there (the stream
+iterator's ``skip(n)`` when it has one, else ``n`` items read and dropped), so the next iteration
+continues the interrupted one exactly, whatever ``W``.
+
 Any ``B >= 1``, ``W >= 0`` and number of streams ``>= 1`` works (slots without a stream are fill
 from the start; workers beyond ``B`` are not started).
 
@@ -59,6 +68,7 @@ from collections import deque, namedtuple
 import numpy as np
 import torch
 
+from evstream.data.sharding import assign_to_ranks, check_seed, resolve_rank
 from evstream.data.stream_plan import StreamPlan, make_stream_plan
 from evstream.errors import ArgumentError, EvstreamError
 
@@ -70,9 +80,10 @@ PADDING_MODES = ("zeros", "data")
 #: One worker's output for one step. ``step`` is -1 for the worker's last message, which carries
 #: only ``stats``. ``items[i]`` is the item of slot ``slots[i]`` (None: finished slot, use the fill
 #: value); ``first_pass_done[i]`` tells whether that slot has played all its streams;
-#: ``new_buffers`` maps ring ids to the ring buffers created during this step (sent once).
+#: ``new_buffers`` maps ring ids to the ring buffers created during this step (sent once);
+#: ``positions[i]`` is where slot ``slots[i]`` stands after this step (see :meth:`_Slot.position`).
 StreamMessage = namedtuple("StreamMessage",
-                           "worker step slots items first_pass_done stats new_buffers")
+                           "worker step slots items first_pass_done stats new_buffers positions")
 
 #: How long a worker sleeps between two looks at the main process's progress (s).
 _POLL_S = 0.0002
@@ -244,6 +255,51 @@ class _Slot:
         self.passes = 0          # completed passes over self.streams
         self.yielded_in_pass = False
         self.dead = False
+        self.consumed = 0        # items taken from the current stream
+        self._resume = None      # (pos, consumed) to reopen at the first next_item()
+
+    def position(self) -> tuple:
+        """``(pos, consumed, passes, yielded_in_pass, dead)``: enough to continue exactly here
+        (stream ``pos`` of the slot's list, after its first ``consumed`` items)."""
+        return (self.pos, self.consumed, self.passes, self.yielded_in_pass, self.dead)
+
+    def restore(self, position) -> None:
+        """Continue from a :meth:`position` (the stream is reopened and its first ``consumed``
+        items skipped, with the iterator's ``skip(n)`` when it has one, at the next step)."""
+        pos, consumed, passes, yielded, dead = position
+        self.pos, self.passes = int(pos), int(passes)
+        self.yielded_in_pass, self.dead = bool(yielded), bool(dead)
+        self.consumed = int(consumed)
+        if not self.dead and 0 <= self.pos < len(self.streams):
+            self._resume = (self.pos, self.consumed)
+
+    def _open(self, pos: int) -> None:
+        self.pos = pos
+        stream = self.streams[pos]
+        try:
+            self.it = iter(self.streamer(stream))
+        except Exception as exc:   # noqa: BLE001
+            _raise_for(exc, stream, self.slot)
+        self.consumed = 0
+        self.stats["streams_opened"] = self.stats.get("streams_opened", 0) + 1
+
+    def _skip(self, n: int) -> None:
+        """Skip the first ``n`` items of the stream just opened."""
+        stream = self.streams[self.pos]
+        skip = getattr(self.it, "skip", None)
+        try:
+            if callable(skip):
+                skip(n)
+            else:
+                for _ in range(n):
+                    self._next_of_current()
+        except StopIteration:
+            self._finish_current()
+        except _Stopped:
+            raise
+        except Exception as exc:   # noqa: BLE001
+            _raise_for(exc, stream, self.slot)
+        self.consumed = n
 
     def _finish_current(self) -> None:
         it, self.it = self.it, None
@@ -263,6 +319,11 @@ class _Slot:
 
     def next_item(self):
         """``(item or None, first pass done)`` for the next step."""
+        if self._resume is not None:
+            (pos, consumed), self._resume = self._resume, None
+            self._open(pos)
+            if consumed:
+                self._skip(consumed)
         while True:
             if self.it is not None:
                 stream = self.streams[self.pos]
@@ -275,6 +336,7 @@ class _Slot:
                 except Exception as exc:   # noqa: BLE001 - re-raised naming the stream
                     _raise_for(exc, stream, self.slot)
                 else:
+                    self.consumed += 1
                     self.yielded_in_pass = True
                     return item, self.passes > 0
             if self.dead:
@@ -286,12 +348,7 @@ class _Slot:
                     self.dead = True            # nothing left (or nothing ever: no replay)
                     return None, True
                 self.pos, self.yielded_in_pass = 0, False
-            stream = self.streams[self.pos]
-            try:
-                self.it = iter(self.streamer(stream))
-            except Exception as exc:   # noqa: BLE001
-                _raise_for(exc, stream, self.slot)
-            self.stats["streams_opened"] = self.stats.get("streams_opened", 0) + 1
+            self._open(self.pos)
 
     def close(self) -> None:
         if self.it is not None:
@@ -313,11 +370,22 @@ class StreamDataset(torch.utils.data.IterableDataset):
             ``"data"`` when some slot gets no stream (``B`` > number of streams).
         seed: non-negative integer seed of the shuffle (ignored unless ``shuffle``).
         shuffle: permute the streams before dealing them to slots (keyword-only).
-        epoch: mixed into the shuffle's seed (keyword-only).
+        epoch: mixed into the shuffle's seed (keyword-only; see :meth:`set_epoch`).
+        rank, world_size: this process's share of a distributed job (keyword-only; default from
+            ``torch.distributed`` when initialised, else 0 of 1). The streams are split over the
+            ranks by :func:`~evstream.data.sharding.assign_to_ranks` and each rank plays its
+            share in its ``B`` slots; all ranks yield :attr:`num_batches` batches (fill items
+            after a rank's data ends).
+        lengths: number of items of each stream (keyword-only). Required with several ranks
+            (the common number of batches is computed from it on every rank, no collective
+            needed); optional otherwise (then it caps the epoch at the longest slot).
+        weights: balance of the split over ranks (keyword-only; default ``lengths``), e.g. file
+            sizes.
     """
 
     def __init__(self, stream_list, streamer, batch_size, padding_mode="zeros", fill_value=None,
-                 seed=0, *, shuffle=False, epoch=0):
+                 seed=0, *, shuffle=False, epoch=0, rank=None, world_size=None, lengths=None,
+                 weights=None):
         super().__init__()
         self.stream_list = list(stream_list)
         if not self.stream_list:
@@ -335,17 +403,72 @@ class StreamDataset(torch.utils.data.IterableDataset):
         self.epoch = epoch
         self.batch_size = make_stream_plan(len(self.stream_list), batch_size, 0, self.seed,
                                            epoch, shuffle).batch_size   # validates everything
-        needs_fill = padding_mode == "zeros" or self.batch_size > len(self.stream_list)
+        self.rank, self.world_size = resolve_rank(rank, world_size)
+        n = len(self.stream_list)
+        self.lengths = None if lengths is None else [int(x) for x in lengths]
+        if self.lengths is not None and (len(self.lengths) != n or min(self.lengths) < 0):
+            raise ArgumentError(f"lengths must be {n} numbers >= 0, got {lengths!r:.200}")
+        if self.world_size > 1 and self.lengths is None:
+            raise ArgumentError(f"a StreamDataset split over {self.world_size} ranks needs the "
+                                f"lengths of the streams, so that every rank yields the same "
+                                f"number of batches")
+        self.weights = self.lengths if weights is None else [float(x) for x in weights]
+        if self.weights is not None and len(self.weights) != n:
+            raise ArgumentError(f"weights must be {n} numbers, got {len(self.weights)}")
+        self._assign()
+        needs_fill = padding_mode == "zeros" or self.batch_size > len(self.local_streams) or \
+            self.world_size > 1
         if fill_value is None and needs_fill:
-            raise ArgumentError(f"padding_mode={padding_mode!r} with {len(self.stream_list)} "
+            raise ArgumentError(f"padding_mode={padding_mode!r} with {len(self.local_streams)} "
                                 f"stream(s) for {self.batch_size} slot(s) needs a fill_value")
         self._control = None         # set on the copy a loader gives to its workers
         self._ring_depth = 0
+        self._resume_positions = None   # slot -> _Slot.position(), set on a resuming copy
+
+    # ------------------------------------------------------------------ split and plan
+    def _rank_streams(self) -> list[list[int]]:
+        n = len(self.stream_list)
+        if self.world_size == 1:
+            return [list(range(n))]
+        return assign_to_ranks(self.weights, self.world_size, self.seed, self.epoch,
+                               self.shuffle)
+
+    def _plan_of(self, local: list, num_workers: int) -> StreamPlan:
+        if local:
+            plan = make_stream_plan(len(local), self.batch_size, num_workers, self.seed,
+                                    self.epoch, self.shuffle)
+        else:                                   # a rank without streams: fill only
+            empty = make_stream_plan(1, self.batch_size, num_workers)
+            plan = StreamPlan(self.batch_size, empty.num_workers, (),
+                              ((),) * self.batch_size, empty.worker_slots)
+        return plan
+
+    def _assign(self) -> None:
+        ranks = self._rank_streams()
+        self.local_streams = ranks[self.rank]
+        self.num_batches = None
+        if self.lengths is not None:
+            longest = 0
+            for local in ranks:
+                plan = self._plan_of(local, 0)
+                for slot in plan.slot_streams:
+                    longest = max(longest, sum(self.lengths[local[i]] for i in slot))
+            self.num_batches = longest
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch: it seeds the shuffle (and, across ranks, ties of the split)."""
+        self.epoch = check_seed("epoch", epoch)
+        self._assign()
 
     def plan(self, num_workers: int) -> StreamPlan:
-        """The stream -> slot -> worker assignment for ``num_workers`` workers."""
-        return make_stream_plan(len(self.stream_list), self.batch_size, num_workers, self.seed,
-                                self.epoch, self.shuffle)
+        """The stream -> slot -> worker assignment for ``num_workers`` workers; stream indices
+        are positions in :attr:`local_streams` (this rank's streams; all of them on one rank)."""
+        return self._plan_of(self.local_streams, num_workers)
+
+    def slot_stream_lists(self, plan: StreamPlan) -> list[list]:
+        """Per slot, the streams (elements of ``stream_list``) it plays, in order."""
+        return [[self.stream_list[self.local_streams[i]] for i in slot]
+                for slot in plan.slot_streams]
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -363,8 +486,14 @@ class StreamDataset(torch.utils.data.IterableDataset):
         if self._control is not None and torch.utils.data.get_worker_info() is not None:
             ring = _Ring(worker_id, self._control, self._ring_depth)
         stats: dict = {"rss_start_mb": _proc_status_mb("VmRSS") or 0.0}
-        states = [_Slot(s, [self.stream_list[i] for i in plan.slot_streams[s]], self.streamer,
-                        self.padding_mode, stats, ring) for s in slots]
+        streams = self.slot_stream_lists(plan)
+        states = [_Slot(s, streams[s], self.streamer, self.padding_mode, stats, ring)
+                  for s in slots]
+        if self._resume_positions is not None:
+            for state in states:
+                position = self._resume_positions.get(state.slot)
+                if position is not None:
+                    state.restore(position)
         produce = outside = 0.0
         cpu_start = time.process_time()
         step = 0
@@ -387,7 +516,9 @@ class StreamDataset(torch.utils.data.IterableDataset):
                     new = ring.take_new()
                 produce += time.perf_counter() - t0
                 t1 = time.perf_counter()
-                yield StreamMessage(worker_id, step, tuple(slots), items, flags, None, new)
+                positions = tuple(state.position() for state in states)
+                yield StreamMessage(worker_id, step, tuple(slots), items, flags, None, new,
+                                    positions)
                 outside += time.perf_counter() - t1
                 step += 1
         except _Stopped:
@@ -399,7 +530,7 @@ class StreamDataset(torch.utils.data.IterableDataset):
         stats.update(steps=step, produce_s=produce - wait, ring_wait_s=wait, outside_s=outside,
                      cpu_s=time.process_time() - cpu_start,
                      peak_rss_mb=_proc_status_mb("VmHWM") or 0.0)
-        yield StreamMessage(worker_id, -1, tuple(slots), None, None, stats, None)
+        yield StreamMessage(worker_id, -1, tuple(slots), None, None, stats, None, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +592,82 @@ class StreamDataLoader:
         self.multiprocessing_context = multiprocessing_context
         self.device = torch.device("cpu")
         self.stats: dict = {}
+        self._state = self._fresh_state()
+        self._resume = None          # a state to continue from at the next iter()
+
+    # ------------------------------------------------------------------ distributed / resume
+    @property
+    def rank(self) -> int:
+        return self.dataset.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dataset.world_size
+
+    @property
+    def seed(self) -> int:
+        return self.dataset.seed
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch
+
+    def __len__(self) -> int:
+        """Batches per epoch, when the streams' lengths are known (always with several ranks)."""
+        if self.dataset.num_batches is None:
+            raise TypeError("the number of batches is unknown: the streams' lengths were not "
+                            "given")
+        return self.dataset.num_batches
+
+    def __bool__(self) -> bool:
+        return True
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (as torch's ``DistributedSampler.set_epoch``). A resume position
+        loaded for another epoch is dropped."""
+        epoch = check_seed("epoch", epoch)
+        if epoch != self.dataset.epoch:
+            self._resume = None
+            self.dataset.set_epoch(epoch)
+            self._state = self._fresh_state()
+
+    def _fresh_state(self) -> dict:
+        return {"kind": "StreamDataLoader", "version": 1, "epoch": self.dataset.epoch,
+                "seed": self.dataset.seed, "rank": self.dataset.rank,
+                "world_size": self.dataset.world_size, "batch_size": self.dataset.batch_size,
+                "num_batches": self.dataset.num_batches, "batches_yielded": 0,
+                "finished": False, "slots": {}}
+
+    def state_dict(self) -> dict:
+        """Where the current (or last) iteration is: the batches yielded and, per batch slot,
+        the stream it plays and how many of its items were consumed (plain Python values)."""
+        state = dict(self._state)
+        state["slots"] = {int(k): list(v) for k, v in state["slots"].items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict`: the next ``iter()`` yields the batches that followed
+        in the uninterrupted run (every slot reopens its stream and skips what was consumed,
+        seeking when the stream's iterator has ``skip(n)``). A state taken at the end of an epoch
+        starts a new pass, as torchdata's ``StatefulDataLoader`` does. Build the loader with the
+        same streams and options; ``seed`` and ``epoch`` are taken from the state."""
+        if not isinstance(state, dict) or state.get("kind") != "StreamDataLoader":
+            raise ArgumentError(f"not a StreamDataLoader state: {state!r:.200}")
+        if (state["rank"], state["world_size"]) != (self.rank, self.world_size):
+            raise ArgumentError(f"the state is for rank {state['rank']} of "
+                                f"{state['world_size']}, this loader is rank {self.rank} of "
+                                f"{self.world_size}: an exact resume needs the same world size")
+        if state["batch_size"] != self.batch_size:
+            raise ArgumentError(f"the state is for batch_size {state['batch_size']}, this loader "
+                                f"has {self.batch_size}")
+        self.dataset.seed = check_seed("seed", state["seed"])
+        self.dataset.set_epoch(state["epoch"])
+        self._state = dict(state)
+        self._resume = None if state["finished"] else dict(state)
+
+    def _track(self, yielded: int, positions: dict, finished: bool) -> None:
+        self._state = {**self._fresh_state(), "batches_yielded": yielded, "finished": finished,
+                       "slots": dict(positions)}
 
     @property
     def batch_size(self) -> int:
@@ -493,15 +700,24 @@ class StreamDataLoader:
         plan = self.plan()
         workers = plan.num_workers
         fill = self.dataset.fill_value
+        resume, self._resume = self._resume, None
+        first = int(resume["batches_yielded"]) if resume else 0
+        positions = {int(k): tuple(v) for k, v in resume["slots"].items()} if resume else {}
+        target = self.dataset.num_batches
+        source = self.dataset
+        if positions:
+            source = copy.copy(self.dataset)
+            source._resume_positions = dict(positions)
+        self._track(first, positions, False)
         stats = {"main": {"wait_s": 0.0, "collate_s": 0.0, "batches": 0},
                  "workers": [None] * workers}
         self.stats = stats
         control = None
         if self.num_workers == 0:
-            messages = torch_iter = self.dataset.iter_worker(0, 1)
+            messages = torch_iter = source.iter_worker(0, 1)
         else:
             control = torch.zeros(workers + 1, dtype=torch.int64).share_memory_()
-            dataset = copy.copy(self.dataset)
+            dataset = copy.copy(source)
             dataset._control, dataset._ring_depth = control, self.ring_depth
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
@@ -515,6 +731,8 @@ class StreamDataLoader:
         try:
             step = 0
             while True:
+                if target is not None and first + step >= target:
+                    break
                 t0 = time.perf_counter()
                 while any(not q and not e for q, e in zip(queues, ended)):
                     try:
@@ -531,8 +749,11 @@ class StreamDataLoader:
                 items = [None] * plan.batch_size
                 done = [True] * plan.batch_size
                 senders = []
-                for q in queues:
+                for w, q in enumerate(queues):
                     if not q:
+                        for slot in plan.worker_slots[w]:        # ended: its slots are done
+                            p = positions.get(slot, (-1, 0, 0, False, False))
+                            positions[slot] = tuple(p[:4]) + (True,)
                         continue
                     msg = q.popleft()
                     if msg.step != step:
@@ -541,11 +762,13 @@ class StreamDataLoader:
                     senders.append(msg.worker)
                     if msg.new_buffers:
                         buffers[msg.worker].update(msg.new_buffers)
-                    for slot, item, flag in zip(msg.slots, msg.items, msg.first_pass_done):
+                    for slot, item, flag, position in zip(msg.slots, msg.items,
+                                                          msg.first_pass_done, msg.positions):
                         if item is not None and buffers[msg.worker]:
                             item = _resolve(item, buffers[msg.worker])
                         items[slot], done[slot] = item, flag
-                if all(done):
+                        positions[slot] = position
+                if all(done) and target is None:
                     break
                 if fill is None and any(item is None for item in items):
                     raise ArgumentError("a slot has no data at this step and the dataset has no "
@@ -560,7 +783,10 @@ class StreamDataLoader:
                 stats["main"]["collate_s"] += time.perf_counter() - t1
                 stats["main"]["batches"] += 1
                 step += 1
+                self._track(first + step, positions,
+                            target is not None and first + step >= target)
                 yield batch
+            self._track(first + step, positions, True)
         finally:
             if ctl is not None:
                 ctl[-1] = 1                          # wake and stop workers waiting on the ring

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evstream.data.sharding import permutation
 from evstream.errors import ArgumentError
 
 __all__ = ["StreamPlan", "make_stream_plan", "split_batch_size", "split_dataset_sizes"]
@@ -80,7 +81,7 @@ def make_stream_plan(num_streams: int, batch_size: int, num_workers: int, seed: 
     seed = _positive("seed", seed, 0)
     epoch = _positive("epoch", epoch, 0)
     if shuffle:
-        order = tuple(int(i) for i in np.random.default_rng([seed, epoch]).permutation(n))
+        order = tuple(permutation(n, seed, epoch))
     else:
         order = tuple(range(n))
     workers = min(max(w, 1), b)
