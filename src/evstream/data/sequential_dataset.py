@@ -39,8 +39,8 @@ from evstream.data._sources import (SourceCache, file_kind, read_tensor_file_inf
                                     tensor_output_dtype)
 from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _rounding,
                                      quiet_logs)
-from evstream.data.sharding import (assign_to_ranks, check_seed, epoch_seed, permutation,
-                                    resolve_rank)
+from evstream.data.sharding import (DatasetShardView, assign_to_ranks, check_seed, epoch_seed,
+                                      permutation, resolve_rank)
 from evstream.data.transformations import transform_sequence
 from evstream.errors import ArgumentError, GeometryError, MissingFileError
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
@@ -567,7 +567,7 @@ def collate_fn(data_list):
             "frame_is_labeled": torch.from_numpy(masks), "video_infos": tuple(infos)}
 
 
-class SequentialDataLoader:
+class SequentialDataLoader(DatasetShardView):
     """Batches of :class:`SequentialDataset` items, one batch per step of the schedule.
 
     Args: those of :class:`SequentialDataset`, plus ``num_workers`` (worker processes; each has
@@ -608,22 +608,6 @@ class SequentialDataLoader:
         self._resume_step = None       # set by load_state_dict, used by the next iter()
 
     # ---------------------------------------------------------------- distributed / resume
-    @property
-    def rank(self) -> int:
-        return self.dataset.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.dataset.world_size
-
-    @property
-    def seed(self) -> int:
-        return self.dataset.seed
-
-    @property
-    def epoch(self) -> int:
-        return self.dataset.epoch
-
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (as torch's ``DistributedSampler.set_epoch``): it seeds the shuffles,
         random starts and transforms. A resume position loaded for another epoch is dropped."""

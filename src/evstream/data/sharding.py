@@ -115,3 +115,24 @@ def assign_to_ranks(weights, world_size: int, seed: int = 0, epoch: int = 0,
         members[r].append(i)
         load[r] += w[i]
     return [sorted(m) for m in members]
+
+
+class DatasetShardView:
+    """Mixin for loaders: ``rank``, ``world_size``, ``seed`` and ``epoch`` read from the loader's
+    ``dataset`` (the one place that holds them)."""
+
+    @property
+    def rank(self) -> int:
+        return self.dataset.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dataset.world_size
+
+    @property
+    def seed(self) -> int:
+        return self.dataset.seed
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch

@@ -68,7 +68,7 @@ from collections import deque, namedtuple
 import numpy as np
 import torch
 
-from evstream.data.sharding import assign_to_ranks, check_seed, resolve_rank
+from evstream.data.sharding import DatasetShardView, assign_to_ranks, check_seed, resolve_rank
 from evstream.data.stream_plan import StreamPlan, make_stream_plan
 from evstream.errors import ArgumentError, EvstreamError
 
@@ -552,7 +552,7 @@ def _to_device(data, device):
     return data
 
 
-class StreamDataLoader:
+class StreamDataLoader(DatasetShardView):
     """Batches of a :class:`StreamDataset`, one per step, computed by ``num_workers`` processes.
 
     Args:
@@ -596,22 +596,6 @@ class StreamDataLoader:
         self._resume = None          # a state to continue from at the next iter()
 
     # ------------------------------------------------------------------ distributed / resume
-    @property
-    def rank(self) -> int:
-        return self.dataset.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.dataset.world_size
-
-    @property
-    def seed(self) -> int:
-        return self.dataset.seed
-
-    @property
-    def epoch(self) -> int:
-        return self.dataset.epoch
-
     def __len__(self) -> int:
         """Batches per epoch, when the streams' lengths are known (always with several ranks)."""
         if self.dataset.num_batches is None:
