@@ -72,6 +72,26 @@ def time_high_update(base, loops, payload_shifted, period, wrap_threshold):
 
 
 @njit(cache=True)
+def start_time_base(st, words_skipped, base):
+    """Record the first TIME_HIGH (time base ``base`` µs) after ``words_skipped`` words."""
+    st[ST_WORDS_BEFORE] += words_skipped
+    st[ST_STARTED] = 1
+    st[ST_BASE] = base
+    st[ST_LOOPS] = 0
+    st[ST_FIRST_BASE] = base
+
+
+@njit(cache=True)
+def store_common_state(st, base, loops, skipped, oob, n_triggers):
+    """Write back the state slots every format shares at the end of a decode call."""
+    st[ST_BASE] = base
+    st[ST_LOOPS] = loops
+    st[ST_SKIPPED] = skipped
+    st[ST_OOB] = oob
+    st[ST_TRIGGERS] += n_triggers
+
+
+@njit(cache=True)
 def emit_mask(ev, ne, mask, nbits, x0, hi, t, width):
     """Write one event per set bit ``i < nbits`` of ``mask`` at ``x0 + i``, lowest bit first.
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._decoder_base import (ST_BASE, ST_FIRST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
-                            ST_TRIGGERS, ST_WORDS_BEFORE, WordDecoder, time_high_update)
+from ._decoder_base import (ST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED, ST_WORDS_BEFORE,
+                            WordDecoder, start_time_base, store_common_state, time_high_update)
 
 PERIOD = 1 << 34                                         #: µs covered by the 34-bit time
 WRAP_THRESHOLD = (((1 << 28) - 1) << 6) - (10 << 6)      #: 17,179,868,480 µs
@@ -36,14 +36,11 @@ def _decode_evt2(words, ev, tr, st, width, height):
     if st[ST_STARTED] == 0:
         while i < n and (words[i] >> 28) != 0x8:
             i += 1
-        st[ST_WORDS_BEFORE] += i
         if i == n:
+            st[ST_WORDS_BEFORE] += i
             return i, 0, 0
         base = np.int64(words[i] & 0x0FFFFFFF) << 6
-        st[ST_STARTED] = 1
-        st[ST_BASE] = base
-        st[ST_LOOPS] = 0
-        st[ST_FIRST_BASE] = base
+        start_time_base(st, i, base)
         i += 1
 
     base = st[ST_BASE]
@@ -80,11 +77,7 @@ def _decode_evt2(words, ev, tr, st, width, height):
             else:                                            # IMU, OTHERS, CONTINUED, reserved
                 skipped += 1
 
-    st[ST_BASE] = base
-    st[ST_LOOPS] = loops
-    st[ST_SKIPPED] = skipped
-    st[ST_OOB] = oob
-    st[ST_TRIGGERS] += nt
+    store_common_state(st, base, loops, skipped, oob, nt)
     return i, ne, nt
 
 

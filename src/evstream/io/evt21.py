@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._decoder_base import (ST_BASE, ST_FIRST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
-                            ST_TRIGGERS, ST_WORDS_BEFORE, WordDecoder, emit_mask,
+from ._decoder_base import (ST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED, ST_WORDS_BEFORE,
+                            WordDecoder, emit_mask, start_time_base, store_common_state,
                             time_high_update)
 from .evt2 import PERIOD, WRAP_THRESHOLD
 
@@ -50,14 +50,11 @@ def _decode_evt21(words, ev, tr, st, width, height, legacy):
     if st[ST_STARTED] == 0:
         while i < n and ((_word(words[i], legacy) >> 60) & 0xF) != 0x8:
             i += 1
-        st[ST_WORDS_BEFORE] += i
         if i == n:
+            st[ST_WORDS_BEFORE] += i
             return i, 0, 0
         base = ((_word(words[i], legacy) >> 32) & 0x0FFFFFFF) << 6
-        st[ST_STARTED] = 1
-        st[ST_BASE] = base
-        st[ST_LOOPS] = 0
-        st[ST_FIRST_BASE] = base
+        start_time_base(st, i, base)
         i += 1
 
     base = st[ST_BASE]
@@ -97,11 +94,7 @@ def _decode_evt21(words, ev, tr, st, width, height, legacy):
             else:                                            # OTHERS, reserved
                 skipped += 1
 
-    st[ST_BASE] = base
-    st[ST_LOOPS] = loops
-    st[ST_SKIPPED] = skipped
-    st[ST_OOB] = oob
-    st[ST_TRIGGERS] += nt
+    store_common_state(st, base, loops, skipped, oob, nt)
     return i, ne, nt
 
 

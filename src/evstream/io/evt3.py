@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._decoder_base import (ST_BASE, ST_FIRST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED,
-                            ST_STARTED, ST_TRIGGERS, ST_WORDS_BEFORE, WordDecoder, emit_mask,
-                            time_high_update)
+from ._decoder_base import (ST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
+                            ST_WORDS_BEFORE, WordDecoder, emit_mask, start_time_base,
+                            store_common_state, time_high_update)
 
 PERIOD = 1 << 24                          #: µs covered by the 24-bit time base
 WRAP_THRESHOLD = (4095 << 12) - (10 << 12)  #: 16,732,160 µs
@@ -57,14 +57,11 @@ def _decode_evt3(words, ev, tr, st, width, height):
     if st[ST_STARTED] == 0:
         while i < n and (words[i] >> 12) != 0x8:
             i += 1
-        st[ST_WORDS_BEFORE] += i
         if i == n:
+            st[ST_WORDS_BEFORE] += i
             return i, 0, 0
         base = np.int64(words[i] & 0xFFF) << 12
-        st[ST_STARTED] = 1
-        st[ST_BASE] = base
-        st[ST_LOOPS] = 0
-        st[ST_FIRST_BASE] = base
+        start_time_base(st, i, base)
         st[_T] = base
         i += 1
 
@@ -147,17 +144,13 @@ def _decode_evt3(words, ev, tr, st, width, height):
             else:                                            # 0x7, 0x9, 0xB-0xF: ignored
                 skipped += 1
 
-    st[ST_BASE] = base
-    st[ST_LOOPS] = loops
     st[_T] = t
     st[_Y] = y
     st[_EM] = em
     st[_BX] = bx
     st[_POL] = pol
-    st[ST_SKIPPED] = skipped
-    st[ST_OOB] = oob
     st[_EM_EVENTS] = em_events
-    st[ST_TRIGGERS] += nt
+    store_common_state(st, base, loops, skipped, oob, nt)
     return i, ne, nt
 
 
