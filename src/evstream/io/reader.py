@@ -368,6 +368,37 @@ class EventReader:
             self.current_time = int(out["t"][n - 1])
         return out[:n] if 2 * n > len(out) else copy_records(out[:n])
 
+    def last_event_time(self) -> int | None:
+        """Timestamp (µs, reader time) of the file's last event in file order, None for a file
+        without events. RAW: decodes the rest of the file once if it was not decoded yet."""
+        if self.event_count() == 0:
+            return None
+        return self._last_time_of_file()
+
+    def event_count(self) -> int:
+        """Number of events in the file."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file (readers holding a handle override this); idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a half-built reader, or interpreter shutdown
+            pass
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else f"next event {self._index}"
+        return (f"{type(self).__name__}({self.path!r}, {state}, current_time={self.current_time} "
+                f"us)")
+
     def reset(self) -> None:
         """Back to the first event, ``current_time = 0``."""
         self._reset_cursor()
