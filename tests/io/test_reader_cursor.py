@@ -56,6 +56,8 @@ def write_file(tmp_path, times, fmt):
 
 def reader_for(tmp_path, times, fmt):
     path, x = write_file(tmp_path, times, fmt)
+    if fmt == "npy_boxes":                   # box files are read by the box reader only
+        return EventNpyReader(path), x
     return open_reader(path, do_time_shifting=False), x
 
 

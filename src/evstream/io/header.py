@@ -238,9 +238,9 @@ def parse_sensor_side(text: str, what: str, path: str) -> int:
     try:
         v = int(text.strip())
     except ValueError:
-        raise GeometryError(f"malformed {what}: {text!r} (expected an integer)", path) from None
+        raise GeometryError(f"{what}: {text.strip()!r} is not an integer", path) from None
     if not 1 <= v <= MAX_SENSOR_SIDE:
-        raise GeometryError(f"{what} {text.strip()!r} is outside 1..{MAX_SENSOR_SIDE} pixels", path)
+        raise GeometryError(f"{what}: {v} is outside 1..{MAX_SENSOR_SIDE} pixels", path)
     return v
 
 

@@ -112,7 +112,7 @@ class RawIndex:
 
         A missing cache gives None silently; a corrupt, truncated or stale one gives None with
         a warning (the caller rebuilds it)."""
-        if not os.path.exists(path):
+        if not os.path.isfile(path):
             return None
         try:
             with np.load(path) as data:
