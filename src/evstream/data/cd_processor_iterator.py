@@ -41,10 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evstream.preprocessing import fused as _fused
+
 from evstream.data.hdf5_iterator import HDF5Iterator
 from evstream.data.transformations import transform_ev_tensor
 from evstream.errors import ArgumentError, GeometryError
-from evstream.io import EventsIterator
+from evstream.io import EventsIterator, RawReader
 from evstream.preprocessing import CDProcessor, get_preprocess_dict
 
 __all__ = ["CDProcessorIterator", "HDF5Iterator", "TensorFileChunks", "ChunkInfo", "resize_plan",
@@ -207,6 +209,46 @@ class CDProcessorIterator:
         self._events = None
         self._chunks = 0
         self._window_end = self.start_ts
+        self._fused = self._fused_chunks()
+        self._fused_sink = None
+
+    def _fused_chunks(self):
+        """The fused RAW -> tensor source (:mod:`evstream.preprocessing.fused`) when it gives the
+        same tensors as decoding then tensorizing: delta_t mode, RAW EVT 3.0 read with the
+        default out-of-bounds policy, a fusable preprocessing. ``EVSTREAM_FUSED=0`` in the
+        environment turns it off. None otherwise."""
+        it = self.events_iterator
+        reader = getattr(it, "reader", None)
+        if (os.environ.get("EVSTREAM_FUSED", "1") == "0" or self.mode != "delta_t"
+                or not isinstance(it, EventsIterator) or not isinstance(reader, RawReader)
+                or reader.header.encoding != "evt3" or reader.out_of_bounds != "warn"
+                or not _fused.fusable(self.preprocess_function_name, self.cd_proc.events_to_tensor,
+                                      self.cd_proc.dtype, self.cd_proc.preprocess_kwargs,
+                                      self.downsampling_factor)):
+            return None
+        return _fused.RawTensorChunks(reader, self._chunk_duration, it.start_ts, it.max_duration)
+
+    def _next_fused_chunk(self, out: np.ndarray) -> ChunkInfo:
+        """:meth:`next_chunk` through the fused source: no EventCD window is built."""
+        t0 = time.perf_counter()
+        array = self.cd_proc.array
+        if self._fused_sink is None:
+            self._fused_sink = _fused.tensor_sink(self.preprocess_function_name, array,
+                                                  self._chunk_duration, self.downsampling_factor,
+                                                  self.cd_proc.preprocess_kwargs)
+        array[...] = 0
+        n = self._fused.next_window(self.preprocess_function_name, self._fused_sink)
+        if n is None:
+            raise StopIteration
+        self.stats["dropped"] += self._fused.dropped(self._fused_sink)
+        self._deliver(array, out)
+        start = self.start_ts + self._chunks * self._chunk_duration
+        self._window_end = start + self._chunk_duration
+        self._chunks += 1
+        self.stats["chunks"] += 1
+        self.stats["events"] += n
+        self.stats["tensorize_s"] += time.perf_counter() - t0
+        return ChunkInfo(start, self._chunk_duration, n)
 
     def get_size(self) -> tuple[int, int]:
         """``(height, width)`` of the returned tensors."""
@@ -230,6 +272,8 @@ class CDProcessorIterator:
     def next_chunk(self, out: np.ndarray) -> ChunkInfo:
         """Fill ``out`` (float32 ``[T, C, height, width]``) with the next chunk and return its
         :class:`ChunkInfo`; raises StopIteration after the last chunk."""
+        if self._fused is not None:
+            return self._next_fused_chunk(out)
         if self._events is None:
             self._events = iter(self.events_iterator)
         t0 = time.perf_counter()
@@ -262,6 +306,10 @@ class CDProcessorIterator:
         """``out`` (``[bins, C, H, W]``) = the processor's tensor of ``events`` over ``total`` µs."""
         array = self.cd_proc(events, total)
         self.stats["dropped"] += self.cd_proc.last_dropped or 0
+        self._deliver(array, out)
+
+    def _deliver(self, array, out) -> None:
+        """``out`` = the processor's ``array``, cast to float32 and resized if needed."""
         if self.resize is None:
             np.copyto(out, array, casting="unsafe")
         else:
@@ -282,6 +330,8 @@ class CDProcessorIterator:
             self._tensorize(part, int(t[-1]) + 1, out[i:i + 1])
 
     def close(self) -> None:
+        if self._fused is not None:
+            self._fused.close()
         close = getattr(self.events_iterator.reader, "close", None)
         if close is not None:
             close()

@@ -28,8 +28,9 @@ import numpy as np
 from numba import njit
 
 from ._decoder_base import (ST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
-                            ST_WORDS_BEFORE, WordDecoder, emit_mask, start_time_base,
-                            store_common_state, time_high_update)
+                            ST_WORDS_BEFORE, WordDecoder, emit_mask, sink_commit, sink_put,
+                            sink_room, sink_stops, start_time_base, store_common_state,
+                            time_high_update)
 
 PERIOD = 1 << 24                          #: µs covered by the 24-bit time base
 WRAP_THRESHOLD = (4095 << 12) - (10 << 12)  #: 16,732,160 µs
@@ -44,11 +45,24 @@ _EM_EVENTS = ST_FORMAT + 5
 _N_STATE = ST_FORMAT + 6
 
 
+NO_STOP = np.iinfo(np.int64).max
+
+
 @njit(cache=True)
 def _decode_evt3(words, ev, tr, st, width, height):
-    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+    """EVT 3.0 into an EventCD buffer. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` state."""
+    return evt3_machine(words, ev, tr, st, width, height, NO_STOP)
+
+
+@njit(cache=True)
+def evt3_machine(words, ev, tr, st, width, height, t_stop):
+    """The EVT 3.0 state machine, generic over the event sink ``ev`` (see
+    :mod:`evstream.io._decoder_base`). ``tr`` int64[M, 3], ``st`` int64 state.
+
+    With a sink whose ``sink_stops`` is True, decoding stops right after the first time word
+    that sets the time to ``>= t_stop`` (raw µs), or before any word when the time already is:
+    every event emitted has ``t < t_stop`` and the next call goes on from there."""
     n = words.shape[0]
-    ev_cap = ev.shape[0]
     tr_cap = tr.shape[0]
     i = 0
     ne = 0
@@ -79,10 +93,12 @@ def _decode_evt3(words, ev, tr, st, width, height):
     mode = 2 if em != 0 else (0 if y < height else 1)
     hi_y = y << 16
     hi_pol = pol << 32
+    if sink_stops(ev) and t >= t_stop:
+        n = i                                                # nothing to decode in this window
 
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
-        block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
+        block = min(sink_room(ev, ne) // 12, tr_cap - nt, n - i)
         if block <= 0:
             break
         end = i + block
@@ -92,10 +108,9 @@ def _decode_evt3(words, ev, tr, st, width, height):
             typ = w >> 12
             if typ == 0x2:                                   # EVT_ADDR_X
                 x = w & 0x7FF
-                ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
-                ev[ne, 1] = t
+                sink_put(ev, ne, x, hi_y | (((w >> 11) & 1) << 32), t)
                 if mode == 0 and x < width:
-                    ne += 1
+                    ne = sink_commit(ev, ne)
                 elif mode == 2:
                     em_events += 1
                 else:
@@ -119,6 +134,9 @@ def _decode_evt3(words, ev, tr, st, width, height):
                 bx += nbits
             elif typ == 0x6:                                 # EVT_TIME_LOW
                 t = base + (w & 0xFFF)
+                if sink_stops(ev) and t >= t_stop:
+                    n = i                                    # window end: leave both loops
+                    break
             elif typ == 0x0:                                 # EVT_ADDR_Y
                 y = w & 0x7FF
                 em = 0
@@ -131,6 +149,9 @@ def _decode_evt3(words, ev, tr, st, width, height):
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 t = base
+                if sink_stops(ev) and t >= t_stop:
+                    n = i
+                    break
             elif typ == 0x1:                                 # EM_ADDR_Y
                 y = w & 0x7FF
                 em = 1
