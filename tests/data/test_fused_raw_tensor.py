@@ -15,6 +15,7 @@ from evstream.data.cd_processor_iterator import CDProcessorIterator
 from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.io import EventCD, EventExtTrigger, RawWriter
 from evstream.io.header import read_raw_header
+from evstream.preprocessing import fused as fused_module
 from evstream.preprocessing.fused import RawTensorChunks
 
 pytestmark = pytest.mark.timeout(300)
@@ -79,6 +80,9 @@ def _assert_same(path, name, monkeypatch, **kw):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_random_files_identical(tmp_path, monkeypatch, seed):
+    """Also across many read blocks: the fused path reads 997 words at a time here (regression:
+    a short last block was decoded with stale words after it)."""
+    monkeypatch.setattr(fused_module, "WORDS_PER_BLOCK", 997 if seed % 2 else 1 << 20)
     rng = np.random.default_rng(seed)
     height, width = [(48, 64), (30, 40), (64, 96), (17, 33)][seed % 4]
     delta_t = int(rng.integers(200, 3000))
@@ -133,7 +137,9 @@ def test_out_of_sensor_events_and_triggers(tmp_path, monkeypatch):
 
 
 def test_gaps_and_empty_windows(tmp_path, monkeypatch):
-    """Long gaps (TIME_HIGH words only, empty windows) and a recording that starts late."""
+    """Long gaps (TIME_HIGH words only, empty windows) and a recording that starts late; blocks
+    of 64 words, so the look-ahead for a next event crosses blocks."""
+    monkeypatch.setattr(fused_module, "WORDS_PER_BLOCK", 64)
     rng = np.random.default_rng(5)
     parts = [_events(rng, 500, 3000, 32, 32) for _ in range(3)]
     parts[1]["t"] += 900_000                # gap of ~0.9 s: TIME_HIGH words, no events

@@ -244,7 +244,7 @@ class RawTensorChunks:
                 raise FileFormatError(f"file shrank while reading: expected {2 * n} bytes at word "
                                       f"{pos}, got {got}", self.reader.path)
             self._block_start, self._block_stop = pos, pos + n
-        return self._block[pos - self._block_start:]
+        return self._block[pos - self._block_start:self._block_stop - self._block_start]
 
     def _run(self, sink, t_stop: int, flush=None) -> int:
         """Decode from the position into ``sink`` until the time reaches ``t_stop`` (raw µs) or

@@ -1,0 +1,135 @@
+"""The fused RAW EVT 3.0 -> tensor path against the unfused one (decode the EventCD window, then
+the registry function), in the same run (prints markdown tables; asserts nothing).
+
+Workload: bench_stream.py's recordings (1280x720 RAW EVT 3.0 at ~9 Mev/s, a 1 s synthetic block
+tiled in time), ``histo`` / ``diff`` / ``stacked_histogram`` at 640x360 (sensor halved in the event
+domain), 50 ms bins, T = 5, B = 4.
+
+1. One recording through ``CDProcessorIterator.next_chunk`` (one thread, no loader): Mev/s per
+   representation, unfused vs fused, and the tensors compared byte for byte.
+2. ``CDProcessorDataLoader`` end to end (decode + tensorize + IPC + collate), 1 and 2 workers,
+   fused and unfused (``EVSTREAM_FUSED=0``), and peak RSS per worker for recordings 1x and 4x as
+   long.
+
+Every configuration runs ``REPEAT`` times, interleaved (the machine is shared); the best run is
+shown. Run: ``python benchmarks/bench_fused.py [SECONDS [REPEAT]]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_stream  # noqa: E402
+from bench_peers import cpu_model  # noqa: E402
+
+from evstream.data.cd_processor_dataset import CDProcessorDataLoader  # noqa: E402
+from evstream.data.cd_processor_iterator import CDProcessorIterator  # noqa: E402
+
+NAMES = ("histo", "diff", "stacked_histogram")
+
+
+def set_fused(on: bool) -> None:
+    os.environ["EVSTREAM_FUSED"] = "1" if on else "0"
+
+
+def iterate(path: str, name: str, fused: bool) -> tuple[float, int, list]:
+    set_fused(fused)
+    it = CDProcessorIterator(path, name, delta_t=bench_stream.DELTA_T, num_tbins=bench_stream.T,
+                             height=bench_stream.OUT[0], width=bench_stream.OUT[1])
+    assert (it._fused is not None) == fused
+    out = np.empty((bench_stream.T, it.cin) + bench_stream.OUT, np.float32)
+    digests = []
+    start = time.perf_counter()
+    while True:
+        try:
+            it.next_chunk(out)
+        except StopIteration:
+            break
+        digests.append(hash(out.tobytes()))
+    seconds = time.perf_counter() - start
+    it.close()
+    return seconds, it.stats["events"], digests
+
+
+def loader_epoch(paths, workers: int, fused: bool, name: str = "histo"):
+    set_fused(fused)
+    loader = CDProcessorDataLoader(paths, "delta_t", bench_stream.DELTA_T, 0, None, name,
+                                   bench_stream.T, bench_stream.B, num_workers=workers,
+                                   height=bench_stream.OUT[0], width=bench_stream.OUT[1])
+    start = time.perf_counter()
+    batches = sum(1 for _ in loader)
+    wall = time.perf_counter() - start
+    ws = [x for x in loader.stats["workers"] if x]
+    events = sum(x.get("events", 0) for x in ws)
+    rss = max(x["peak_rss_mb"] - x["rss_start_mb"] for x in ws)
+    return wall, batches, events, rss
+
+
+def main(seconds: int = 3, repeat: int = 3) -> None:
+    torch.set_num_threads(1)
+    bench_stream.SECONDS = seconds
+    print(f"\n### Fused RAW EVT 3.0 -> tensor vs decode + tensorize, {cpu_model()}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, n_events = bench_stream.write_recordings(tmp)
+        long_dir = os.path.join(tmp, "long")
+        os.mkdir(long_dir)
+        bench_stream.SECONDS = 4 * seconds
+        bench_stream.N_FILES, n_files = 2, bench_stream.N_FILES
+        long_paths, _ = bench_stream.write_recordings(long_dir)
+        bench_stream.N_FILES = n_files
+        for name in NAMES:                       # JIT warm-up of both paths
+            for fused in (False, True):
+                iterate(paths[0], name, fused)
+
+        best = {}
+        same = {}
+        for _ in range(repeat):
+            for name in NAMES:
+                digests = {}
+                for fused in (False, True):
+                    s, n, digests[fused] = iterate(paths[0], name, fused)
+                    key = (name, fused)
+                    best[key] = min(best.get(key, (float("inf"), n))[0], s), n
+                same[name] = digests[False] == digests[True]
+        print(f"#### One recording ({seconds} s, {best[('histo', False)][1] / 1e6:.1f} M events), "
+              f"CDProcessorIterator.next_chunk, one thread, best of {repeat}\n")
+        print("| representation | unfused Mev/s | fused Mev/s | speed-up | tensors identical |")
+        print("|---|---|---|---|---|")
+        for name in NAMES:
+            (su, n), (sf, _) = best[(name, False)], best[(name, True)]
+            print(f"| {name} | {n / su / 1e6:.0f} | {n / sf / 1e6:.0f} | x{su / sf:.2f} | "
+                  f"{'yes' if same[name] else 'NO'} |")
+
+        runs = {}
+        configs = [(w, f, "1x") for w in (1, 2) for f in (False, True)] + \
+                  [(1, f, "4x") for f in (False, True)]
+        for _ in range(repeat):
+            for workers, fused, length in configs:
+                r = loader_epoch(paths if length == "1x" else long_paths, workers, fused)
+                key = (workers, fused, length)
+                if key not in runs or r[0] < runs[key][0]:
+                    runs[key] = r
+    print(f"\n#### CDProcessorDataLoader, histo [T={bench_stream.T}, B={bench_stream.B}, 2, "
+          f"{bench_stream.OUT[0]}, {bench_stream.OUT[1]}], best of {repeat}\n")
+    print("| workers | recordings | path | wall s | batches | Mev/s | vs unfused | vs 1 worker "
+          "(same path) | peak RSS growth per worker MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (workers, fused, length), (wall, batches, events, rss) in runs.items():
+        base = runs[(workers, False, length)]
+        one = runs.get((1, fused, length))
+        label = f"{n_files} x {seconds} s" if length == "1x" else f"2 x {4 * seconds} s"
+        print(f"| {workers} | {label} | {'fused' if fused else 'unfused'} | {wall:.2f} | {batches} | "
+              f"{events / wall / 1e6:.0f} | x{base[0] / wall:.2f} | "
+              f"{'' if one is None else f'x{one[0] / wall * events / one[2]:.2f}'} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
