@@ -80,9 +80,10 @@ def _assert_same(path, name, monkeypatch, **kw):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_random_files_identical(tmp_path, monkeypatch, seed):
-    """Also across many read blocks: the fused path reads 997 words at a time here (regression:
-    a short last block was decoded with stale words after it)."""
+    """Also across many read blocks and pieces: the fused path reads 997 words and hands 100
+    events at a time here (regression: a short last block was decoded with stale words)."""
     monkeypatch.setattr(fused_module, "WORDS_PER_BLOCK", 997 if seed % 2 else 1 << 20)
+    monkeypatch.setattr(fused_module, "CHUNK_EVENTS", 100 if seed % 4 < 2 else 1 << 15)
     rng = np.random.default_rng(seed)
     height, width = [(48, 64), (30, 40), (64, 96), (17, 33)][seed % 4]
     delta_t = int(rng.integers(200, 3000))

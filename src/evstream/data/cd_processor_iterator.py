@@ -210,38 +210,41 @@ class CDProcessorIterator:
         self._chunks = 0
         self._window_end = self.start_ts
         self._fused = self._fused_chunks()
-        self._fused_sink = None
 
     def _fused_chunks(self):
         """The fused RAW -> tensor source (:mod:`evstream.preprocessing.fused`) when it gives the
         same tensors as decoding then tensorizing: delta_t mode, RAW EVT 3.0 read with the
-        default out-of-bounds policy, a fusable preprocessing. ``EVSTREAM_FUSED=0`` in the
-        environment turns it off. None otherwise."""
+        default out-of-bounds policy, the built-in histo, diff or stacked_histogram.
+        ``EVSTREAM_FUSED=0`` in the environment turns it off. None otherwise."""
         it = self.events_iterator
         reader = getattr(it, "reader", None)
         if (os.environ.get("EVSTREAM_FUSED", "1") == "0" or self.mode != "delta_t"
                 or not isinstance(it, EventsIterator) or not isinstance(reader, RawReader)
                 or reader.header.encoding != "evt3" or reader.out_of_bounds != "warn"
-                or not _fused.fusable(self.preprocess_function_name, self.cd_proc.events_to_tensor,
-                                      self.cd_proc.dtype, self.cd_proc.preprocess_kwargs,
-                                      self.downsampling_factor)):
+                or not _fused.fusable(self.preprocess_function_name,
+                                      self.cd_proc.events_to_tensor)):
             return None
         return _fused.RawTensorChunks(reader, self._chunk_duration, it.start_ts, it.max_duration)
 
     def _next_fused_chunk(self, out: np.ndarray) -> ChunkInfo:
-        """:meth:`next_chunk` through the fused source: no EventCD window is built."""
+        """:meth:`next_chunk` through the fused source: no EventCD window is built; the
+        processor's function accumulates the window's events piece by piece."""
         t0 = time.perf_counter()
-        array = self.cd_proc.array
-        if self._fused_sink is None:
-            self._fused_sink = _fused.tensor_sink(self.preprocess_function_name, array,
-                                                  self._chunk_duration, self.downsampling_factor,
-                                                  self.cd_proc.preprocess_kwargs)
-        array[...] = 0
-        n = self._fused.next_window(self.preprocess_function_name, self._fused_sink)
-        if n is None:
+        proc = self.cd_proc
+        proc.array[...] = 0
+        extra = {k: v for k, v in proc._extra.items() if k != "include_end"}
+
+        def accumulate(events):
+            return proc.events_to_tensor(events, proc.array, self._chunk_duration,
+                                         downsampling_factor=proc.downsampling_factor,
+                                         reset=False, **proc.preprocess_kwargs, **extra)
+
+        result = self._fused.next_window(accumulate)
+        if result is None:
             raise StopIteration
-        self.stats["dropped"] += self._fused.dropped(self._fused_sink)
-        self._deliver(array, out)
+        n, dropped = result
+        self.stats["dropped"] += dropped
+        self._deliver(proc.array, out)
         start = self.start_ts + self._chunks * self._chunk_duration
         self._window_end = start + self._chunk_duration
         self._chunks += 1

@@ -11,11 +11,7 @@ This module holds what they have in common:
 * :func:`emit_mask`, the writer of a validity-mask vector (EVT 3.0 VECT_12 / VECT_8,
   EVT 2.1 32-bit masks);
 * the once-per-call boundary checks (dtypes, contiguity, buffer sizes) and the int64 views the
-  kernels write through;
-* the *event sink* protocol through which a state machine hands over its CD events
-  (:func:`sink_put`, :func:`sink_commit`, :func:`sink_room`, :func:`sink_stops`), so that one
-  state machine, written once, can fill an EventCD buffer or, compiled again by numba for
-  another sink type, something else (``evstream.preprocessing.fused`` accumulates tensors).
+  kernels write through.
 
 Output representation inside the kernels: an ``EventCD`` buffer (16 bytes per event) is viewed as
 an ``int64[N, 2]`` array; column 0 holds ``x | y << 16 | p << 32`` (x, y, p in their little-endian
@@ -38,9 +34,6 @@ except ImportError:  # pragma: no cover
         while not (m >> n) & 1:
             n += 1
         return n
-
-from numba import types
-from numba.extending import overload
 
 from ..errors import EventArrayError, GeometryError
 from .dtypes import MAX_SENSOR_SIDE, EventCD, EventExtTrigger
@@ -95,103 +88,9 @@ def store_common_state(st, base, loops, skipped, oob, n_triggers):
     st[ST_TRIGGERS] += n_triggers
 
 
-# ---- event sinks ---------------------------------------------------------------------------
-# A state machine emits a CD event in two steps: ``sink_put(out, ne, x, hi, t)`` stores event
-# ``ne`` speculatively (``hi`` = ``y << 16 | p << 32``; the event may still be dropped) and
-# ``ne = sink_commit(out, ne)`` keeps it. ``sink_room(out, ne)`` is the number of events that may
-# still be committed; ``sink_stops(out)`` is a compile-time flag: True when the machine must stop
-# at the first time word that moves the time to ``t >= t_stop`` (a window end), False when it
-# never stops on time (the check is then compiled out). The sink is chosen by the type of
-# ``out``: an ``int64[N, 2]`` array is the EventCD buffer (see the module docstring); other
-# sinks are tuples whose first element's type names them (see :func:`register_sink`).
-
-_SINKS: dict = {}
-
-
-def register_sink(tag_dtype, put, commit, room, stops: bool) -> None:
-    """Register a tuple sink whose element 0 is a 0-d/1-d array of ``tag_dtype`` (its name).
-    ``put``, ``commit``, ``room`` are njit functions with the signatures above."""
-    _SINKS[np.dtype(tag_dtype)] = (put, commit, room, stops)
-
-
-def _tuple_sink(out):
-    if isinstance(out, types.BaseTuple) and len(out) and isinstance(out[0], types.Array):
-        return _SINKS.get(np.dtype(out[0].dtype.name))
-    return None
-
-
-def _is_eventcd(out):
-    return isinstance(out, types.Array) and out.ndim == 2
-
-
-def sink_put(out, ne, x, hi, t):  # pragma: no cover - replaced by the overload in compiled code
-    raise NotImplementedError
-
-
-def sink_commit(out, ne):  # pragma: no cover
-    raise NotImplementedError
-
-
-def sink_room(out, ne):  # pragma: no cover
-    raise NotImplementedError
-
-
-def sink_stops(out):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(sink_put, jit_options={"cache": True})
-def _ov_put(out, ne, x, hi, t):
-    if _is_eventcd(out):
-        def impl(out, ne, x, hi, t):
-            out[ne, 0] = x | hi
-            out[ne, 1] = t
-        return impl
-    sink = _tuple_sink(out)
-    if sink is not None:
-        put = sink[0]
-        return lambda out, ne, x, hi, t: put(out, ne, x, hi, t)
-    return None
-
-
-@overload(sink_commit, jit_options={"cache": True})
-def _ov_commit(out, ne):
-    if _is_eventcd(out):
-        return lambda out, ne: ne + 1
-    sink = _tuple_sink(out)
-    if sink is not None:
-        commit = sink[1]
-        return lambda out, ne: commit(out, ne)
-    return None
-
-
-@overload(sink_room, jit_options={"cache": True})
-def _ov_room(out, ne):
-    if _is_eventcd(out):
-        return lambda out, ne: out.shape[0] - ne
-    sink = _tuple_sink(out)
-    if sink is not None:
-        room = sink[2]
-        return lambda out, ne: room(out, ne)
-    return None
-
-
-@overload(sink_stops, jit_options={"cache": True})
-def _ov_stops(out):
-    if _is_eventcd(out):
-        return lambda out: False
-    sink = _tuple_sink(out)
-    if sink is not None:
-        if sink[3]:
-            return lambda out: True
-        return lambda out: False
-    return None
-
-
 @njit(cache=True)
 def emit_mask(ev, ne, mask, nbits, x0, hi, t, width):
-    """Emit one event per set bit ``i < nbits`` of ``mask`` at ``x0 + i``, lowest bit first,
-    into the sink ``ev``.
+    """Write one event per set bit ``i < nbits`` of ``mask`` at ``x0 + i``, lowest bit first.
 
     ``hi`` = ``y << 16 | p << 32`` already packed; the row must already be known to be in bounds.
     Callers guarantee ``nbits`` free slots from ``ne``. Events with ``x >= width`` are dropped.
@@ -201,16 +100,18 @@ def emit_mask(ev, ne, mask, nbits, x0, hi, t, width):
     m = mask & ((1 << nbits) - 1)
     if x0 + nbits <= width:
         while m:
-            sink_put(ev, ne, x0 + trailing_zeros(m), hi, t)
-            ne = sink_commit(ev, ne)
+            ev[ne, 0] = (x0 + trailing_zeros(m)) | hi
+            ev[ne, 1] = t
+            ne += 1
             m &= m - 1
     else:
         while m:
             x = x0 + trailing_zeros(m)
             m &= m - 1
             if x < width:
-                sink_put(ev, ne, x, hi, t)
-                ne = sink_commit(ev, ne)
+                ev[ne, 0] = x | hi
+                ev[ne, 1] = t
+                ne += 1
             else:
                 oob += 1
     return ne, oob

@@ -28,9 +28,8 @@ import numpy as np
 from numba import njit
 
 from ._decoder_base import (ST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
-                            ST_WORDS_BEFORE, WordDecoder, emit_mask, sink_commit, sink_put,
-                            sink_room, sink_stops, start_time_base, store_common_state,
-                            time_high_update)
+                            ST_WORDS_BEFORE, WordDecoder, emit_mask, start_time_base,
+                            store_common_state, time_high_update)
 
 PERIOD = 1 << 24                          #: µs covered by the 24-bit time base
 WRAP_THRESHOLD = (4095 << 12) - (10 << 12)  #: 16,732,160 µs
@@ -45,24 +44,22 @@ _EM_EVENTS = ST_FORMAT + 5
 _N_STATE = ST_FORMAT + 6
 
 
-NO_STOP = np.iinfo(np.int64).max
-
-
 @njit(cache=True)
 def _decode_evt3(words, ev, tr, st, width, height):
-    """EVT 3.0 into an EventCD buffer. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` state."""
-    return evt3_machine(words, ev, tr, st, width, height, NO_STOP)
+    """EVT 3.0 words into an EventCD buffer (see :func:`evt3_machine`), never stopping on time."""
+    return evt3_machine(words, ev, tr, st, width, height, None)
 
 
 @njit(cache=True)
 def evt3_machine(words, ev, tr, st, width, height, t_stop):
-    """The EVT 3.0 state machine, generic over the event sink ``ev`` (see
-    :mod:`evstream.io._decoder_base`). ``tr`` int64[M, 3], ``st`` int64 state.
+    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
 
-    With a sink whose ``sink_stops`` is True, decoding stops right after the first time word
-    that sets the time to ``>= t_stop`` (raw µs), or before any word when the time already is:
-    every event emitted has ``t < t_stop`` and the next call goes on from there."""
+    ``t_stop``: None, or a raw time (µs): decoding then stops right after the first time word
+    that sets the time to ``>= t_stop``, or before any word when the time already is, so every
+    event written has ``t < t_stop`` and the next call goes on from there (one window at a time,
+    :mod:`evstream.preprocessing.fused`). numba compiles the None case without the checks."""
     n = words.shape[0]
+    ev_cap = ev.shape[0]
     tr_cap = tr.shape[0]
     i = 0
     ne = 0
@@ -93,12 +90,13 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
     mode = 2 if em != 0 else (0 if y < height else 1)
     hi_y = y << 16
     hi_pol = pol << 32
-    if sink_stops(ev) and t >= t_stop:
-        n = i                                                # nothing to decode in this window
+    if t_stop is not None:
+        if t >= t_stop:
+            n = i                                            # nothing left in this window
 
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
-        block = min(sink_room(ev, ne) // 12, tr_cap - nt, n - i)
+        block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
         if block <= 0:
             break
         end = i + block
@@ -108,9 +106,10 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             typ = w >> 12
             if typ == 0x2:                                   # EVT_ADDR_X
                 x = w & 0x7FF
-                sink_put(ev, ne, x, hi_y | (((w >> 11) & 1) << 32), t)
+                ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
+                ev[ne, 1] = t
                 if mode == 0 and x < width:
-                    ne = sink_commit(ev, ne)
+                    ne += 1
                 elif mode == 2:
                     em_events += 1
                 else:
@@ -134,9 +133,10 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                 bx += nbits
             elif typ == 0x6:                                 # EVT_TIME_LOW
                 t = base + (w & 0xFFF)
-                if sink_stops(ev) and t >= t_stop:
-                    n = i                                    # window end: leave both loops
-                    break
+                if t_stop is not None:
+                    if t >= t_stop:
+                        n = i                                # window end: leave both loops
+                        break
             elif typ == 0x0:                                 # EVT_ADDR_Y
                 y = w & 0x7FF
                 em = 0
@@ -149,9 +149,10 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 t = base
-                if sink_stops(ev) and t >= t_stop:
-                    n = i
-                    break
+                if t_stop is not None:
+                    if t >= t_stop:
+                        n = i
+                        break
             elif typ == 0x1:                                 # EM_ADDR_Y
                 y = w & 0x7FF
                 em = 1

@@ -742,7 +742,14 @@ def stacked_histogram(events, output_array, total_tbins_delta_t, downsampling_fa
     x, y, p, t, total, k, t_limit = _prepare(
         name, events, output_array, total_tbins_delta_t, downsampling_factor, reset, on_out_of_range,
         include_end, kinds="fiu", even_channels=True)
-    cap = stacked_histogram_cap(output_array.dtype, count_cutoff, name)
+    if output_array.dtype.kind in "iu":
+        cap = int(np.iinfo(output_array.dtype).max)
+    else:
+        cap = 2 ** 24  # float32 counts stay exact up to here
+    if count_cutoff is not None:
+        if count_cutoff < 0:
+            raise EventArrayError(f"{name}: count_cutoff must be >= 0 or None, got {count_cutoff!r}")
+        cap = min(cap, int(count_cutoff))
     n_t, n_c, h, w = output_array.shape
     nbins = n_t * (n_c // 2)
     flat, tmp = _flat_output(output_array)
@@ -750,18 +757,6 @@ def stacked_histogram(events, output_array, total_tbins_delta_t, downsampling_fa
                                        k, t_limit, cap)
     _copy_back(output_array, tmp)
     return _v.report_dropped(dropped, on_out_of_range, name)
-
-
-def stacked_histogram_cap(dtype, count_cutoff, name: str = "stacked_histogram") -> int:
-    """The count at which a stacked_histogram cell of ``dtype`` stops: ``count_cutoff`` (None: the
-    dtype's maximum, ``2**24`` for floats, whose counts stay exact up to there)."""
-    dtype = np.dtype(dtype)
-    cap = int(np.iinfo(dtype).max) if dtype.kind in "iu" else 2 ** 24
-    if count_cutoff is not None:
-        if count_cutoff < 0:
-            raise EventArrayError(f"{name}: count_cutoff must be >= 0 or None, got {count_cutoff!r}")
-        cap = min(cap, int(count_cutoff))
-    return cap
 
 
 def voxel_grid(events, output_array, total_tbins_delta_t, downsampling_factor=0, reset=True, *,
