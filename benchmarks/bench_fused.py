@@ -74,6 +74,14 @@ def loader_epoch(paths, workers: int, fused: bool, name: str = "histo"):
 
 
 def main(seconds: int = 3, repeat: int = 3) -> None:
+    saved = bench_stream.SECONDS, bench_stream.N_FILES
+    try:
+        _main(seconds, repeat)
+    finally:
+        bench_stream.SECONDS, bench_stream.N_FILES = saved     # bench_stream's own run
+
+
+def _main(seconds: int, repeat: int) -> None:
     torch.set_num_threads(1)
     bench_stream.SECONDS = seconds
     print(f"\n### Fused RAW EVT 3.0 -> tensor vs decode + tensorize, {cpu_model()}\n")
