@@ -45,12 +45,6 @@ _N_STATE = ST_FORMAT + 6
 
 
 @njit(cache=True)
-def _decode_evt3(words, ev, tr, st, width, height):
-    """EVT 3.0 words into an EventCD buffer (see :func:`evt3_machine`), never stopping on time."""
-    return evt3_machine(words, ev, tr, st, width, height, None)
-
-
-@njit(cache=True)
 def evt3_machine(words, ev, tr, st, width, height, t_stop):
     """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
 
@@ -191,4 +185,4 @@ class Evt3Decoder(WordDecoder):
     _shift_offset = 4096
 
     def _run(self, words, ev, tr):
-        return _decode_evt3(words, ev, tr, self._state, self.width, self.height)
+        return evt3_machine(words, ev, tr, self._state, self.width, self.height, None)
