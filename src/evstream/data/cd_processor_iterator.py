@@ -134,6 +134,10 @@ class CDProcessorIterator:
 
     Each ``next()`` returns a new tensor. :meth:`next_chunk` fills a caller's array instead.
     ``stats`` counts chunks, events, dropped events and the decode / tensorize seconds.
+
+    RAW EVT 3.0 files in delta_t mode with histo, diff or stacked_histogram take the fused path
+    (:mod:`evstream.preprocessing.fused`: no EventCD window, same tensors; its time is counted
+    in ``tensorize_s``); ``EVSTREAM_FUSED=0`` in the environment turns it off.
     """
 
     def __init__(self, path, preprocess_function_name, mode="delta_t", start_ts=0,
