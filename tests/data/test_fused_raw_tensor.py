@@ -1,4 +1,4 @@
-"""The fused RAW EVT 3.0 -> tensor path (evstream.preprocessing.fused) used by CDProcessorIterator:
+"""The fused RAW EVT 3.0 / 2.0 -> tensor path (evstream.preprocessing.fused) used by CDProcessorIterator:
 tensors, windows, event counts and warnings identical to the unfused path (decode the window,
 then the registry function), on random files, window edges, downsampling, start/max_duration,
 out-of-sensor events, triggers, vectors and gaps; plus a pure-numpy reference on a small case."""
@@ -40,8 +40,8 @@ def _events(rng, n, duration, height, width, edges=()):
     return ev[order]
 
 
-def _write(path, ev, height, width, triggers=None):
-    with RawWriter(path, height, width, format="evt3") as w:
+def _write(path, ev, height, width, triggers=None, fmt="evt3"):
+    with RawWriter(path, height, width, format=fmt) as w:
         w.write(ev, triggers)
     return path
 
@@ -78,8 +78,9 @@ def _assert_same(path, name, monkeypatch, **kw):
     return a
 
 
+@pytest.mark.parametrize("fmt", ["evt3", "evt2"])
 @pytest.mark.parametrize("seed", range(8))
-def test_random_files_identical(tmp_path, monkeypatch, seed):
+def test_random_files_identical(tmp_path, monkeypatch, seed, fmt):
     """Also across many read blocks and pieces: the fused path reads 997 words and hands 100
     events at a time here (regression: a short last block was decoded with stale words)."""
     monkeypatch.setattr(fused_module, "WORDS_PER_BLOCK", 997 if seed % 2 else 1 << 20)
@@ -93,7 +94,7 @@ def test_random_files_identical(tmp_path, monkeypatch, seed):
     edges = [k * delta_t + d for k in range(duration // delta_t + 1) for d in (-1, 0, 1)]
     ev = _events(rng, int(rng.integers(500, 6000)), duration, height, width,
                  edges=[e for e in edges if e >= 0])
-    path = _write(tmp_path / "r.raw", ev, height, width)
+    path = _write(tmp_path / "r.raw", ev, height, width, fmt=fmt)
     for name in FUSED:
         for k in (0, 1, 2):
             if (height >> k) < 1 or (width >> k) < 1:
@@ -105,18 +106,20 @@ def test_random_files_identical(tmp_path, monkeypatch, seed):
                          height=h, width=w)
 
 
+@pytest.mark.parametrize("fmt", ["evt3", "evt2"])
 @pytest.mark.parametrize("name", FUSED)
-def test_start_max_duration_and_kwargs(tmp_path, monkeypatch, name):
+def test_start_max_duration_and_kwargs(tmp_path, monkeypatch, name, fmt):
     rng = np.random.default_rng(11)
     ev = _events(rng, 8000, 50_000, 40, 64, edges=(10_000, 12_345, 20_000, 29_999))
-    path = _write(tmp_path / "s.raw", ev, 40, 64)
+    path = _write(tmp_path / "s.raw", ev, 40, 64, fmt=fmt)
     kwargs = ({"max_incr_per_pixel": 2} if name != "stacked_histogram" else {"count_cutoff": 3})
     for start, md in ((0, None), (10_000, None), (12_345, 17_655), (3, 40_001), (49_000, None)):
         _assert_same(path, name, monkeypatch, delta_t=1000, num_tbins=4, start_ts=start,
                      max_duration=md, preprocess_kwargs=kwargs)
 
 
-def test_out_of_sensor_events_and_triggers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["evt3", "evt2"])
+def test_out_of_sensor_events_and_triggers(tmp_path, monkeypatch, fmt):
     """Events beyond a (patched) header geometry are dropped with the reader's warning and
     count on both paths; triggers interleaved with the events change nothing."""
     rng = np.random.default_rng(3)
@@ -124,7 +127,7 @@ def test_out_of_sensor_events_and_triggers(tmp_path, monkeypatch):
     triggers = np.zeros(300, EventExtTrigger)
     triggers["t"] = np.sort(rng.integers(0, 40_000, 300))
     triggers["p"] = np.arange(300) % 2
-    path = _write(tmp_path / "o.raw", ev, 48, 64, triggers)
+    path = _write(tmp_path / "o.raw", ev, 48, 64, triggers, fmt=fmt)
     data = bytearray(path.read_bytes())
     offset = read_raw_header(str(path)).data_offset
     head = bytes(data[:offset])
@@ -137,7 +140,8 @@ def test_out_of_sensor_events_and_triggers(tmp_path, monkeypatch):
     assert a[2]["events"] == len(ev) - n_out
 
 
-def test_gaps_and_empty_windows(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["evt3", "evt2"])
+def test_gaps_and_empty_windows(tmp_path, monkeypatch, fmt):
     """Long gaps (TIME_HIGH words only, empty windows) and a recording that starts late; blocks
     of 64 words, so the look-ahead for a next event crosses blocks."""
     monkeypatch.setattr(fused_module, "WORDS_PER_BLOCK", 64)
@@ -147,7 +151,7 @@ def test_gaps_and_empty_windows(tmp_path, monkeypatch):
     parts[2]["t"] += 40_000_000             # past a TIME_HIGH wrap (2^24 µs)
     ev = np.concatenate(parts)
     ev["t"] += 70_000
-    path = _write(tmp_path / "g.raw", ev, 32, 32)
+    path = _write(tmp_path / "g.raw", ev, 32, 32, fmt=fmt)
     for name in FUSED:
         _assert_same(path, name, monkeypatch, delta_t=50_000, num_tbins=2)
 
@@ -198,6 +202,8 @@ def test_not_fused_when_it_cannot_be_identical(tmp_path, monkeypatch):
     assert CDProcessorIterator(path, "event_cube", delta_t=1000)._fused is None
     assert CDProcessorIterator(path, "histo", mode="n_events", n_events=10)._fused is None
     assert CDProcessorIterator(path, "histo", delta_t=1000, out_of_bounds="keep")._fused is None
+    evt21 = _write(tmp_path / "n21.raw", _events(rng, 100, 5000, 16, 16), 16, 16, fmt="evt21")
+    assert CDProcessorIterator(evt21, "histo", delta_t=1000)._fused is None
     with pytest.raises(ValueError):
         RawTensorChunks(CDProcessorIterator(path, "histo", delta_t=1000,
                                             out_of_bounds="raise").events_iterator.reader, 1000)

@@ -135,7 +135,7 @@ class CDProcessorIterator:
     Each ``next()`` returns a new tensor. :meth:`next_chunk` fills a caller's array instead.
     ``stats`` counts chunks, events, dropped events and the decode / tensorize seconds.
 
-    RAW EVT 3.0 files in delta_t mode with histo, diff or stacked_histogram take the fused path
+    RAW EVT 3.0 / 2.0 files in delta_t mode with histo, diff or stacked_histogram take the fused path
     (:mod:`evstream.preprocessing.fused`: no EventCD window, same tensors; its time is counted
     in ``tensorize_s``); ``EVSTREAM_FUSED=0`` in the environment turns it off.
     """
@@ -217,14 +217,14 @@ class CDProcessorIterator:
 
     def _fused_chunks(self):
         """The fused RAW -> tensor source (:mod:`evstream.preprocessing.fused`) when it gives the
-        same tensors as decoding then tensorizing: delta_t mode, RAW EVT 3.0 read with the
+        same tensors as decoding then tensorizing: delta_t mode, RAW EVT 3.0 / 2.0 read with the
         default out-of-bounds policy, the built-in histo, diff or stacked_histogram.
         ``EVSTREAM_FUSED=0`` in the environment turns it off. None otherwise."""
         it = self.events_iterator
         reader = getattr(it, "reader", None)
         if (os.environ.get("EVSTREAM_FUSED", "1") == "0" or self.mode != "delta_t"
                 or not isinstance(it, EventsIterator) or not isinstance(reader, RawReader)
-                or reader.header.encoding != "evt3" or reader.out_of_bounds != "warn"
+                or reader.header.encoding not in _fused.MACHINES or reader.out_of_bounds != "warn"
                 or not _fused.fusable(self.preprocess_function_name,
                                       self.cd_proc.events_to_tensor)):
             return None

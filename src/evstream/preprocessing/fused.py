@@ -1,8 +1,9 @@
-"""Fused RAW -> tensor path: EVT 3.0 words decoded window by window straight into ``histo``,
-``diff`` and ``stacked_histogram`` tensors, without materialising the EventCD window.
+"""Fused RAW -> tensor path: EVT 3.0 and EVT 2.0 words decoded window by window straight into
+``histo``, ``diff`` and ``stacked_histogram`` tensors, without materialising the EventCD window.
 
-The EVT 3.0 state machine is the decoder's own (:func:`evstream.io.evt3.evt3_machine`, with its
-``t_stop`` argument set, so that it stops at a window end). It decodes into a small EventCD
+The state machine is the decoder's own (:func:`evstream.io.evt3.evt3_machine`,
+:func:`evstream.io.evt2.evt2_machine`, with their ``t_stop`` argument set, so that they stop at a
+window end). It decodes into a small EventCD
 buffer (:data:`CHUNK_EVENTS` events, 512 KiB, so it stays in the L2 cache) and each full buffer
 is handed, times made relative to the window start, to the registry function itself
 (``reset=False``), which accumulates it into the window's tensor. The registry kernels update
@@ -17,8 +18,9 @@ and read back from memory), the reader's buffer copies and the per-window time s
 
 :class:`RawTensorChunks` plays a RAW file as consecutive windows of ``duration`` µs (the
 ``delta_t`` mode of :class:`evstream.data.cd_processor_iterator.CDProcessorIterator`), the same
-windows as :class:`evstream.io.EventsIterator`: the decoder stops at the first time word at or
-after a window end and resumes there for the next window.
+windows as :class:`evstream.io.EventsIterator`: the decoder stops at the window end (EVT 3.0:
+after the first time word at or after it; EVT 2.0: before the first CD word at or after it) and
+resumes there for the next window.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from evstream.errors import ArgumentError, FileFormatError
 from evstream.io._decoder_base import ST_OOB
 from evstream.io.dtypes import EventCD, EventExtTrigger
+from evstream.io.evt2 import evt2_machine
 from evstream.io.evt3 import evt3_machine
 from evstream.io.raw import TRIGGER_BUFFER, WORDS_PER_BLOCK, RawReader
 from evstream.preprocessing import kernels
@@ -35,6 +38,8 @@ from evstream.preprocessing import kernels
 #: the registry functions this path reproduces, by name
 FUSED_FUNCTIONS = {"histo": kernels.histo, "diff": kernels.diff,
                    "stacked_histogram": kernels.stacked_histogram}
+#: RAW encodings with a windowed state machine (``t_stop``), by header encoding name
+MACHINES = {"evt3": evt3_machine, "evt2": evt2_machine}
 #: events decoded per piece handed to the registry function (16 bytes each)
 CHUNK_EVENTS = 1 << 15
 
@@ -46,12 +51,12 @@ def fusable(name: str, function) -> bool:
 
 
 class RawTensorChunks:
-    """A RAW EVT 3.0 file played as consecutive windows ``[start_ts + k·duration, ...)`` (reader
-    time, µs) of ``duration`` µs, each window's events handed in pieces to an accumulator.
+    """A RAW EVT 3.0 or EVT 2.0 file played as consecutive windows
+    ``[start_ts + k·duration, ...)`` (reader time, µs) of ``duration`` µs, each window's events handed in pieces to an accumulator.
 
     Args:
-        reader: an open :class:`~evstream.io.RawReader` of the file (EVT 3.0, ``out_of_bounds``
-            ``"warn"``); its header, time origin and seek index are used, and dropped
+        reader: an open :class:`~evstream.io.RawReader` of the file (EVT 3.0 / 2.0,
+            ``out_of_bounds="warn"``); its header, time origin and seek index are used, and dropped
             out-of-sensor events are reported through it (same warning and running count).
         duration: window length (µs, integer >= 1).
         start_ts, max_duration: as :class:`~evstream.io.EventsIterator`.
@@ -63,9 +68,10 @@ class RawTensorChunks:
 
     def __init__(self, reader: RawReader, duration: int, start_ts: int = 0,
                  max_duration: int | None = None):
-        if reader.header.encoding != "evt3" or reader.out_of_bounds != "warn":
-            raise ArgumentError("RawTensorChunks needs an EVT 3.0 RawReader with "
+        if reader.header.encoding not in MACHINES or reader.out_of_bounds != "warn":
+            raise ArgumentError("RawTensorChunks needs an EVT 3.0 or EVT 2.0 RawReader with "
                                 "out_of_bounds='warn'", reader.path)
+        self._machine = MACHINES[reader.header.encoding]
         self.reader = reader
         self.duration = int(duration)
         self.start_ts = int(start_ts)
@@ -76,7 +82,8 @@ class RawTensorChunks:
         self._index = stream.index
         self._file = open(reader.path, "rb")
         self._data_offset = reader.header.data_offset
-        self._block = np.empty(min(WORDS_PER_BLOCK, max(self._n_words, 1)), np.uint16)
+        self._word_dtype = stream.decoder.word_dtype
+        self._block = np.empty(min(WORDS_PER_BLOCK, max(self._n_words, 1)), self._word_dtype)
         self._block_start = self._block_stop = 0
         self._triggers = np.empty(TRIGGER_BUFFER, EventExtTrigger).view(np.int64).reshape(-1, 3)
         self._chunk = np.empty(CHUNK_EVENTS, EventCD)
@@ -92,10 +99,11 @@ class RawTensorChunks:
         """The words from ``pos`` to the end of the read block holding it."""
         if not (self._block_start <= pos < self._block_stop):
             n = min(len(self._block), self._n_words - pos)
-            self._file.seek(self._data_offset + 2 * pos)
+            size = self._word_dtype.itemsize
+            self._file.seek(self._data_offset + size * pos)
             got = self._file.readinto(self._block[:n])
-            if got != 2 * n:
-                raise FileFormatError(f"file shrank while reading: expected {2 * n} bytes at word "
+            if got != size * n:
+                raise FileFormatError(f"file shrank while reading: expected {size * n} bytes at word "
                                       f"{pos}, got {got}", self.reader.path)
             self._block_start, self._block_stop = pos, pos + n
         return self._block[pos - self._block_start:self._block_stop - self._block_start]
@@ -109,7 +117,7 @@ class RawTensorChunks:
         out, total = self._chunk_i64, 0
         while self._pos < self._n_words:
             words = self._words_at(self._pos)
-            consumed, ne, nt = evt3_machine(words, out, self._triggers, st, width, height, t_stop)
+            consumed, ne, nt = self._machine(words, out, self._triggers, st, width, height, t_stop)
             if ne and consume is not None:
                 consume(self._chunk[:ne])
             total += ne
@@ -127,8 +135,8 @@ class RawTensorChunks:
         pos = self._pos
         while pos < self._n_words:
             words = self._words_at(pos)
-            consumed, ne, _ = evt3_machine(words, self._peek, self._triggers, state,
-                                           self._decoder.width, self._decoder.height, None)
+            consumed, ne, _ = self._machine(words, self._peek, self._triggers, state,
+                                            self._decoder.width, self._decoder.height, None)
             if ne:
                 return True
             pos += consumed
