@@ -1,12 +1,13 @@
-"""The fused RAW EVT 3.0 -> tensor path against the unfused one (decode the EventCD window, then
+"""The fused RAW EVT 3.0 / 2.0 -> tensor path against the unfused one (decode the EventCD window, then
 the registry function), in the same run (prints markdown tables; asserts nothing).
 
 Workload: bench_stream.py's recordings (1280x720 RAW EVT 3.0 at ~9 Mev/s, a 1 s synthetic block
 tiled in time), ``histo`` / ``diff`` / ``stacked_histogram`` at 640x360 (sensor halved in the event
 domain), 50 ms bins, T = 5, B = 4.
 
-1. One recording through ``CDProcessorIterator.next_chunk`` (one thread, no loader): Mev/s per
-   representation, unfused vs fused, and the tensors compared byte for byte.
+1. One recording (EVT 3.0, and its EVT 2.0 conversion) through
+   ``CDProcessorIterator.next_chunk`` (one thread, no loader): Mev/s per representation,
+   unfused vs fused, and the tensors compared byte for byte.
 2. ``CDProcessorDataLoader`` end to end (decode + tensorize + IPC + collate), 1 and 2 workers,
    fused and unfused (``EVSTREAM_FUSED=0``), and peak RSS per worker for recordings 1x and 4x as
    long.
@@ -32,6 +33,7 @@ from bench_peers import cpu_model  # noqa: E402
 
 from evstream.data.cd_processor_dataset import CDProcessorDataLoader  # noqa: E402
 from evstream.data.cd_processor_iterator import CDProcessorIterator  # noqa: E402
+from evstream.io import RawWriter, RawReader  # noqa: E402
 
 NAMES = ("histo", "diff", "stacked_histogram")
 
@@ -93,28 +95,38 @@ def _main(seconds: int, repeat: int) -> None:
         bench_stream.N_FILES, n_files = 2, bench_stream.N_FILES
         long_paths, _ = bench_stream.write_recordings(long_dir)
         bench_stream.N_FILES = n_files
+        evt2 = os.path.join(tmp, "drive_0_evt2.raw")   # the first recording in EVT 2.0
+        with RawReader(paths[0], do_time_shifting=False) as r, \
+                RawWriter(evt2, *bench_stream.SENSOR, "evt2") as w:
+            w.write(r.read_all())
+        sources = {"EVT 3.0": paths[0], "EVT 2.0": evt2}
         for name in NAMES:                       # JIT warm-up of both paths
             for fused in (False, True):
-                iterate(paths[0], name, fused)
+                for source in sources.values():
+                    iterate(source, name, fused)
 
         best = {}
         same = {}
         for _ in range(repeat):
-            for name in NAMES:
-                digests = {}
-                for fused in (False, True):
-                    s, n, digests[fused] = iterate(paths[0], name, fused)
-                    key = (name, fused)
-                    best[key] = min(best.get(key, (float("inf"), n))[0], s), n
-                same[name] = digests[False] == digests[True]
-        print(f"#### One recording ({seconds} s, {best[('histo', False)][1] / 1e6:.1f} M events), "
+            for label, source in sources.items():
+                for name in NAMES:
+                    digests = {}
+                    for fused in (False, True):
+                        s, n, digests[fused] = iterate(source, name, fused)
+                        key = (label, name, fused)
+                        best[key] = min(best.get(key, (float("inf"), n))[0], s), n
+                    same[(label, name)] = digests[False] == digests[True]
+        n0 = best[("EVT 3.0", "histo", False)][1]
+        print(f"#### One recording ({seconds} s, {n0 / 1e6:.1f} M events), "
               f"CDProcessorIterator.next_chunk, one thread, best of {repeat}\n")
-        print("| representation | unfused Mev/s | fused Mev/s | speed-up | tensors identical |")
-        print("|---|---|---|---|---|")
-        for name in NAMES:
-            (su, n), (sf, _) = best[(name, False)], best[(name, True)]
-            print(f"| {name} | {n / su / 1e6:.0f} | {n / sf / 1e6:.0f} | x{su / sf:.2f} | "
-                  f"{'yes' if same[name] else 'NO'} |")
+        print("| encoding | representation | unfused Mev/s | fused Mev/s | speed-up | "
+              "tensors identical |")
+        print("|---|---|---|---|---|---|")
+        for label in sources:
+            for name in NAMES:
+                (su, n), (sf, _) = best[(label, name, False)], best[(label, name, True)]
+                print(f"| {label} | {name} | {n / su / 1e6:.0f} | {n / sf / 1e6:.0f} | "
+                      f"x{su / sf:.2f} | {'yes' if same[(label, name)] else 'NO'} |")
 
         runs = {}
         configs = [(w, f, "1x") for w in (1, 2) for f in (False, True)] + \
