@@ -25,7 +25,6 @@ whatever the gaps.
 
 from __future__ import annotations
 
-import datetime
 import os
 
 import numpy as np
@@ -33,6 +32,7 @@ from numba import njit
 
 from ..errors import EventArrayError, FileFormatError, GeometryError
 from .dtypes import EventCD
+from .file_date import file_date
 
 #: Sensors up to 2048 x 2048 (11-bit coordinates in EVT 2.0 and EVT 3.0).
 MAX_SIDE = 2048
@@ -266,7 +266,8 @@ class RawWriter:
         path: file to create (overwritten).
         height, width: sensor size, 1..2048.
         format: ``'evt3'`` or ``'evt2'``.
-        header: extra header keys -> values (``date`` may be overridden; ``evt``, ``format``,
+        header: extra header keys -> values (``date`` may be overridden, default now or
+            ``$SOURCE_DATE_EPOCH``, see :mod:`evstream.io.file_date`; ``evt``, ``format``,
             ``geometry``, ``end`` may not).
     """
 
@@ -281,7 +282,7 @@ class RawWriter:
                                     self.path)
         self.height, self.width, self.format = int(height), int(width), format
         version, fmt_name, self._word_dtype, self._kernel = _FORMATS[format]
-        lines = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+        lines = {"date": file_date().strftime("%Y-%m-%d %H:%M:%S")}
         extra = dict(header or {})
         for k, v in extra.items():
             k, v = str(k), str(v)
