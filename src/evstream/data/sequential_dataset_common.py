@@ -133,6 +133,37 @@ def write_frames(frames, path=None, fps=20.0, png_dir=None, max_frames=None, fou
     return count
 
 
+#: ``evstream render``'s time bin when the recordings are long enough (µs)
+RENDER_DELTA_T = 50_000
+
+
+def render_delta_t(files, num_tbins: int, default: int = RENDER_DELTA_T) -> tuple[int, str | None]:
+    """The time bin ``evstream render`` uses when none is given: ``default``, unless the
+    shortest of ``files`` is shorter than one chunk of ``num_tbins`` bins (the loader never plays
+    such a file); then the longest whole-millisecond bin (whole µs under 1 ms) with which the
+    shortest file fills one chunk. Returns ``(delta_t, note)``; ``note`` says what was chosen
+    and why, None when ``default`` is kept. Durations are measured as the loader measures them
+    (:func:`~evstream.data.scheduler.get_duration`; a RAW file is decoded once).
+
+    Raises :class:`~evstream.errors.ArgumentError` when a file has no event after time 0
+    (no bin length can show it)."""
+    from evstream.data.scheduler import get_duration
+
+    durations = [(get_duration(f), os.fspath(f)) for f in files]
+    shortest, path = min(durations)
+    if shortest >= num_tbins * default:
+        return default, None
+    if shortest < num_tbins:
+        raise ArgumentError(f"{os.path.basename(path)} lasts {shortest} us: too short to render "
+                            f"{num_tbins} time bins", path)
+    delta_t = shortest // num_tbins
+    if delta_t >= 1000:
+        delta_t -= delta_t % 1000
+    note = (f"{os.path.basename(path)} lasts {shortest / 1000:.1f} ms, less than {num_tbins} bins "
+            f"of {default} us: using --delta-t {delta_t} (set --delta-t or --num-tbins to choose)")
+    return delta_t, note
+
+
 def render_video(files, path=None, png_dir=None, preprocess_function_name="histo", delta_t=50000,
                  num_tbins=5, height=None, width=None, batch_size=None, label_map_path=None,
                  classes=None, padding=True, fps=None, max_frames=None, preprocess_kwargs=None,
