@@ -1,6 +1,6 @@
 """Prophesee DAT files: ``EventDatReader`` and ``DatWriter``.
 
-Layout (``formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
+Layout (``docs/formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
 byte event size (absent when there is no header at all: type 0, size 8); then packed 8-byte
 little-endian records::
 

@@ -1,4 +1,4 @@
-"""EVT 2.1 decoder (64-bit words; formats.md §6).
+"""EVT 2.1 decoder (64-bit words; docs/formats.md §6).
 
 Word layout (type = bits 63–60)::
 

@@ -1,4 +1,4 @@
-"""RAW writer: EVT 3.0 and EVT 2.0 encoders (formats.md §4, §5, §7).
+"""RAW writer: EVT 3.0 and EVT 2.0 encoders (docs/formats.md §4, §5, §7).
 
 The encoders are the inverse of :mod:`evstream.io.evt3` / :mod:`evstream.io.evt2`: decoding their
 words with those decoders (no time shifting) gives back exactly the input events, in order.
