@@ -15,6 +15,8 @@ import pytest
 import evstream
 from evstream.cli import DESCRIPTION, build_parser, main
 from evstream.data.scheduler import get_duration
+from evstream.data.sequential_dataset_common import render_delta_t
+from evstream.errors import ArgumentError
 from evstream.io import DatWriter, EventCD, RawWriter
 
 TIME_SHIFT_NOTE = "RAW times are time-shifted"
@@ -145,6 +147,16 @@ def test_render_short_recording_picks_a_bin_and_says_so(tmp_path, capsys):
     assert f"lasts {duration / 1000:.1f} ms, less than 5 bins of 50000 us: using --delta-t " \
            f"{chosen} (set --delta-t or --num-tbins to choose)" in captured.err
     assert "wrote 5 frames" in captured.out and video.stat().st_size > 0
+
+
+def test_render_bin_rule_hand_cases():
+    files = ["a.raw", "b.raw"]
+    assert render_delta_t(files, [250_000, 900_000], 5) == (50_000, None)   # long enough
+    delta_t, note = render_delta_t(files, [900_000, 95_871], 5)
+    assert delta_t == 19_000 and note.startswith("b.raw lasts 95.9 ms, less than 5 bins of 50000 us")
+    assert render_delta_t(files, [3_000, 900_000], 5)[0] == 600             # under 1 ms: exact us
+    with pytest.raises(ArgumentError, match="too short to render 5 time bins"):
+        render_delta_t(files, [4, 900_000], 5)
 
 
 def test_render_that_writes_no_frame_fails_with_the_reason(tmp_path, capsys):

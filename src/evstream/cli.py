@@ -194,31 +194,28 @@ def cmd_precompute(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Write the loader's show() grids of recordings / tensor files to an mp4 and/or PNGs."""
-    from .data.sequential_dataset_common import render_delta_t, render_video
+    from .data.sequential_dataset_common import render_video
 
     if args.output is None and args.png_dir is None:
         print("error: give -o/--output (mp4) and/or --png-dir", file=sys.stderr)
         return 2
     height, width = args.height_width if args.height_width else (None, None)
     try:
-        delta_t = args.delta_t
-        if delta_t is None:
-            delta_t, note = render_delta_t(args.inputs, args.num_tbins)
-            if note:
-                print(f"render: {note}", file=sys.stderr)
         n, (grid_h, grid_w) = render_video(
             args.inputs, args.output, png_dir=args.png_dir, preprocess_function_name=args.preprocess,
-            delta_t=delta_t, num_tbins=args.num_tbins, height=height, width=width,
+            delta_t=args.delta_t, num_tbins=args.num_tbins, height=height, width=width,
             batch_size=args.batch_size, label_map_path=args.label_map, classes=args.classes,
             padding=not args.no_padding, fps=args.fps, max_frames=args.max_frames,
-            preprocess_kwargs=dict(args.kwarg or []), num_workers=args.num_workers)
+            preprocess_kwargs=dict(args.kwarg or []), num_workers=args.num_workers,
+            say=lambda note: print(f"render: {note}", file=sys.stderr))
     except (EvstreamError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if n == 0:
-        print(f"error: no frame written: every input is shorter than one chunk of "
-              f"{args.num_tbins} bins x {delta_t} us (lower --delta-t or --num-tbins)",
-              file=sys.stderr)
+        chunk = f"{args.num_tbins} bins x {args.delta_t} us" if args.delta_t else \
+            f"{args.num_tbins} bins"
+        print(f"error: no frame written: every input is shorter than one chunk of {chunk} "
+              f"(lower --delta-t or --num-tbins)", file=sys.stderr)
         return 1
     where = " and ".join(x for x in (args.output, args.png_dir and f"{args.png_dir}/") if x)
     print(f"wrote {n} frames of {grid_w}x{grid_h} to {where}")
