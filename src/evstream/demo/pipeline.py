@@ -11,8 +11,8 @@
    tutorial's loop and compares AP@0.5 / mean IoU on the held-out recordings with an
    input-blind baseline.
 
-Sizes default to a Gen1-like 304x240 sensor with 152x120 tensors so that the whole demo runs in
-well under a minute on 2 CPU cores.
+Sizes default to a Gen1-like 304x240 sensor with 152x120 tensors so that the whole demo takes
+about 45 s of CPU time (one thread; README).
 
 Threads: the demo runs torch and OpenCV on :attr:`DemoConfig.threads` threads (default 1,
 restored afterwards), whatever the machine or ``OMP_NUM_THREADS``: a small network gains nothing
