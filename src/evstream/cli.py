@@ -1,5 +1,5 @@
-"""The ``evstream`` command line. Parsing, progress and printing only: the work is done by the
-library."""
+"""The ``evstream`` command line (also ``python -m evstream``). Parsing, progress and printing
+only: the work is done by the library."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import ast
 import os
 import sys
 
+from . import __version__
 from .errors import EvstreamError
 from .io.summary import summarize
+
+#: what ``evstream --help`` says first
+DESCRIPTION = ("Event-camera recordings (Prophesee RAW EVT 2.0 / 2.1 / 3.0, DAT, NPY) to tensor "
+               "files, videos and training batches.")
+EPILOG = ("Run 'evstream COMMAND --help' for a command's options. Also runs as 'python -m "
+          "evstream'. Formats: docs/formats.md; differences from metavision_ml: "
+          "docs/compatibility.md.")
 
 
 def _format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -112,6 +120,28 @@ class _Progress:
         self.overall.close()
 
 
+def _box_labels(args: argparse.Namespace) -> list:
+    """``--box-labels`` as given; else (unless ``--no-box-labels``) the ``<stem>_bbox.npy`` lying
+    beside each input, None where there is none; ``[]`` when no input has one."""
+    if args.box_labels or args.no_box_labels:
+        return list(args.box_labels or [])
+    from .data.box_processing import box_file_path
+
+    found = []
+    for path in args.inputs:
+        try:
+            candidate = box_file_path(path)
+        except EvstreamError:
+            candidate = None
+        found.append(candidate if candidate and os.path.isfile(candidate) else None)
+    if not any(found):
+        return []
+    print(f"box labels: {sum(f is not None for f in found)}/{len(found)} inputs have a "
+          f"<stem>_bbox.npy beside them, split alongside (--no-box-labels to skip)",
+          file=sys.stderr)
+    return found
+
+
 def cmd_precompute(args: argparse.Namespace) -> int:
     """Precompute tensor files; exit 1 if any input failed (the others still complete)."""
     import time
@@ -129,7 +159,7 @@ def cmd_precompute(args: argparse.Namespace) -> int:
             args.inputs, args.output_folder, args.preprocess, args.delta_t, height=height,
             width=width, start_ts=args.start_ts,
             max_duration=None if args.max_duration_ms is None else args.max_duration_ms * 1000,
-            n_processes=args.jobs, box_labels=args.box_labels or [],
+            n_processes=args.jobs, box_labels=_box_labels(args),
             store_as_uint8=args.store_as_uint8, mode=args.mode, n_events=args.n_events,
             preprocess_kwargs=kwargs, compression=args.compression, overwrite=args.overwrite,
             progress=progress, raise_on_error=False,
@@ -154,6 +184,11 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     failures = [r for r in results if r.status == "failed"]
     for r in failures:
         print(f"error: {r.error}", file=sys.stderr)
+    if not failures and not any(r.rows for r in results) and \
+            not any(r.status == "skipped" for r in results):
+        print(f"error: no tensor row written: the inputs hold no event from --start-ts "
+              f"{args.start_ts} us on (check the inputs with 'evstream info')", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 
@@ -171,13 +206,33 @@ def cmd_render(args: argparse.Namespace) -> int:
             delta_t=args.delta_t, num_tbins=args.num_tbins, height=height, width=width,
             batch_size=args.batch_size, label_map_path=args.label_map, classes=args.classes,
             padding=not args.no_padding, fps=args.fps, max_frames=args.max_frames,
-            preprocess_kwargs=dict(args.kwarg or []), num_workers=args.num_workers)
+            preprocess_kwargs=dict(args.kwarg or []), num_workers=args.num_workers,
+            say=lambda note: print(f"render: {note}", file=sys.stderr))
     except (EvstreamError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if n == 0:
+        chunk = f"{args.num_tbins} bins x {args.delta_t} us" if args.delta_t else \
+            f"{args.num_tbins} bins"
+        print(f"error: no frame written: every input is shorter than one chunk of {chunk} "
+              f"(lower --delta-t or --num-tbins)", file=sys.stderr)
         return 1
     where = " and ".join(x for x in (args.output, args.png_dir and f"{args.png_dir}/") if x)
     print(f"wrote {n} frames of {grid_w}x{grid_h} to {where}")
     return 0
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling that still works: stores like the new one and says which to use."""
+
+    def __init__(self, option_strings, dest, instead: str, convert=None, **kwargs):
+        self.instead, self.convert = instead, convert
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed; use "
+              f"{self.instead}", file=sys.stderr)
+        setattr(namespace, self.dest, self.convert(values) if self.convert else values)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -192,21 +247,24 @@ def _size(text: str) -> tuple[int, int]:
 
 
 class _SynthProgress:
-    """One tqdm bar for ``synth``: simulated seconds, with events and files written."""
+    """One tqdm bar for ``synth``: simulated milliseconds (integer counts), with events written.
+    Shown only on a terminal unless ``--progress``."""
 
     def __init__(self, total_s: float, recordings: int, enabled: bool | None):
         from tqdm import tqdm
 
-        self.recordings, self.done, self.events = recordings, 0, 0
-        self.bar = tqdm(total=round(total_s, 6), unit="s", desc=f"0/{recordings} recordings",
-                        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s "
-                        "simulated [{elapsed}<{remaining}{postfix}]",
+        self.recordings, self.done, self.events, self.us = recordings, 0, 0, 0
+        self.bar = tqdm(total=int(round(total_s * 1000)), unit="ms",
+                        desc=f"0/{recordings} recordings", dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n}/{total} ms simulated "
+                        "[{elapsed}<{remaining}{postfix}]",
                         disable=None if enabled is None else not enabled)
 
     def __call__(self, kind: str, index: int, payload: dict) -> None:
         if kind == "advance":
             self.events += payload["events"]
-            self.bar.update(payload["us"] * 1e-6)
+            before, self.us = self.us, self.us + int(payload["us"])
+            self.bar.update(self.us // 1000 - before // 1000)
             self.bar.set_postfix_str(f"{self.events / 1e6:.1f} Mev", refresh=False)
         elif kind == "done":
             self.done += 1
@@ -220,7 +278,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic labelled dataset (evstream.synth.make_dataset) and list it."""
     from .synth import SceneConfig, SensorConfig, make_dataset
 
-    height, width = args.size
+    height, width = args.height_width
     progress = _SynthProgress(args.recordings * args.duration_s, args.recordings, args.progress)
     scene_kwargs = {"ego_motion": args.ego_motion}
     if args.max_objects is not None:
@@ -266,8 +324,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evstream", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="evstream", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"evstream {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="format, geometry, counts, times and rates of recordings")
     info.add_argument("files", nargs="+", help="RAW, DAT or NPY files")
     info.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
@@ -292,7 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--mode", choices=("delta_t", "n_events"), default="delta_t")
     pre.add_argument("--n-events", "--n_events", type=int, default=0,
                      help="events per row in n_events mode")
-    pre.add_argument("--box-labels", nargs="+", help="one _bbox.npy per input, split alongside")
+    pre.add_argument("--box-labels", nargs="+",
+                     help="one _bbox.npy per input, split alongside (default: the "
+                     "<stem>_bbox.npy beside each input, where there is one)")
+    pre.add_argument("--no-box-labels", action="store_true",
+                     help="do not pick up the _bbox.npy files beside the inputs")
     pre.add_argument("--max-val", "--max_val", type=float,
                      help="max_incr_per_pixel of the preprocessing")
     pre.add_argument("-k", "--kwarg", action="append", type=_kwarg, metavar="KEY=VALUE",
@@ -319,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("-o", "--output", help="output video (.mp4)")
     ren.add_argument("--png-dir", help="also (or only) write frame_NNNNNN.png files here")
     ren.add_argument("--preprocess", default="histo", help="preprocessing name (default histo)")
-    ren.add_argument("--delta-t", type=int, default=50000, help="time bin in us (default 50000)")
+    ren.add_argument("--delta-t", type=int,
+                     help="time bin in us (default 50000, shorter when a recording is shorter "
+                     "than --num-tbins bins of 50 ms: then it is said)")
     ren.add_argument("--num-tbins", type=int, default=5, help="time bins per chunk (default 5)")
     ren.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
                      help="tensor size (default: the first file's)")
@@ -340,11 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "<name>_bbox.npy boxes and label_map_dictionary.json in train/val/"
                               "test folders. Deterministic from --seed.")
     syn.add_argument("out_dir", help="output folder (created if missing)")
-    syn.add_argument("--recordings", "-n", type=int, default=3, help="recordings (default 3)")
+    syn.add_argument("--recordings", type=int, default=3, help="recordings (default 3)")
+    syn.add_argument("-n", dest="recordings", type=int, action=_Deprecated, instead="--recordings",
+                     help=argparse.SUPPRESS)
     syn.add_argument("--duration-s", type=float, default=2.0,
                      help="length of each recording in seconds (default 2)")
-    syn.add_argument("--size", type=_size, default=(360, 640), metavar="WxH",
-                     help="sensor size, e.g. 304x240 (Gen1), 640x360 (default), 1280x720 (1 Mpx)")
+    syn.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
+                     default=(360, 640), help="sensor size, e.g. 240 304 (Gen1), 360 640 "
+                     "(default), 720 1280 (1 Mpx)")
+    syn.add_argument("--size", dest="height_width", type=_size, action=_Deprecated,
+                     instead="--height-width H W", help=argparse.SUPPRESS)
     syn.add_argument("--format", default="evt3",
                      help="evt3 (default), evt2, evt21, dat, or a RAW format + dat (evt3+dat)")
     syn.add_argument("--evt21-layout", choices=("little", "legacy"), default="little",

@@ -4,7 +4,7 @@ open handles (one per process, so each DataLoader worker has its own).
 * Event recordings (``.dat``, ``.raw``): a reader per file (layer 1). A request that starts
   where the previous one on the same file ended continues reading from the cursor; any other
   request seeks (a binary search for DAT, the nearest index checkpoint for RAW).
-* Tensor files (``.h5``, ``.hdf5``, ``formats.md`` §9): an open ``h5py.File`` per file; rows are
+* Tensor files (``.h5``, ``.hdf5``, ``docs/formats.md`` §9): an open ``h5py.File`` per file; rows are
   read straight into the caller's array.
 
 Handles are never shared across processes: a cache created in one process and used in another

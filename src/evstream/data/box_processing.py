@@ -1,7 +1,7 @@
 """Bounding boxes of detection datasets: loading per chunk, splitting per time bin, filtering,
 NMS and class mapping (``metavision_ml.data.box_processing``).
 
-Boxes are :data:`~evstream.io.EventBbox` arrays (``formats.md`` §2): ``t`` µs, top-left ``x, y``,
+Boxes are :data:`~evstream.io.EventBbox` arrays (``docs/formats.md`` §2): ``t`` µs, top-left ``x, y``,
 size ``w, h``, ``class_id``, ``track_id``, ``class_confidence``. A box file ``<stem>_bbox.npy``
 sits next to its recording (``<stem>_td.dat``, ``<stem>.dat``, ``<stem>.h5``, ``<stem>.hdf5`` or
 ``<stem>.raw``); legacy files with ``ts`` / ``confidence`` fields are converted by name.

@@ -11,12 +11,19 @@
    tutorial's loop and compares AP@0.5 / mean IoU on the held-out recordings with an
    input-blind baseline.
 
-Sizes default to a Gen1-like 304x240 sensor with 152x120 tensors so that the whole demo runs in
-about a minute on 2 CPU cores.
+Sizes default to a Gen1-like 304x240 sensor with 152x120 tensors so that the whole demo takes
+about 45 s of CPU time (one thread; README).
+
+Threads: the demo runs torch and OpenCV on :attr:`DemoConfig.threads` threads (default 1,
+restored afterwards), whatever the machine or ``OMP_NUM_THREADS``: a small network gains nothing
+from more, a loaded machine is not oversubscribed, and torch's float sums, whose order depends on
+the thread count, come out the same, so the printed figures are the same on every run of a
+given machine. Progress bars are drawn only on a terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -59,6 +66,7 @@ class DemoConfig:
     steps: int = 300
     hidden: int = 32
     seed: int = 0
+    threads: int = 1             # torch / OpenCV threads (see the module docstring)
 
     @property
     def tensor_size(self) -> tuple[int, int]:
@@ -72,22 +80,22 @@ def build_dataset(out_dir: str, config: DemoConfig) -> dict[str, list[str]]:
     layout); returns split -> tensor files, plus ``"label_map"``, ``"dataset"`` (the precomputed
     folder) and ``"recordings"`` (the train RAW files)."""
     train_share = config.recordings - config.val_recordings
-    with tqdm(total=config.duration_s * config.recordings, desc="simulating", unit="s",
-              leave=False) as bar:
+    with tqdm(total=int(round(config.duration_s * config.recordings * 1000)), desc="simulating",
+              unit="ms", leave=False, disable=None) as bar:
         dataset = make_dataset(os.path.join(out_dir, "recordings"), recordings=config.recordings,
                                duration_s=config.duration_s, height=config.sensor_height,
                                width=config.sensor_width, format="evt3", seed=config.seed,
                                splits={"train": train_share, "val": config.val_recordings},
                                scene=SceneConfig(initial_objects=(2, 4), spawn_rate_hz=2.0,
                                                  quiet_mean_s=0.5),
-                               progress=_advance(bar, "us", 1e-6))
+                               progress=_advance(bar, "us", 1000))
     height, width = config.tensor_size
     files = {}
     for split in ("train", "val"):
         recordings = [r for r in dataset.recordings if r.split == split]
         folder = os.path.join(out_dir, "precomputed", split)
         with tqdm(total=sum(r.events for r in recordings), desc=f"precomputing {split}",
-                  unit="ev", unit_scale=True, leave=False) as bar:
+                  unit="ev", unit_scale=True, leave=False, disable=None) as bar:
             generate_hdf5([r.paths[0] for r in recordings], folder, "histo", config.delta_t,
                           height=height, width=width, n_processes=1,
                           box_labels=[r.bbox_path for r in recordings], compression="blosc",
@@ -102,12 +110,30 @@ def build_dataset(out_dir: str, config: DemoConfig) -> dict[str, list[str]]:
     return files
 
 
-def _advance(bar: tqdm, key: str, scale: float = 1.0):
-    """A ``progress(kind, index, payload)`` callback advancing ``bar`` by ``payload[key]``."""
+def _advance(bar: tqdm, key: str, divisor: int = 1):
+    """A ``progress(kind, index, payload)`` callback advancing ``bar`` by ``payload[key]`` in
+    whole units of ``divisor`` (the running sum is kept exactly, so the bar ends on its total)."""
+    done = [0]
+
     def report(kind, index, payload):
         if kind == "advance":
-            bar.update(payload[key] * scale)
+            before = done[0]
+            done[0] += int(payload[key])
+            bar.update(done[0] // divisor - before // divisor)
     return report
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int):
+    """torch's and OpenCV's thread counts set to ``threads`` inside the block, restored after."""
+    torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_before)
+        cv2.setNumThreads(cv2_before)
 
 
 def custom_load_boxes(metadata, batch_start_time, duration, tensor, **kwargs):
@@ -180,7 +206,13 @@ def render(recordings: list[str], class_lookup: np.ndarray, config: DemoConfig, 
 def train_and_evaluate(train_files: list[str], val_files: list[str], class_lookup: np.ndarray,
                        config: DemoConfig, say=print) -> dict:
     """Train with the tutorial's loop, then AP@0.5 / mean IoU on held-out recordings next to
-    the input-blind baseline. Returns losses and both metric dicts."""
+    the input-blind baseline, on ``config.threads`` threads. Returns losses and both metric
+    dicts."""
+    with fixed_threads(config.threads):
+        return _train_and_evaluate(train_files, val_files, class_lookup, config, say)
+
+
+def _train_and_evaluate(train_files, val_files, class_lookup, config: DemoConfig, say) -> dict:
     torch.manual_seed(config.seed)
     load_boxes = partial(box_api.load_boxes, class_lookup=class_lookup)
 
@@ -203,7 +235,13 @@ def train_and_evaluate(train_files: list[str], val_files: list[str], class_looku
 
 
 def run_demo(out_dir: str, config: DemoConfig = DemoConfig(), say=print) -> dict:
-    """All the steps; returns the paths written and the training results."""
+    """All the steps, on ``config.threads`` threads; returns the paths written and the
+    training results."""
+    with fixed_threads(config.threads):
+        return _run_demo(out_dir, config, say)
+
+
+def _run_demo(out_dir: str, config: DemoConfig, say) -> dict:
     say(f"1/5 simulating {config.recordings} labelled recordings "
         f"({config.sensor_width}x{config.sensor_height}, {config.duration_s} s each) and "
         f"precomputing histo tensors")

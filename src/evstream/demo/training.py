@@ -85,7 +85,7 @@ def train(batches, net, steps: int, lr: float = 1e-3, device="cpu", progress: bo
         steps: number of batches (one optimizer step each).
         lr: Adam learning rate (ignored when ``optimizer`` is given).
         device: where the net and the batches go.
-        progress: a tqdm bar with the running loss.
+        progress: a tqdm bar with the running loss (drawn only on a terminal).
         grad_clip: max gradient norm (None: no clipping).
         loss_kwargs: passed to :func:`~evstream.demo.detector.detection_loss`.
 
@@ -97,7 +97,7 @@ def train(batches, net, steps: int, lr: float = 1e-3, device="cpu", progress: bo
     opt = optimizer if optimizer is not None else torch.optim.Adam(net.parameters(), lr=lr)
     loss_kwargs = loss_kwargs or {}
     losses = []
-    bar = tqdm(total=steps, desc="train", disable=not progress, leave=True)
+    bar = tqdm(total=steps, desc="train", disable=None if progress else True, leave=True)
     running = None
     try:
         for data in _batches(batches, steps):
@@ -258,7 +258,8 @@ def evaluate(net, batches, score_thresh: float = 0.05, max_det: int = 50,
     net.reset(None)
     preds, gts = [], []
     try:
-        for data in tqdm(_batches(batches, max_batches), desc="evaluate", disable=not progress):
+        for data in tqdm(_batches(batches, max_batches), desc="evaluate",
+                         disable=None if progress else True):
             net.reset(data["mask_keep_memory"].to(device))
             labeled = torch.as_tensor(data["frame_is_labeled"], dtype=torch.bool).cpu()
             for t, x in enumerate(data["inputs"].to(device)):

@@ -1,4 +1,4 @@
-"""Prophesee HDF5 event files (``formats.md`` §10): ``HDF5EventsReader`` and content detection.
+"""Prophesee HDF5 event files (``docs/formats.md`` §10): ``HDF5EventsReader`` and content detection.
 
 Layout written by the SDK's C++ HDF5 event writer::
 
@@ -13,7 +13,7 @@ file and the fix (install prophesee-ai/hdf5_ecf and point ``HDF5_PLUGIN_PATH`` a
 stored uncompressed, with gzip or with any hdf5plugin codec read normally.
 
 Times are read as stored (the C++ writer stores them already shifted); ``do_time_shifting`` does
-not apply. ``.h5`` is ambiguous (reference quirk 26): :func:`hdf5_content` looks inside the file.
+not apply. ``.h5`` is ambiguous (``docs/formats.md`` §11): :func:`hdf5_content` looks inside the file.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """RAW writer: EVT 3.0, EVT 2.0 and EVT 2.1 encoders, events and external triggers
-(formats.md §4–§7).
+(docs/formats.md §4-§7).
 
 The encoders are the inverse of :mod:`evstream.io.evt3` / :mod:`evstream.io.evt2` /
 :mod:`evstream.io.evt21`: decoding their words with those decoders (no time shifting) gives back
@@ -33,7 +33,6 @@ whatever the gaps.
 
 from __future__ import annotations
 
-import datetime
 import os
 from dataclasses import dataclass
 
@@ -42,6 +41,7 @@ from numba import njit
 
 from ..errors import EventArrayError, FileFormatError, GeometryError
 from .dtypes import EventCD, EventExtTrigger
+from .file_date import file_date
 
 #: Sensors up to 2048 x 2048 (11-bit coordinates in EVT 2.0 and EVT 3.0).
 MAX_SIDE = 2048
@@ -379,7 +379,8 @@ class RawWriter:
         path: file to create (overwritten).
         height, width: sensor size, 1..2048.
         format: ``'evt3'``, ``'evt2'`` or ``'evt21'``.
-        header: extra header keys -> values (``date`` may be overridden; ``evt``, ``format``,
+        header: extra header keys -> values (``date`` may be overridden, default now or
+            ``$SOURCE_DATE_EPOCH``, see :mod:`evstream.io.file_date`; ``evt``, ``format``,
             ``geometry``, ``end`` may not).
         evt21_layout: EVT 2.1 only: ``'little'`` (each 64-bit word little-endian) or ``'legacy'``
             (the two 32-bit halves swapped, as IMX636 cameras write), see :mod:`evstream.io.evt21`.
@@ -399,7 +400,7 @@ class RawWriter:
                                     self.path)
         self.height, self.width, self.format = int(height), int(width), format
         self.evt21_layout = evt21_layout
-        lines = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+        lines = {"date": file_date().strftime("%Y-%m-%d %H:%M:%S")}
         extra = dict(header or {})
         for k, v in extra.items():
             k, v = str(k), str(v)
