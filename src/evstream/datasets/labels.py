@@ -69,9 +69,11 @@ def label_time_offset(label_path, recording_path, label_times: np.ndarray) -> in
                           label_path)
 
 
-def read_label_file(label_path, recording_path=None) -> np.ndarray:
+def read_label_file(label_path, recording_path=None, require_score: bool = False) -> np.ndarray:
     """A label file as a new EventBbox array in file order, on the recording's clock (see
-    :func:`label_time_offset`; pass ``recording_path`` for DSEC's ``tracks.npy``)."""
+    :func:`label_time_offset`; pass ``recording_path`` for DSEC's ``tracks.npy``).
+    ``require_score``: the file must have ``class_confidence`` (or legacy ``confidence``), as
+    detections do; otherwise a missing field is 0."""
     label_path = os.fspath(label_path)
     if not os.path.isfile(label_path):
         raise MissingFileError("label file not found", label_path)
@@ -83,6 +85,9 @@ def read_label_file(label_path, recording_path=None) -> np.ndarray:
     if boxes.ndim != 1 or not ({"t", "ts"} & set(names)) or not {"x", "y", "w", "h"} <= set(names):
         raise FileFormatError(f"expected a 1-D box array with t (or ts), x, y, w, h; got shape "
                               f"{boxes.shape} dtype {boxes.dtype}", label_path)
+    if require_score and not {"class_confidence", "confidence"} & set(names):
+        raise FileFormatError(f"detection boxes need a class_confidence field (the score), got "
+                              f"{boxes.dtype}", label_path)
     out = convert_fields(boxes, EventBbox)
     out["t"] -= label_time_offset(label_path, recording_path, out["t"])
     return out
