@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.set_defaults(run=cmd_synth)
     ev = commands.add_parser("evaluate", help="COCO mAP of detections against ground truth "
                              "(the Prophesee toolbox's protocol)",
-                             description="COCO metrics (pycocotools) of DET_DIR's box files "
+                             description="COCO metrics (faster-coco-eval or pycocotools) of DET_DIR's box files "
                              "against GT_DIR's, paired by name (NAME_bbox.npy or NAME.npy): the "
                              "box filter on both, one COCO image per ground-truth time, "
                              "detections within +-time-tol of it, category = class_id + 1.")
@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--time-tol", type=int, default=50000,
                     help="detections within this many us of a ground-truth time (default 50000)")
     ev.add_argument("--backend", choices=("pycocotools", "faster_coco_eval"),
-                    default="pycocotools", help="COCO library (same numbers)")
+                    default="faster_coco_eval", help="COCO library (same numbers; default "
+                    "faster_coco_eval)")
     ev.set_defaults(run=cmd_evaluate)
     demo = commands.add_parser("demo", help="simulate a labelled dataset, precompute it, run the "
                                "tutorial's loader, render it and train a small detector")

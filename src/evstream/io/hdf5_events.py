@@ -36,6 +36,7 @@ import warnings
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the Blosc/LZ4/Zstd filters with HDF5)
+import numba
 import numpy as np
 
 from ..errors import (ArgumentError, FileFormatError, GeometryError, MissingFileError,
@@ -331,6 +332,49 @@ TIME_ORDER_POLICIES = ("repair", "keep", "raise")
 TIME_BLOCK = 1 << 16
 
 
+#: Running maximum before the first event (every time is at or above it).
+_NO_TIME = np.iinfo(np.int64).min
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_columns(ox, oy, op, ot, x, y, p, t, shift, running, repair, first_new, check,
+                   width, height):
+    """One pass over a block of event arrays: write the events into the output fields, apply
+    the time order (running maximum ``running`` carried in; times below it are raised when
+    ``repair``) and drop events outside ``width x height`` when ``check``. Events from index
+    ``first_new`` on are counted (earlier ones were counted by an earlier pass). Returns
+    (events written, late events counted, out-of-sensor events counted, index of the first
+    late event or -1, running maximum after the block)."""
+    k = 0
+    late = 0
+    outside = 0
+    first_late = -1
+    for i in range(len(t)):
+        ti = np.int64(t[i]) + shift
+        if ti < running:
+            if first_late < 0:
+                first_late = i
+            if i >= first_new:
+                late += 1
+            if repair:
+                ti = running
+        else:
+            running = ti
+        xi = x[i]
+        yi = y[i]
+        if check and (xi >= width or yi >= height):
+            if i >= first_new:
+                outside += 1
+            continue
+        pi = p[i]
+        ox[k] = xi
+        oy[k] = yi
+        op[k] = pi if pi > 0 else 0
+        ot[k] = ti
+        k += 1
+    return k, late, outside, first_late, running
+
+
 def _scalar(f: h5py.File, group: h5py.Group, name: str):
     """A scalar dataset ``name`` from ``group`` or the file root, as a Python int, or None."""
     for where in (group, f):
@@ -472,49 +516,31 @@ class HDF5EventArraysReader(EventReader):
         if n <= 0:
             return 0
         start = self._row
-        chunk = out[:n]
-        for name in "xy":
-            chunk[name] = self._read_column(name, start, start + n)
-        p = self._read_column("p", start, start + n)
-        chunk["p"] = np.maximum(p, 0) if p.dtype.kind == "i" else p
-        t = self._read_column("t", start, start + n).astype(np.int64)
-        if self._shift:
-            t += self._shift
-        self._order_times(t, start)
-        chunk["t"] = t
+        columns = [self._read_column(name, start, start + n) for name in "xypt"]
+        check = self.out_of_bounds != "keep" and self._height is not None
+        running = _NO_TIME if self._running_max is None else self._running_max
+        kept, late, outside, first_late, running = _merge_columns(
+            out["x"], out["y"], out["p"], out["t"], *columns, self._shift, running,
+            self.time_order == "repair", max(self._furthest_row - start, 0), check,
+            self._width or 0, self._height or 0)
+        if first_late >= 0 and self.time_order == "raise":
+            i = start + first_late
+            raise FileFormatError(f"event {i} has t = {int(columns[3][first_late]) + self._shift} "
+                                  f"µs, earlier than an earlier event's (time_order='raise'; "
+                                  f"'repair' applies a running maximum)", self.path)
+        if late:
+            if self.time_repaired_count == 0:
+                what = ("raised to the running maximum" if self.time_order == "repair"
+                        else "kept as stored")
+                warnings.warn(f"{self.path}: times not sorted: {late} event(s) earlier than an "
+                              f"earlier event, {what} (time_order={self.time_order!r}; the "
+                              f"running total is in reader.time_repaired_count)", stacklevel=4)
+            self.time_repaired_count += late
+        self._running_max = int(running)
         self._row += n
-        n = drop_out_of_sensor(self, chunk, start, self._furthest_row, self._height, self._width)
         self._furthest_row = max(self._furthest_row, self._row)
-        return n
-
-    def _order_times(self, t: np.ndarray, start: int) -> None:
-        """Apply ``time_order`` to the times of rows ``start...`` in place, carrying the running
-        maximum of the rows before."""
-        running = np.maximum.accumulate(t)
-        if self._running_max is not None:
-            np.maximum(running, self._running_max, out=running)
-        late = running > t
-        if late.any():
-            first_new = max(self._furthest_row - start, 0)
-            new = int(late[first_new:].sum())
-            if self.time_order == "raise":
-                i = start + int(np.argmax(late))
-                raise FileFormatError(f"event {i} has t = {int(t[i - start])} µs, earlier than an "
-                                      f"earlier event's {int(running[i - start])} µs "
-                                      f"(time_order='raise'; 'repair' applies a running maximum)",
-                                      self.path)
-            if new:
-                if self.time_repaired_count == 0:
-                    what = ("raised to the running maximum" if self.time_order == "repair"
-                            else "kept as stored")
-                    warnings.warn(f"{self.path}: times not sorted: {new} event(s) earlier than an "
-                                  f"earlier event, {what} (time_order={self.time_order!r}; the "
-                                  f"running total is in reader.time_repaired_count)",
-                                  stacklevel=5)
-                self.time_repaired_count += new
-            if self.time_order == "repair":
-                t[:] = running
-        self._running_max = int(running[-1])
+        self._report_out_of_bounds(outside, self._height, self._width)
+        return kept
 
     def _rewind(self) -> None:
         self._row = 0
