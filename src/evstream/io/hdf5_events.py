@@ -328,6 +328,10 @@ class HDF5EventsReader(EventReader):
 #: :class:`~evstream.errors.FileFormatError` at the first one.
 TIME_ORDER_POLICIES = ("repair", "keep", "raise")
 
+#: (height, width) of DSEC's event cameras (Prophesee Gen3.1), whose ``events.h5`` stores no
+#: size: used for a file with root-level ``t_offset`` and ``ms_to_idx`` and no size given.
+DSEC_SENSOR = (480, 640)
+
 #: Events per block of the time cache and of the running-maximum index.
 TIME_BLOCK = 1 << 16
 
@@ -399,7 +403,9 @@ class HDF5EventArraysReader(EventReader):
             ``out_of_bounds_count`` (as the RAW readers do), ``"raise"`` raises, ``"keep"``
             keeps them.
         height, width: sensor size when the file stores none (a contradicting size raises
-            :class:`~evstream.errors.GeometryError`).
+            :class:`~evstream.errors.GeometryError`). A DSEC file (root ``t_offset`` and
+            ``ms_to_idx``) without either is 640x480 (:data:`DSEC_SENSOR`); any other file
+            without a size has none (no out-of-sensor check).
         time_order: see :data:`TIME_ORDER_POLICIES` (default ``"repair"``). The running maximum
             is over every stored event, before out-of-sensor events are dropped.
         add_t_offset: report ``t + t_offset`` (DSEC's absolute clock) instead of the stored
@@ -467,7 +473,12 @@ class HDF5EventArraysReader(EventReader):
                 raise GeometryError(f"the file stores a {stored_w}x{stored_h} sensor, "
                                     f"{int(width)}x{int(height)} was given", path)
             return stored_h, stored_w
-        return (None, None) if height is None or width is None else (int(height), int(width))
+        if height is not None and width is not None:
+            return int(height), int(width)
+        if isinstance(self._file.get("t_offset"), h5py.Dataset) and \
+                isinstance(self._file.get("ms_to_idx"), h5py.Dataset):
+            return DSEC_SENSOR           # DSEC's events.h5 stores no size
+        return None, None
 
     # ----------------------------------------------------------------- times
     def _t_block(self, block: int) -> np.ndarray:
