@@ -254,27 +254,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if results["metrics"]["ap"] > results["baseline"]["ap"] else 1
 
 
-#: ``evstream evaluate --dataset`` presets: classes, (height, width), box filter name.
-EVALUATE_PRESETS = {
-    "gen1": (("car", "pedestrian"), (240, 304), "GEN1_FILTER"),
-    "gen4": (("pedestrian", "two wheeler", "car", "truck", "bus", "traffic sign",
-              "traffic light"), (720, 1280), "GEN4_FILTER"),
-}
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """COCO metrics of a folder of detections against a folder of ground truth (the toolbox's
     protocol); exit 1 on bad input or when nothing could be evaluated."""
     from . import datasets
     from .metrics import evaluate_folders, format_metrics
 
-    classes, size, filter_name = EVALUATE_PRESETS.get(args.dataset, (None, None, None))
-    classes = args.classes or classes
-    size = tuple(args.height_width) if args.height_width else size
+    chosen = datasets.PRESETS.get(args.dataset)
+    classes = args.classes or (chosen.classes if chosen else None)
+    size = tuple(args.height_width) if args.height_width else (chosen.sensor_hw if chosen
+                                                                else None)
     if not classes or not size:
-        print("error: give --dataset gen1|gen4, or --classes and --height-width", file=sys.stderr)
+        print("error: give --dataset (gen1, gen4, etram, dsec), or --classes and --height-width",
+              file=sys.stderr)
         return 1
-    box_filter = getattr(datasets, filter_name) if filter_name else datasets.PaperBoxFilter()
+    box_filter = chosen.box_filter if chosen and chosen.box_filter else datasets.PaperBoxFilter()
     if args.min_box_diag is not None or args.min_box_side is not None:
         box_filter = datasets.PaperBoxFilter(
             box_filter.min_box_diag if args.min_box_diag is None else args.min_box_diag,
@@ -416,9 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "detections within +-time-tol of it, category = class_id + 1.")
     ev.add_argument("gt_dir", help="folder of ground-truth box files")
     ev.add_argument("det_dir", help="folder of detection box files (with class_confidence)")
-    ev.add_argument("--dataset", choices=sorted(EVALUATE_PRESETS),
-                    help="gen1 (car, pedestrian; 304x240; filter 30/10) or gen4 (1Mpx: 7 "
-                    "classes; 1280x720; filter 60/20)")
+    ev.add_argument("--dataset", choices=("dsec", "etram", "gen1", "gen4"),
+                    help="classes, image size and filter of a dataset: gen1 (car, pedestrian; "
+                    "304x240; 30/10), gen4 (1Mpx, 7 classes; 1280x720; 60/20), etram (8 "
+                    "classes; 1280x720; 60/20), dsec (8 classes; 640x480; no size filter); every "
+                    "preset skips t <= 0.5 s")
     ev.add_argument("--classes", nargs="+", help="class names, by class_id (overrides --dataset)")
     ev.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
                     help="image size of the boxes (overrides --dataset)")

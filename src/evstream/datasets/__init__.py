@@ -12,16 +12,21 @@ both build on it.
   ``tracks.npy``) and reading it as EventBbox on the events' clock.
 - :mod:`evstream.datasets.layout`: :func:`list_dataset`, a dataset root's recordings and label
   files by split.
+- :mod:`evstream.datasets.presets`: :data:`PRESETS`, each dataset's sensor size, classes,
+  training classes and box filter.
 """
 
 from evstream.datasets.box_filter import GEN1_FILTER, GEN4_FILTER, PaperBoxFilter
 from evstream.datasets.classes import (DSEC_CLASSES, ETRAM_CLASSES, ETRAM_TO_GEN4,
                                        ETRAM_TO_GEN4_HEAVY_AS_CAR, GEN1_CLASSES, GEN4_CLASSES,
-                                       compose_class_lookup, remap_class_ids, write_label_map)
+                                       class_lookup, compose_class_lookup, remap_class_ids,
+                                       write_label_map)
 from evstream.datasets.labels import label_file_path, read_label_file
 from evstream.datasets.layout import DatasetFolder, Recording, list_dataset
+from evstream.datasets.presets import PRESETS, DatasetPreset, preset
 
 __all__ = ["GEN1_FILTER", "GEN4_FILTER", "PaperBoxFilter", "DSEC_CLASSES", "ETRAM_CLASSES",
            "ETRAM_TO_GEN4", "ETRAM_TO_GEN4_HEAVY_AS_CAR", "GEN1_CLASSES", "GEN4_CLASSES",
-           "compose_class_lookup", "remap_class_ids", "write_label_map", "label_file_path",
-           "read_label_file", "DatasetFolder", "Recording", "list_dataset"]
+           "class_lookup", "compose_class_lookup", "remap_class_ids", "write_label_map",
+           "label_file_path", "read_label_file", "DatasetFolder", "Recording", "list_dataset",
+           "PRESETS", "DatasetPreset", "preset"]

@@ -93,3 +93,15 @@ def remap_class_ids(boxes: np.ndarray, remap: Mapping[int, int | None]) -> np.nd
     out = boxes[mapped >= 0].copy()
     out["class_id"] = mapped[mapped >= 0]
     return out
+
+
+def class_lookup(classes: Sequence[str], wanted: Sequence[str] = ()) -> np.ndarray:
+    """The lookup ``create_class_lookup`` builds from a label map of ``classes``, without the
+    file: ``lookup[id] = 1 + position of classes[id] in wanted`` (-1 when not wanted; every
+    class, in order, when ``wanted`` is empty)."""
+    wanted = list(wanted) or [c for c in classes if c != "empty"]
+    unknown = [w for w in wanted if w not in classes]
+    if unknown:
+        raise ArgumentError(f"wanted classes {unknown} are not in {list(classes)}")
+    return np.array([1 + wanted.index(c) if c in wanted else -1 for c in classes],
+                    dtype=np.int64)
