@@ -1,5 +1,5 @@
-"""The paper protocol's box filter (Prophesee automotive toolbox evaluator, used by RVT and
-successors; ``datasets.md`` §2 in the project's reference notes).
+"""The paper protocol's box filter (the Prophesee automotive toolbox's evaluator, used by RVT
+and its successors).
 
 A box is kept when
 

@@ -1,4 +1,4 @@
-"""Class tables of the public datasets and the remaps between them (``datasets.md`` §1, §3).
+"""Class tables of the public datasets and the remaps between them.
 
 Class ids are the values of the box arrays' ``class_id`` field (0-based, in the order below).
 Training code maps them to 1..K with a *lookup* (``lookup[class_id]``: 1..K, or -1 to drop), the

@@ -1,7 +1,6 @@
 """The field's evaluation protocol for event-camera detectors.
 
-**Prophesee automotive toolbox** (:func:`evaluate_detection`; ``datasets.md`` §2 of the
-project's reference notes), per recording:
+**Prophesee automotive toolbox** (:func:`evaluate_detection`), per recording:
 
 1. both the ground truth and the detections go through the same box filter
    (:class:`~evstream.datasets.box_filter.PaperBoxFilter`: ``t > skip_ts``, minimum diagonal and
@@ -16,9 +15,10 @@ project's reference notes), per recording:
    COCO (:func:`~evstream.metrics.coco.coco_metrics_from_frames`): image size ``height x width``
    (the camera's, or the size the boxes are in), categories ``classes`` with id ``class_id + 1``.
 
-**RVT** (:func:`evaluate_rvt`; ``rvt.md`` §6) is that protocol with fixed settings: the filter
-is always on (Gen1 30 / 10; Gen4 60 / 20, halved to 30 / 10 with ``downsample_by_2`` because the
-boxes are then in 640x360 coordinates; ``skip_ts`` 500,000), ``time_tol`` 50,000, classes Gen1
+**RVT** (:func:`evaluate_rvt`; its ``PropheseeEvaluator``) is that protocol with fixed
+settings: the filter is always on (Gen1 30 / 10; Gen4 60 / 20, halved to 30 / 10 with
+``downsample_by_2`` because the boxes are then in 640x360 coordinates; ``skip_ts`` 500,000),
+``time_tol`` 50,000, classes Gen1
 ``car, pedestrian`` and Gen4 ``pedestrian, two-wheeler, car``, image size = the padded model
 input. RVT reports ``AP, AP_50, AP_75, AP_S, AP_M, AP_L`` (COCO stats 0-5) and 0 for everything
 when there are no detections. RVT's loader stores label times as float32 and casts them back to
