@@ -52,3 +52,7 @@ class EventArrayError(EvstreamError, ValueError):
 
 class ArgumentError(EvstreamError, ValueError):
     """A call's argument is out of its documented range (e.g. ``load_delta_t(0)``)."""
+
+
+class ReaderStateError(EvstreamError, RuntimeError):
+    """A call made in a state that does not allow it (e.g. triggers asked for before iterating)."""

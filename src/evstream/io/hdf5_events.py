@@ -312,13 +312,6 @@ class HDF5EventsReader(EventReader):
             self._file.close()
             self._file = None
 
-    def __del__(self):
-        f = getattr(self, "_file", None)
-        if f is not None:
-            try:
-                f.close()
-            except Exception:
-                pass
 
 
 #: What :class:`HDF5EventArraysReader` does with a time that is earlier than an earlier event's.
@@ -623,13 +616,6 @@ class HDF5EventArraysReader(EventReader):
             self._file.close()
             self._file = None
 
-    def __del__(self):
-        f = getattr(self, "_file", None)
-        if f is not None:
-            try:
-                f.close()
-            except Exception:
-                pass
 
 
 def open_hdf5_reader(path: str | os.PathLike, **reader_kwargs) -> EventReader:
