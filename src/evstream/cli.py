@@ -422,8 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.set_defaults(run=cmd_synth)
     ev = commands.add_parser("evaluate", help="COCO mAP of detections against ground truth "
                              "(the Prophesee toolbox's protocol)",
-                             description="COCO metrics (faster-coco-eval or pycocotools) of DET_DIR's box files "
-                             "against GT_DIR's, paired by name (NAME_bbox.npy or NAME.npy): the "
+                             description="COCO metrics (faster-coco-eval or pycocotools) of "
+                             "DET_DIR's box files against GT_DIR's, paired by name (NAME_bbox.npy or NAME.npy): the "
                              "box filter on both, one COCO image per ground-truth time, "
                              "detections within +-time-tol of it, category = class_id + 1.")
     ev.add_argument("gt_dir", help="folder of ground-truth box files")

@@ -1,9 +1,10 @@
 """The files a loader reads, kept open: extension dispatch, tensor-file metadata and an LRU of
 open handles (one per process, so each DataLoader worker has its own).
 
-* Event recordings (``.dat``, ``.raw``, HDF5 event files): a reader per file (layer 1). A request that starts
-  where the previous one on the same file ended continues reading from the cursor; any other
-  request seeks (a binary search for DAT, the nearest index checkpoint for RAW).
+* Event recordings (``.dat``, ``.raw``, HDF5 event files): a reader per file (layer 1). A
+  request that starts where the previous one on the same file ended continues reading from the
+  cursor; any other request seeks (a binary search for DAT, the nearest index checkpoint for
+  RAW, a binary search on the times for HDF5 event files).
 * Tensor files (``.h5``, ``.hdf5``, ``formats.md`` §9): an open ``h5py.File`` per file; rows are
   read straight into the caller's array.
 
@@ -24,9 +25,6 @@ from evstream.preprocessing.hdf5 import TensorFileAttrs, open_tensor_file, read_
 
 #: Extension (lower case) -> kind of file.
 KINDS = {".dat": "dat", ".raw": "raw", ".h5": "h5", ".hdf5": "h5", ".npy": "npy"}
-
-#: Kinds read as events (a reader from layer 1); "h5" is a tensor file.
-EVENT_KINDS = ("dat", "raw", "h5_events")
 
 
 def file_kind(path) -> str | None:

@@ -407,7 +407,9 @@ class HDF5EventArraysReader(EventReader):
     Times are int64 µs. Polarities ``p <= 0`` are OFF (0), as RVT's reader clips them.
     With ``time_order="repair"``, a seek or :meth:`duration_s` needs the running maximum up to
     its target: the ``t`` blocks before it are read once per reader (then kept as one maximum
-    per block of :data:`TIME_BLOCK` events).
+    per block of :data:`TIME_BLOCK` events), and seeks are exact on the repaired times. With
+    ``"keep"``, seeks bisect the stored times: exact where they are sorted, approximate around
+    a backward step (every event is still returned once, in file order).
     """
 
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
@@ -459,7 +461,8 @@ class HDF5EventArraysReader(EventReader):
         self.done = self._count == 0
 
     def _geometry(self, group, height, width, path):
-        stored_h, stored_w = _scalar(self._file, group, "height"), _scalar(self._file, group, "width")
+        stored_h = _scalar(self._file, group, "height")
+        stored_w = _scalar(self._file, group, "width")
         if stored_h is not None and stored_w is not None:
             if height is not None and width is not None and (int(height), int(width)) != \
                     (stored_h, stored_w):

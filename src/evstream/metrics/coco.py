@@ -7,11 +7,11 @@ size ``w, h`` (pixels), ``class_id`` (0-based; COCO category id = ``class_id + 1
 detections ``class_confidence`` (the score).
 
 The library is faster-coco-eval by default (``backend="pycocotools"``, the reference's, gives
-the same numbers). The COCO records are built as the Prophesee toolbox builds them: image ids 1..N in frame order,
-every image ``height x width``; annotations with ``bbox [x, y, w, h]``, ``area = w * h``,
-``iscrowd`` 0; categories 1..K named after ``classes``. The evaluation is COCO's own
-(``COCOeval``, iouType ``bbox``, its defaults: IoU 0.50:0.05:0.95, 101 recall points, maxDets
-1 / 10 / 100, areas small < 32², medium < 96², large). Reported: the 12 values of
+the same numbers). The COCO records are built as the Prophesee toolbox builds them: image ids
+1..N in frame order, every image ``height x width``; annotations with ``bbox [x, y, w, h]``,
+``area = w * h``, ``iscrowd`` 0; categories 1..K named after ``classes``. The evaluation is
+COCO's own (``COCOeval``, iouType ``bbox``, its defaults: IoU 0.50:0.05:0.95, 101 recall
+points, maxDets 1 / 10 / 100, areas small < 32², medium < 96², large). Reported: the 12 values of
 ``COCOeval.stats`` under the names of :data:`COCO_METRIC_NAMES`. With no detection at all every
 value is 0 (COCO cannot load an empty result list; RVT reports 0 in that case).
 """
