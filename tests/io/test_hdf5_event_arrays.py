@@ -36,8 +36,9 @@ def write_event_arrays(path, events, layout="rvt", size=(480, 640), compression=
     with h5py.File(path, "w") as f:
         g = f.create_group("events")
         for name, dtype in (("x", "<u2"), ("y", "<u2"), ("p", "u1"), ("t", t_dtype)):
-            g.create_dataset(name, data=events[name].astype(dtype),
-                             chunks=(min(16384, max(len(events), 1)),), **opts)
+            chunking = {"chunks": (min(16384, len(events)),)} if len(events) else \
+                {"chunks": (1024,), "maxshape": (None,)}
+            g.create_dataset(name, data=events[name].astype(dtype), **chunking, **opts)
         if layout != "dsec" and size is not None:
             g.create_dataset("height", data=size[0])
             g.create_dataset("width", data=size[1])
@@ -223,3 +224,21 @@ def test_bad_columns_are_errors(tmp_path):
     with pytest.raises(FileFormatError, match="one length") as info:
         open_reader(path)
     assert str(path) in str(info.value)
+
+
+def test_empty_file_and_signed_polarity(tmp_path):
+    empty = tmp_path / "empty_td.h5"
+    write_event_arrays(empty, np.zeros(0, EventCD))
+    reader = open_reader(empty)
+    assert reader.event_count() == 0 and reader.is_done() and reader.duration_s == 0.0
+    assert len(reader.read_all()) == 0
+    reader.seek_time(1000)
+    assert reader.is_done()
+    signed = tmp_path / "signed_td.h5"
+    events = make_events(n=100)
+    with h5py.File(signed, "w") as f:
+        g = f.create_group("events")
+        for k in "xyt":
+            g.create_dataset(k, data=events[k])
+        g.create_dataset("p", data=np.where(events["p"] > 0, 1, -1).astype("i1"))   # -1 = OFF
+    np.testing.assert_array_equal(load_events(signed), events)
