@@ -323,6 +323,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if results["metrics"]["ap"] > results["baseline"]["ap"] else 1
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """COCO metrics of a folder of detections against a folder of ground truth (the toolbox's
+    protocol); exit 1 on bad input or when nothing could be evaluated."""
+    from . import datasets
+    from .metrics import evaluate_folders, format_metrics
+
+    chosen = datasets.PRESETS.get(args.dataset)
+    classes = args.classes or (chosen.classes if chosen else None)
+    size = tuple(args.height_width) if args.height_width else (chosen.sensor_hw if chosen
+                                                                else None)
+    if not classes or not size:
+        print("error: give --dataset (gen1, gen4, etram, dsec), or --classes and --height-width",
+              file=sys.stderr)
+        return 1
+    box_filter = chosen.box_filter if chosen and chosen.box_filter else datasets.PaperBoxFilter()
+    if args.min_box_diag is not None or args.min_box_side is not None:
+        box_filter = datasets.PaperBoxFilter(
+            box_filter.min_box_diag if args.min_box_diag is None else args.min_box_diag,
+            box_filter.min_box_side if args.min_box_side is None else args.min_box_side,
+            box_filter.skip_ts)
+    if args.skip_ts is not None:
+        box_filter = datasets.PaperBoxFilter(box_filter.min_box_diag, box_filter.min_box_side,
+                                             args.skip_ts)
+    if args.downsample_by_2:
+        box_filter = box_filter.halved()
+        if not args.height_width:
+            size = (size[0] // 2, size[1] // 2)
+    if args.no_filter:
+        box_filter = None
+    try:
+        metrics = evaluate_folders(args.gt_dir, args.det_dir, classes, size[0], size[1],
+                                   box_filter, args.time_tol, args.backend)
+    except EvstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    described = "none" if box_filter is None else (
+        f"diagonal >= {box_filter.min_box_diag:g}, sides >= {box_filter.min_box_side:g}, "
+        f"t > {box_filter.skip_ts} us")
+    print(format_metrics(metrics))
+    print(f"{len(metrics['recordings'])} recordings, {metrics['num_images']} images "
+          f"(ground-truth times), {metrics['num_gt']} ground-truth boxes, "
+          f"{metrics['num_detections']} detections; {size[1]}x{size[0]}, classes "
+          f"{', '.join(classes)}; filter: {described}; time tolerance {args.time_tol} us")
+    if metrics["unmatched_detections"]:
+        print(f"warning: {len(metrics['unmatched_detections'])} detection file(s) without ground "
+              f"truth, not evaluated: {', '.join(metrics['unmatched_detections'][:5])}",
+              file=sys.stderr)
+    if metrics["num_images"] == 0:
+        print("error: no ground-truth box left to evaluate (after the filter)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evstream", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"evstream {__version__}")
@@ -437,6 +490,36 @@ def build_parser() -> argparse.ArgumentParser:
                      help="always show the progress bar (default: only on a terminal)")
     syn.add_argument("--no-progress", dest="progress", action="store_false")
     syn.set_defaults(run=cmd_synth)
+    ev = commands.add_parser("evaluate", help="COCO mAP of detections against ground truth "
+                             "(the Prophesee toolbox's protocol)",
+                             description="COCO metrics (faster-coco-eval or pycocotools) of "
+                             "DET_DIR's box files against GT_DIR's, paired by name (NAME_bbox.npy or NAME.npy): the "
+                             "box filter on both, one COCO image per ground-truth time, "
+                             "detections within +-time-tol of it, category = class_id + 1.")
+    ev.add_argument("gt_dir", help="folder of ground-truth box files")
+    ev.add_argument("det_dir", help="folder of detection box files (with class_confidence)")
+    ev.add_argument("--dataset", choices=("dsec", "etram", "gen1", "gen4"),
+                    help="classes, image size and filter of a dataset: gen1 (car, pedestrian; "
+                    "304x240; 30/10), gen4 (1Mpx, 7 classes; 1280x720; 60/20), etram (8 "
+                    "classes; 1280x720; 60/20), dsec (8 classes; 640x480; no size filter); every "
+                    "preset skips t <= 0.5 s")
+    ev.add_argument("--classes", nargs="+", help="class names, by class_id (overrides --dataset)")
+    ev.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
+                    help="image size of the boxes (overrides --dataset)")
+    ev.add_argument("--min-box-diag", type=float, help="filter: minimum diagonal (pixels)")
+    ev.add_argument("--min-box-side", type=float, help="filter: minimum width and height")
+    ev.add_argument("--skip-ts", type=int, help="filter: evaluate boxes with t > this (default "
+                    "500000 us)")
+    ev.add_argument("--downsample-by-2", action="store_true",
+                    help="boxes are in 2x-downsampled coordinates: halve the filter sizes "
+                    "(and the default image size)")
+    ev.add_argument("--no-filter", action="store_true", help="no box filter at all")
+    ev.add_argument("--time-tol", type=int, default=50000,
+                    help="detections within this many us of a ground-truth time (default 50000)")
+    ev.add_argument("--backend", choices=("pycocotools", "faster_coco_eval"),
+                    default="faster_coco_eval", help="COCO library (same numbers; default "
+                    "faster_coco_eval)")
+    ev.set_defaults(run=cmd_evaluate)
     demo = commands.add_parser("demo", help="simulate a labelled dataset, precompute it, run the "
                                "tutorial's loader, render it and train a small detector")
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
