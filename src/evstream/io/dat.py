@@ -111,6 +111,8 @@ class EventDatReader(EventReader):
             ``"warn"`` drops them with one warning, ``"raise"`` raises, ``"keep"`` keeps them.
     """
 
+    format_name = "DAT"
+
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
                  buffer_events: int = 1 << 19):
         path = os.fspath(path)

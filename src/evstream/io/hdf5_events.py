@@ -169,6 +169,8 @@ class HDF5EventsReader(EventReader):
         height, width: geometry when the file has no ``geometry`` attribute.
     """
 
+    format_name = "HDF5 (Prophesee /CD/events)"
+
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
                  buffer_events: int = 1 << 19, height: int | None = None,
                  width: int | None = None):
@@ -412,6 +414,8 @@ class HDF5EventArraysReader(EventReader):
     a backward step (every event is still returned once, in file order).
     """
 
+    format_name = "HDF5 (events/x, y, p, t)"
+
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
                  buffer_events: int = 1 << 19, height: int | None = None,
                  width: int | None = None, time_order: str = "repair",
@@ -608,10 +612,6 @@ class HDF5EventArraysReader(EventReader):
         if self._count == 0:
             return 0.0
         return (self._last_time_of_file() - self._time_at(0)) * 1e-6
-
-    def get_ext_trigger_events(self) -> np.ndarray:
-        """This layout stores no triggers: an empty EventExtTrigger array."""
-        return np.empty(0, dtype=EventExtTrigger)
 
     def close(self) -> None:
         """Close the HDF5 file."""
