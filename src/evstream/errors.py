@@ -52,3 +52,8 @@ class EventArrayError(EvstreamError, ValueError):
 
 class ArgumentError(EvstreamError, ValueError):
     """A call's argument is out of its documented range (e.g. ``load_delta_t(0)``)."""
+
+
+class RvtRuleError(EvstreamError, ValueError):
+    """An input on which RVT's preprocessing stops (e.g. a label 1-2 ms after a label frame, no
+    label at or after 100 ms, a label rate other than 30/60 Hz); see ``evstream.rvt``."""

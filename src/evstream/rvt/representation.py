@@ -1,0 +1,90 @@
+"""RVT's stacked histogram of one window, built with evstream's ``stacked_histogram`` kernel.
+
+For the window's events ``m = 0 .. n-1`` in file order (repaired times ``t_m``):
+
+* ``t_first = t_0`` and ``D = max(t_{n-1} - t_0, 1)`` (the first and last event *of the window*,
+  not its bounds);
+* time bin ``b_m = min(nbins - 1, floor(fl32(fl32(fl32(t_m - t_first) / fl32(D)) * nbins)))``:
+  RVT's float32 arithmetic, reproduced exactly (for ``D <= 50 000`` it equals the integer rule
+  ``floor(nbins (t_m - t_first) / D)``; COUNT windows can be longer, where float32 differs);
+* channel ``p * nbins + b`` (OFF bins 0..9, then ON bins 0..9), pixel ``(y, x)``;
+* counts: RVT's "fastmode" accumulates in uint8, so a cell **wraps modulo 256** before the
+  cut-off: value ``min(count mod 256, cutoff)``; ``fastmode=False`` gives ``min(count, cutoff)``.
+
+The counting itself is :func:`evstream.preprocessing.kernels.stacked_histogram` fed the bin
+index as the time (``total_tbins_delta_t = nbins``, so its micro-bin of ``t = b`` is ``b``) into
+a wide integer output, so it never saturates below the true count; the wrap and cut-off are
+applied afterwards.
+
+``ds2_nearest`` (gen4): RVT resizes the full-resolution histogram with nearest-exact at scale
+1/2, so output pixel ``(i, j)`` copies input pixel ``(2i + 1, 2j + 1)``: only events at odd x and
+odd y count, nothing is summed. Here the selection is done on the events (same result, a
+quarter of the work); the time normalisation still uses every event of the window.
+
+Events outside the sensor (RVT does not check them and corrupts its index arithmetic) are
+dropped and counted (a ``RuntimeWarning`` names the count).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from evstream.io.dtypes import EventCD
+from evstream.preprocessing.kernels import stacked_histogram
+from evstream.rvt.config import COUNT_CUTOFF, NBINS
+
+
+def rvt_time_bins(t: np.ndarray, nbins: int = NBINS) -> np.ndarray:
+    """RVT's float32 time bin of each event of one window (``t`` non-decreasing, int64)."""
+    if t.size == 0:
+        return np.zeros(0, np.int64)
+    f32 = np.float32
+    span = max(int(t[-1]) - int(t[0]), 1)
+    norm = (t - t[0]).astype(f32) / f32(span)
+    bins = np.floor(norm * f32(nbins)).astype(np.int64)
+    return np.minimum(bins, nbins - 1)
+
+
+def stacked_histogram_window(x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.ndarray,
+                             height: int, width: int, *, nbins: int = NBINS,
+                             count_cutoff: int | None = COUNT_CUTOFF, fastmode: bool = True,
+                             downsample_by_2: bool = False, out: np.ndarray | None = None,
+                             path: str | None = None) -> np.ndarray:
+    """One RVT frame, uint8 ``(2 nbins, H', W')`` (``H' = H // 2`` with ``downsample_by_2``).
+
+    Args:
+        x, y, p, t: the window's events in file order; ``p`` in {0, 1}; ``t`` repaired (int64).
+        height, width: full sensor size.
+        count_cutoff: RVT's cut-off, ``min(count_cutoff, 255)``; None means 255.
+        fastmode: RVT's default uint8 accumulation (wraps modulo 256); False clamps instead.
+        out: optional uint8 output to fill (e.g. a shared-memory buffer).
+    """
+    cutoff = 255 if count_cutoff is None else min(int(count_cutoff), 255)
+    h, w = (height // 2, width // 2) if downsample_by_2 else (height, width)
+    if out is None:
+        out = np.empty((2 * nbins, h, w), dtype=np.uint8)
+    n = t.size
+    if n == 0:
+        out[...] = 0
+        return out
+    bins = rvt_time_bins(t, nbins)
+    if downsample_by_2:
+        keep = ((x & 1) == 1) & ((y & 1) == 1)
+        x, y, p, bins = x[keep] >> 1, y[keep] >> 1, p[keep], bins[keep]
+        inside = (x < w) & (y < h)
+    else:
+        inside = (x < width) & (y < height)
+    outside = int(inside.size - np.count_nonzero(inside))
+    events = np.empty(x.size, dtype=EventCD)
+    events["x"], events["y"], events["p"], events["t"] = x, y, p, bins
+    counts = np.empty((1, 2 * nbins, h, w), dtype=np.uint16 if n < 65535 else np.uint32)
+    stacked_histogram(events, counts, nbins, count_cutoff=None)
+    if outside:
+        warnings.warn(f"{path or 'events'}: {outside} event(s) outside the {width}x{height} "
+                      f"sensor dropped from an RVT frame", RuntimeWarning, stacklevel=2)
+    values = counts[0] & 255 if fastmode else counts[0]
+    np.minimum(values, cutoff, out=values)
+    out[...] = values
+    return out
