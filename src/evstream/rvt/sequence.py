@@ -92,8 +92,10 @@ class RecordingSequence:
             departs from RVT).
         reader_kwargs: forwarded to the evstream reader (RAW/NPY/Prophesee HDF5).
 
-    Raises :class:`~evstream.errors.RvtRuleError` where RVT's script stops, and ``ValueError``
-    (``no_labels``) is signalled by :attr:`plan` being None when no box survives the filters.
+    Raises :class:`~evstream.errors.RvtRuleError` where RVT's script stops; :attr:`plan` is None
+    when no box survives the filters (RVT writes no output for such a sequence). Same interface
+    as :class:`~evstream.rvt.layout_reader.LayoutSequence` (``num_windows``, ``repr_index``,
+    ``frame_shape``, ``frames``, ``labels_of_frame``).
     """
 
     def __init__(self, events_path, boxes_path, dataset="gen1", train_split=False,
@@ -101,6 +103,7 @@ class RecordingSequence:
                  **reader_kwargs):
         self.dataset = dataset_preset(dataset)
         self.events_path, self.boxes_path = os.fspath(events_path), os.fspath(boxes_path)
+        self.name = os.path.basename(self.boxes_path)[:-4].split("_bbox")[0]
         self.mode, self.fastmode, self.nbins, self.count_cutoff = mode, fastmode, nbins, count_cutoff
         labels = frame_labels(load_box_file(self.boxes_path), self.dataset, train_split,
                               path=self.boxes_path)
@@ -114,6 +117,17 @@ class RecordingSequence:
             self._events = RepairedEvents(self.events_path, **self._reader_kwargs)
             check_geometry(self._events, self.dataset)
         return self._events
+
+    @property
+    def num_windows(self) -> int:
+        return self.plan.num_windows
+
+    @property
+    def repr_index(self) -> np.ndarray:
+        return self.plan.repr_index
+
+    def labels_of_frame(self, i: int) -> np.ndarray:
+        return self.plan.labels.boxes_of_frame(i)
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -143,3 +157,24 @@ class RecordingSequence:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_events"] = None            # reopened (and re-indexed) in each process
+        return state
+
+
+def recording_sequences(input_dir: str | os.PathLike, split: str,
+                        dataset: str | RvtDataset = "gen1", mode: str = "duration",
+                        **options) -> list[RecordingSequence]:
+    """Every sequence of ``input_dir/split`` computed on the fly (those whose boxes all fail
+    the filters are left out, as RVT writes nothing for them). A box file without an event
+    file raises :class:`~evstream.errors.MissingFileError`."""
+    from evstream.errors import MissingFileError
+
+    files, problems = find_sequences(input_dir, dataset, splits=(split,))
+    if problems:
+        raise MissingFileError(problems[0].split(": ", 1)[1], problems[0].split(": ", 1)[0])
+    sequences = [RecordingSequence(f.events, f.boxes, dataset, split == "train", mode, **options)
+                 for f in files]
+    return [s for s in sequences if s.plan is not None]
