@@ -111,3 +111,17 @@ def test_ds2_equals_torch_nearest_exact_of_full_frame():
     half = stacked_histogram_window(x, y, p, t, 10, 14, downsample_by_2=True)
     assert np.array_equal(half, resized)
     assert np.array_equal(half, full[:, 1::2, 1::2])
+
+
+def test_ds2_wrap_on_odd_pixel_even_pixel_ignored():
+    n_odd, n_even = 258, 300
+    x = np.r_[np.full(n_odd, 3), np.full(n_even, 2)]
+    y = np.r_[np.full(n_odd, 1), np.full(n_even, 1)]
+    out = frame(x, y, 0, np.zeros(n_odd + n_even, np.int64), h=4, w=6, downsample_by_2=True)
+    assert out[0, 0, 1] == 2 and out.sum() == 2              # 258 mod 256; pixel x=2 discarded
+
+
+def test_strided_output_is_filled():
+    target = np.zeros((20, 4, 12), np.uint8)[:, :, ::2]
+    frame([1], [2], [1], [0], out=target)
+    assert target[10, 2, 1] == 1 and target.sum() == 1

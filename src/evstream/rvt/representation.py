@@ -12,9 +12,10 @@ For the window's events ``m = 0 .. n-1`` in file order (repaired times ``t_m``):
   cut-off: value ``min(count mod 256, cutoff)``; ``fastmode=False`` gives ``min(count, cutoff)``.
 
 The counting itself is :func:`evstream.preprocessing.kernels.stacked_histogram` fed the bin
-index as the time (``total_tbins_delta_t = nbins``, so its micro-bin of ``t = b`` is ``b``) into
-a wide integer output, so it never saturates below the true count; the wrap and cut-off are
-applied afterwards.
+index as the time (``total_tbins_delta_t = nbins``, so its micro-bin of ``t = b`` is ``b``),
+with no cut-off, into the uint8 output; when no cell reached 255 those are the true counts and
+the cut-off is applied; otherwise the window is counted again into a wide integer array and
+wrapped modulo 256 before the cut-off.
 
 ``ds2_nearest`` (gen4): RVT resizes the full-resolution histogram with nearest-exact at scale
 1/2, so output pixel ``(i, j)`` copies input pixel ``(2i + 1, 2j + 1)``: only events at odd x and
@@ -63,28 +64,41 @@ def stacked_histogram_window(x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.
     """
     cutoff = 255 if count_cutoff is None else min(int(count_cutoff), 255)
     h, w = (height // 2, width // 2) if downsample_by_2 else (height, width)
-    if out is None:
-        out = np.empty((2 * nbins, h, w), dtype=np.uint8)
+    if out is None or not out.flags.c_contiguous:
+        target, out = out, np.empty((2 * nbins, h, w), dtype=np.uint8)
+        if target is not None:
+            target[...] = stacked_histogram_window(x, y, p, t, height, width, nbins=nbins,
+                                                   count_cutoff=count_cutoff, fastmode=fastmode,
+                                                   downsample_by_2=downsample_by_2, out=out,
+                                                   path=path)
+            return target
     n = t.size
     if n == 0:
         out[...] = 0
         return out
     bins = rvt_time_bins(t, nbins)
+    outside = int(np.count_nonzero((x >= width) | (y >= height)))
+    events = np.empty(n, dtype=EventCD)
+    events["p"], events["t"] = p, bins
     if downsample_by_2:
-        keep = ((x & 1) == 1) & ((y & 1) == 1)
-        x, y, p, bins = x[keep] >> 1, y[keep] >> 1, p[keep], bins[keep]
-        inside = (x < w) & (y < h)
+        # odd coordinates map to their half; even ones beyond the output, where the kernel
+        # skips them (the kernel's drop count is not used: `outside` is the sensor check)
+        events["x"] = (x >> 1) | ((~x & 1) << 15)
+        events["y"] = (y >> 1) | ((~y & 1) << 15)
     else:
-        inside = (x < width) & (y < height)
-    outside = int(inside.size - np.count_nonzero(inside))
-    events = np.empty(x.size, dtype=EventCD)
-    events["x"], events["y"], events["p"], events["t"] = x, y, p, bins
-    counts = np.empty((1, 2 * nbins, h, w), dtype=np.uint16 if n < 65535 else np.uint32)
-    stacked_histogram(events, counts, nbins, count_cutoff=None)
+        events["x"], events["y"] = x, y
     if outside:
         warnings.warn(f"{path or 'events'}: {outside} event(s) outside the {width}x{height} "
                       f"sensor dropped from an RVT frame", RuntimeWarning, stacklevel=2)
-    values = counts[0] & 255 if fastmode else counts[0]
-    np.minimum(values, cutoff, out=values)
-    out[...] = values
+    counts = out.reshape((1,) + out.shape)
+    stacked_histogram(events, counts, nbins, count_cutoff=None)      # uint8, saturates at 255
+    if int(counts.max()) == 255:
+        # a cell may hold more than 254 events: count them exactly, then wrap as RVT does
+        wide = np.empty(counts.shape, dtype=np.uint16 if n < 65535 else np.uint32)
+        stacked_histogram(events, wide, nbins, count_cutoff=None)
+        values = wide[0] & 255 if fastmode else wide[0]
+        np.minimum(values, cutoff, out=values)
+        out[...] = values
+    else:
+        np.minimum(out, cutoff, out=out)
     return out
