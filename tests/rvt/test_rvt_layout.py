@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from evstream.cli import main
-from evstream.errors import RvtRuleError
+from evstream.errors import MissingFileError, RvtRuleError
 from evstream.rvt.config import GEN1, GEN4
 from evstream.rvt.labels import frame_labels
 from evstream.rvt.layout_reader import LayoutSequence, layout_sequences
 from evstream.rvt.layout_writer import precompute_rvt
-from evstream.rvt.sequence import RecordingSequence, find_sequences
+from evstream.rvt.sequence import RecordingSequence, find_sequences, recording_sequences
 from evstream.rvt.windows import plan_sequence
 from rvt_data import boxes, make_gen1_dataset, make_gen4_dataset, write_dat, random_events
 from rvt_reference import frames_reference, read_dat_whole
@@ -146,7 +146,13 @@ def test_no_labels_ignored_and_missing_event_file(tmp_path):
     assert not os.path.exists(tmp_path / "out" / "train" / "small")
     np.save(tmp_path / "in" / "train" / "lonely_bbox.npy", boxes([(200_000, 5, 5, 40, 40, 0)]))
     seqs, problems = find_sequences(tmp_path / "in", "gen1")
-    assert [s.name for s in seqs] == ["small"] and "lonely_bbox.npy" in problems[0]
+    assert [s.name for s in seqs] == ["small"]
+    assert problems[0][0].endswith("lonely_bbox.npy") and "no event file" in problems[0][1]
+    results = precompute_rvt(tmp_path / "in", tmp_path / "out", "gen1")
+    assert [(r.name, r.status) for r in results] == [("lonely_bbox.npy", "failed"),
+                                                     ("small", "no labels")]
+    with pytest.raises(MissingFileError, match="lonely_bbox"):
+        recording_sequences(tmp_path / "in", "train", "gen1")
 
 
 def test_geometry_mismatch_and_rule_errors_are_reported(tmp_path):

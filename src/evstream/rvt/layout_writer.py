@@ -160,8 +160,8 @@ def precompute_rvt(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
     sequences, problems = find_sequences(input_dir, dataset)
     for split in SPLITS:
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
-    results = [SequenceResult(os.path.basename(p.split(":")[0]), "", "failed", error=p)
-               for p in problems]
+    results = [SequenceResult(os.path.basename(box), os.path.basename(os.path.dirname(box)),
+                              "failed", error=f"{box}: {problem}") for box, problem in problems]
     jobs_args = [(s, out_dir, dataset, mode, sequence_options) for s in sequences]
     if jobs <= 1:
         for a in jobs_args:

@@ -203,6 +203,10 @@ class RvtLoader:
         augment = train if augment is None else augment
         shuffle = train if shuffle is None else shuffle
         frame_shape = tuple(self.sequences[0].frame_shape)
+        odd = [s.name for s in self.sequences if tuple(s.frame_shape) != frame_shape]
+        if odd:
+            raise ArgumentError(f"sequences {odd[:3]} have frames of another shape than "
+                                f"{frame_shape} (mixed datasets or representations?)")
         if sampling == "random":
             specs = [s for i, seq in enumerate(self.sequences)
                      for s in random_sample_windows(seq.repr_index, self.length, i)]

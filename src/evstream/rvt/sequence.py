@@ -40,10 +40,10 @@ class SequenceFiles:
 
 
 def find_sequences(input_dir: str | os.PathLike, dataset: str | RvtDataset,
-                   splits=SPLITS) -> tuple[list[SequenceFiles], list[str]]:
+                   splits=SPLITS) -> tuple[list[SequenceFiles], list[tuple[str, str]]]:
     """``(sequences, problems)`` of ``input_dir/<split>/``; a box file without an event file is
-    a problem (RVT asserts it exists), named in ``problems``; RVT's ignored sequences are left
-    out. Sorted by split then name (RVT's order is the filesystem's; it does not matter)."""
+    a problem (RVT asserts it exists), listed as ``(box file, what is missing)``; RVT's ignored
+    sequences are left out. Sorted by split then name (RVT's order is the filesystem's; it does not matter)."""
     dataset = dataset_preset(dataset)
     found, problems = [], []
     for split in splits:
@@ -64,8 +64,8 @@ def find_sequences(input_dir: str | os.PathLike, dataset: str | RvtDataset,
             events = next((os.path.join(folder, prefix + s) for s in candidates
                            if os.path.isfile(os.path.join(folder, prefix + s))), None)
             if events is None:
-                problems.append(f"{os.path.join(folder, entry)}: no event file "
-                                f"{prefix}{{{','.join(candidates)}}}")
+                problems.append((os.path.join(folder, entry), f"no event file "
+                                 f"{prefix}{{{','.join(candidates)}}} beside it"))
                 continue
             found.append(SequenceFiles(name, split, events, os.path.join(folder, entry)))
     return found, problems
@@ -174,7 +174,7 @@ def recording_sequences(input_dir: str | os.PathLike, split: str,
 
     files, problems = find_sequences(input_dir, dataset, splits=(split,))
     if problems:
-        raise MissingFileError(problems[0].split(": ", 1)[1], problems[0].split(": ", 1)[0])
+        raise MissingFileError(problems[0][1], problems[0][0])
     sequences = [RecordingSequence(f.events, f.boxes, dataset, split == "train", mode, **options)
                  for f in files]
     return [s for s in sequences if s.plan is not None]
