@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 
 import h5py
+import numba
 import numpy as np
 
 from evstream.errors import EventArrayError, FileFormatError, MissingFileError
@@ -31,6 +32,26 @@ from evstream.io.dat import RECORD_BYTES, read_dat_layout
 
 #: Events per block of the sparse running-maximum index (and of sequential reads).
 INDEX_BLOCK = 1 << 16
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_dat_repaired(words, carry):
+    """DAT records ``(n, 2)`` uint32 -> x, y, p and the running-maximum time from ``carry``."""
+    n = words.shape[0]
+    x = np.empty(n, np.uint16)
+    y = np.empty(n, np.uint16)
+    p = np.empty(n, np.int16)
+    r = np.empty(n, np.int64)
+    for i in range(n):
+        w = words[i, 1]
+        x[i] = w & 0x3FFF
+        y[i] = (w >> 14) & 0x3FFF
+        p[i] = (w >> 28) & 1
+        t = np.int64(words[i, 0])
+        if t > carry:
+            carry = t
+        r[i] = carry
+    return x, y, p, r
 
 
 class _DatRecords:
@@ -47,14 +68,14 @@ class _DatRecords:
         self._words = np.memmap(path, dtype="<u4", mode="r", offset=offset, shape=(count, 2)) \
             if count else np.zeros((0, 2), "<u4")
 
+    #: :meth:`read` already returns repaired times (uint32 times are never negative)
+    repaired = True
+
     def times(self, start: int, stop: int) -> np.ndarray:
         return self._words[start:stop, 0].astype(np.int64)
 
-    def read(self, start: int, stop: int):
-        block = np.asarray(self._words[start:stop])
-        w = block[:, 1]
-        return ((w & 0x3FFF).astype(np.uint16), ((w >> 14) & 0x3FFF).astype(np.uint16),
-                ((w >> 28) & 1).astype(np.int16), block[:, 0].astype(np.int64))
+    def read(self, start: int, stop: int, carry: int):
+        return _decode_dat_repaired(np.asarray(self._words[start:stop]), carry)
 
     def close(self) -> None:
         self._words = None
@@ -146,6 +167,7 @@ class RepairedEvents:
             self._src = _RvtH5Events(self.path)
         else:
             self._src = _ReaderEvents(self.path, reader_kwargs)
+        self._decodes_repaired = getattr(self._src, "repaired", False)
         self.count = self._src.count
         #: ``(height, width)`` the file states (header, ``events/height``...), or None.
         self.geometry: tuple[int, int] | None = self._src.geometry
@@ -198,6 +220,8 @@ class RepairedEvents:
                     x, y, p, r = self.read(first, stop, carry)
                     k = start - first
                     return x[k:], y[k:], p[k:], r[k:]
+        if self._decodes_repaired:
+            return self._src.read(start, stop, carry)
         return self._repair(*self._src.read(start, stop), carry)
 
     def first_at_or_after(self, tau: int, right: bool = False) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import warnings
 
+import numba
 import numpy as np
 
 from evstream.io.dtypes import EventCD
@@ -46,6 +47,20 @@ def rvt_time_bins(t: np.ndarray, nbins: int = NBINS) -> np.ndarray:
     norm = (t - t[0]).astype(f32) / f32(span)
     bins = np.floor(norm * f32(nbins)).astype(np.int64)
     return np.minimum(bins, nbins - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cap_counts(flat: np.ndarray, cutoff: int) -> bool:
+    """``flat = min(flat, cutoff)`` in place (uint8); True if a cell held 255 (saturated: the
+    true count may be larger)."""
+    saturated = False
+    for i in range(flat.size):
+        v = flat[i]
+        if v == 255:
+            saturated = True
+        if v > cutoff:
+            flat[i] = cutoff
+    return saturated
 
 
 def stacked_histogram_window(x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.ndarray,
@@ -92,13 +107,11 @@ def stacked_histogram_window(x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.
                       f"sensor dropped from an RVT frame", RuntimeWarning, stacklevel=2)
     counts = out.reshape((1,) + out.shape)
     stacked_histogram(events, counts, nbins, count_cutoff=None)      # uint8, saturates at 255
-    if int(counts.max()) == 255:
+    if _cap_counts(out.reshape(-1), cutoff):
         # a cell may hold more than 254 events: count them exactly, then wrap as RVT does
         wide = np.empty(counts.shape, dtype=np.uint16 if n < 65535 else np.uint32)
         stacked_histogram(events, wide, nbins, count_cutoff=None)
         values = wide[0] & 255 if fastmode else wide[0]
         np.minimum(values, cutoff, out=values)
         out[...] = values
-    else:
-        np.minimum(out, cutoff, out=out)
     return out
