@@ -17,7 +17,9 @@ Tables:
 2. **Training batches on the fly vs from RVT's h5**: the same :class:`evstream.rvt.loader.
    RvtLoader` (stream sampling, B = 4, L = 5, gen4) over ``RecordingSequence`` (DAT, and RAW
    EVT 3.0 of the same events) and over ``LayoutSequence`` (the precomputed blosc h5): windows
-   per second, per worker, and the worker's peak RSS.
+   per second, per worker, and the worker's peak RSS. The four batch slots play the same
+   sequence object (one recording), so with RAW every sample is a ``seek_event`` of the shared
+   reader; slots on different recordings would read sequentially.
 """
 
 from __future__ import annotations
@@ -94,9 +96,10 @@ def make_inputs(root: str) -> dict:
 def run_evstream(root: str, dataset: str, out: str):
     from evstream.rvt.layout_writer import precompute_rvt
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     results = precompute_rvt(os.path.join(root, dataset, "in"), out, dataset)
-    return time.perf_counter() - t0, sum(r.windows for r in results), _peak_mb()
+    return (time.perf_counter() - t0, sum(r.windows for r in results), _peak_mb(),
+            time.process_time() - c0)
 
 
 def run_numpy(root: str, dataset: str, out: str):
@@ -107,7 +110,7 @@ def run_numpy(root: str, dataset: str, out: str):
     from rvt_reference import frames_reference, read_dat_whole
 
     preset = dataset_preset(dataset)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     folder = os.path.join(root, dataset, "in", "train")
     plan = plan_sequence(frame_labels(np.load(os.path.join(folder, "rec_bbox.npy")), preset, True))
     x, y, p, t = read_dat_whole(os.path.join(folder, "rec_td.dat"))
@@ -115,7 +118,7 @@ def run_numpy(root: str, dataset: str, out: str):
                               ds2=preset.downsample_by_2)
     os.makedirs(out, exist_ok=True)
     write_frames_h5(os.path.join(out, "frames.h5"), iter(frames), frames.shape[1:])
-    return time.perf_counter() - t0, len(frames), _peak_mb()
+    return time.perf_counter() - t0, len(frames), _peak_mb(), time.process_time() - c0
 
 
 def run_loader(root: str, source: str, workers: int):
@@ -145,8 +148,9 @@ def run_loader(root: str, source: str, workers: int):
     wall = time.perf_counter() - t0
     ws = [w for w in loader.stats["workers"] if w]
     produce = sum(w["produce_s"] for w in ws)
+    cpu = sum(w["cpu_s"] for w in ws)
     peak = max(w["peak_rss_mb"] for w in ws)
-    return wall, windows, produce, peak
+    return wall, windows, produce, peak, cpu
 
 
 def _fresh(fn, *args):
@@ -158,8 +162,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         counts = make_inputs(root)
         print(f"\n### RVT layout precompute from DAT, one process (best of {REPEAT})\n")
-        print("| dataset | events | windows | evstream s | evstream Mev/s | evstream peak MiB | "
-              "plain numpy s | numpy Mev/s | numpy peak MiB | speed-up |")
+        print("| dataset | events | windows | evstream s (CPU s) | evstream Mev/s | evstream peak "
+              "MiB | plain numpy s (CPU s) | numpy Mev/s | numpy peak MiB | speed-up (CPU) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for dataset in ("gen1", "gen4"):
             best_e = best_n = None
@@ -170,27 +174,31 @@ def main() -> None:
                 best_e = e if best_e is None or e[0] < best_e[0] else best_e
                 best_n = n if best_n is None or n[0] < best_n[0] else best_n
             mev = counts[dataset] / 1e6
-            print(f"| {dataset} | {counts[dataset]:,} | {best_e[1]} | {best_e[0]:.2f} | "
-                  f"{mev / best_e[0]:.1f} | {best_e[2]:.0f} | {best_n[0]:.2f} | "
-                  f"{mev / best_n[0]:.1f} | {best_n[2]:.0f} | {best_n[0] / best_e[0]:.1f}x |")
+            print(f"| {dataset} | {counts[dataset]:,} | {best_e[1]} | {best_e[0]:.2f} "
+                  f"({best_e[3]:.2f}) | {mev / best_e[0]:.1f} | {best_e[2]:.0f} | "
+                  f"{best_n[0]:.2f} ({best_n[3]:.2f}) | {mev / best_n[0]:.1f} | {best_n[2]:.0f} | "
+                  f"{best_n[0] / best_e[0]:.1f}x ({best_n[3] / best_e[3]:.1f}x) |")
         print(f"\n### gen4 training batches (stream sampling, B=4, L=5, 20x360x640 uint8), "
               f"same RvtLoader, best of {REPEAT}\n")
         print("| source | workers | windows | wall s | windows/s | windows/s per worker "
-              "(worker busy time) | worker peak RSS MiB |")
-        print("|---|---|---|---|---|---|---|")
+              "(busy time) | windows per worker CPU s | worker peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|---|")
         for source in ("h5", "dat", "raw"):
             for workers in (0, 1):
                 best = None
                 for _ in range(REPEAT):
                     r = _fresh(run_loader, root, source, workers)
                     best = r if best is None or r[0] < best[0] else best
-                wall, windows, produce, peak = best
+                wall, windows, produce, peak, cpu = best
                 label = {"h5": "RVT h5 (blosc zstd-1)", "dat": "DAT on the fly",
                          "raw": "RAW EVT 3.0 on the fly"}[source]
                 print(f"| {label} | {workers} | {windows} | {wall:.2f} | {windows / wall:.0f} | "
-                      f"{windows / produce:.0f} | {peak:.0f} |")
+                      f"{windows / produce:.0f} | {windows / cpu:.0f} | {peak:.0f} |")
         print("\nPeak RSS: VmHWM of the process that computes the batches (the main process for "
-              "0 workers, the worker for 1), each run in a fresh spawned process.")
+              "0 workers, the worker for 1), each run in a fresh spawned process. Worker CPU s "
+              "is the CPU time of that process while it produced the batches (with 0 workers it "
+              "includes the collation); it depends less than wall time on other jobs sharing "
+              "the cores.")
 
 
 if __name__ == "__main__":
