@@ -23,10 +23,11 @@ def _format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Describe each recording; exit 1 if any could not be read (the others are still shown)."""
+    """Describe each recording (or box file); exit 1 if any could not be read (the others are
+    still shown)."""
     header = ["file", "format", "geometry", "events", "first t (us)", "last t (us)",
-              "duration (s)", "mean Mev/s", "peak Mev/s (10 ms)", "triggers"]
-    rows, failures = [], []
+              "duration (s)", "mean Mev/s", "peak Mev/s (10 ms)", "t backwards", "triggers"]
+    rows, failures, formats = [], [], set()
     kwargs = {}
     if args.height_width:
         kwargs["height"], kwargs["width"] = args.height_width
@@ -36,15 +37,23 @@ def cmd_info(args: argparse.Namespace) -> int:
         except (EvstreamError, OSError) as exc:
             failures.append(f"{path}: {exc.problem if isinstance(exc, EvstreamError) else exc}")
             continue
+        formats.add(s.format)
         rows.append([os.path.basename(path), s.format,
                      "?" if s.width is None else f"{s.width}x{s.height}",
-                     f"{s.event_count:,}", "-" if s.first_t is None else f"{s.first_t:,}",
+                     f"{s.event_count:,}" + (" boxes" if s.is_box_file else ""),
+                     "-" if s.first_t is None else f"{s.first_t:,}",
                      "-" if s.last_t is None else f"{s.last_t:,}", f"{s.duration_us * 1e-6:.6f}",
-                     f"{s.mean_rate_ev_s * 1e-6:.2f}", f"{s.peak_rate_ev_s * 1e-6:.2f}",
+                     "-" if s.is_box_file else f"{s.mean_rate_ev_s * 1e-6:.2f}",
+                     "-" if s.is_box_file else f"{s.peak_rate_ev_s * 1e-6:.2f}",
+                     f"{s.backward_steps:,}",
                      "-" if s.trigger_count is None else str(s.trigger_count)])
     if rows:
         print(_format_table(header, rows))
-        print("RAW times are time-shifted (first TIME_HIGH as origin, as OpenEB does).")
+        if any(f.startswith("RAW") for f in formats):
+            print("RAW times are time-shifted (first TIME_HIGH as origin, as OpenEB does).")
+        if any(r[9] != "0" for r in rows):
+            print("t backwards: events whose time is below the previous one's (time-base "
+                  "discrepancies); the duration spans the smallest to the largest time.")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -123,7 +132,8 @@ def cmd_precompute(args: argparse.Namespace) -> int:
             n_processes=args.jobs, box_labels=args.box_labels or [],
             store_as_uint8=args.store_as_uint8, mode=args.mode, n_events=args.n_events,
             preprocess_kwargs=kwargs, compression=args.compression, overwrite=args.overwrite,
-            progress=progress, raise_on_error=False)
+            progress=progress, raise_on_error=False,
+            **({} if args.max_rows is None else {"max_rows": args.max_rows}))
     except EvstreamError as exc:
         progress.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -273,7 +283,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
                           height=height, width=width, format=args.format, seed=args.seed,
                           label_rate_hz=args.label_rate_hz, splits=args.splits,
                           scene=SceneConfig(**scene_kwargs), sensor=SensorConfig(**sensor_kwargs),
-                          progress=progress)
+                          progress=progress, trigger_rate_hz=args.triggers,
+                          evt21_layout=args.evt21_layout)
     except (EvstreamError, OSError) as exc:
         progress.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -339,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--compression", choices=("gzip", "blosc", "none"), default="gzip",
                      help="gzip (default, compatible), blosc (fast, needs hdf5plugin), none")
     pre.add_argument("--overwrite", action="store_true", help="rewrite existing outputs")
+    pre.add_argument("--max-rows", type=int, default=None,
+                     help="refuse a recording needing more rows than this in delta_t mode "
+                          "(default 1048576: guards against time bases that loop or jump)")
     pre.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="always show progress bars (default: only on a terminal)")
     pre.add_argument("--no-progress", dest="progress", action="store_false")
@@ -387,7 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--size", type=_size, default=(360, 640), metavar="WxH",
                      help="sensor size, e.g. 304x240 (Gen1), 640x360 (default), 1280x720 (1 Mpx)")
     syn.add_argument("--format", default="evt3",
-                     help="evt3 (default), evt2, dat, evt3+dat or evt2+dat")
+                     help="evt3 (default), evt2, evt21, dat, or a RAW format + dat (evt3+dat)")
+    syn.add_argument("--evt21-layout", choices=("little", "legacy"), default="little",
+                     help="EVT 2.1 word layout (legacy: as IMX636 cameras write it)")
+    syn.add_argument("--triggers", type=float, default=0.0, metavar="HZ",
+                     help="add an external trigger square wave of HZ to the RAW files (channel 0)")
     syn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     syn.add_argument("--label-rate-hz", type=float, default=20.0,
                      help="box sampling rate (default 20)")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import EventArrayError, FileFormatError, MissingFileError, UnsupportedFormatError
 from .dtypes import EventCD
-from .header import read_header
+from .header import parse_sensor_side, read_header
 from .reader import EventReader, OutOfBounds
 
 RECORD_BYTES = 8
@@ -66,6 +66,8 @@ def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
     if not os.path.isfile(path):
         raise MissingFileError("no such DAT file", path)
     size = os.path.getsize(path)
+    if size == 0:
+        raise FileFormatError("empty file (0 bytes): not a DAT recording", path)
     with open(path, "rb") as f:
         fields, offset = read_header(f)
         if fields:
@@ -91,13 +93,11 @@ def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
     return fields, ev_type, offset, data_bytes // RECORD_BYTES
 
 
-def _header_int(fields: dict[str, str], key: str, path: str) -> int | None:
+def _header_side(fields: dict[str, str], key: str, path: str) -> int | None:
+    """``% Height`` / ``% Width`` by the geometry rule of every header (1..MAX_SENSOR_SIDE)."""
     for k, v in fields.items():
         if k.lower() == key:
-            try:
-                return int(v.split()[0])
-            except (ValueError, IndexError):
-                raise FileFormatError(f"header line '% {k} {v}' is not an integer", path) from None
+            return parse_sensor_side(v.split()[0] if v.split() else v, f"'% {k} {v}'", path)
     return None
 
 
@@ -115,8 +115,8 @@ class EventDatReader(EventReader):
         path = os.fspath(path)
         self.header, self.ev_type, self._data_offset, self._count = read_dat_layout(path)
         self.ev_size = RECORD_BYTES
-        self._height = _header_int(self.header, "height", path)
-        self._width = _header_int(self.header, "width", path)
+        self._height = _header_side(self.header, "height", path)
+        self._width = _header_side(self.header, "width", path)
         self._file = open(path, "rb")
         self._record = 0  # index of the next record the source decodes
         self._furthest_record = 0  # records before it have had their dropped events counted
@@ -198,11 +198,6 @@ class EventDatReader(EventReader):
     def close(self) -> None:
         """Close the file handle (also done when the reader is garbage-collected)."""
         self._file.close()
-
-    def __del__(self):
-        f = getattr(self, "_file", None)
-        if f is not None:
-            f.close()
 
 
 class DatWriter:

@@ -227,11 +227,3 @@ class HDF5EventsReader(EventReader):
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __del__(self):
-        f = getattr(self, "_file", None)
-        if f is not None:
-            try:
-                f.close()
-            except Exception:
-                pass
