@@ -196,3 +196,22 @@ def test_collate_rvt_empty_label_becomes_none():
             "labels": [np.zeros((0, 7), np.float32)], "is_first_sample": True,
             "is_padded_mask": np.zeros(1, bool), "input_size_hw": (2, 2), "info": ("s", 0, 1)}
     assert collate_rvt([item])["data"][DataType.OBJLABELS_SEQ][0][0] is None
+
+
+def test_augmentation_draw_rates_and_ranges():
+    rng = np.random.default_rng(123)
+    draws = [aug.draw_random(rng, (360, 640)) for _ in range(4000)]
+    flips = np.mean([d.flip for d in draws])
+    zin = [d.zoom_in for d in draws if d.zoom_in is not None]
+    zout = [d for d in draws if d.zoom_out is not None]
+    assert abs(flips - 0.5) < 0.03
+    assert abs((len(zin) + len(zout)) / 4000 - 0.8) < 0.03
+    assert abs(len(zin) / (len(zin) + len(zout)) - 0.8) < 0.03
+    assert 1 <= min(zin) and max(zin) <= 1.5 and all(1 <= d.zoom_out <= 1.2 for d in zout)
+    for d in zout:                                   # placement keeps the shrunk frame inside
+        assert 0 <= d.zoom_out_xy[0] <= 640 - int(640 / d.zoom_out)
+        assert 0 <= d.zoom_out_xy[1] <= 360 - int(360 / d.zoom_out)
+    stream = [aug.draw_stream(rng, (360, 640)) for _ in range(4000)]
+    assert all(d.zoom_in is None for d in stream)
+    assert abs(np.mean([d.zoom_out is not None for d in stream]) - 0.5) < 0.03
+    assert aug.uniform(rng, 1.0, 1.0) == 1.0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import evstream.rvt.events as rvt_events
-from evstream.errors import EventArrayError, RvtRuleError
+from evstream.errors import EventArrayError, FileFormatError, RvtRuleError
 from evstream.io import RawWriter
 from evstream.rvt.events import RepairedEvents
 from evstream.rvt.window_events import iter_window_events
@@ -82,6 +82,10 @@ def test_rvt_h5_polarity_clip_and_checks(tmp_path):
         h5("b_td.h5", [0, 2, 0], [0, 5, 6]).read(0, 3)
     with pytest.raises(EventArrayError, match="negative"):
         h5("c_td.h5", [0, 1, 0], [-4, 5, 6]).read(0, 3)
+    with h5py.File(tmp_path / "d_td.h5", "w") as f:
+        f.create_dataset("events/t", data=np.arange(3))
+    with pytest.raises(FileFormatError, match="events/x"):
+        RepairedEvents(tmp_path / "d_td.h5")
 
 
 def test_raw_recordings_are_read_through_evstream_io(tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 
 from evstream.errors import EventArrayError, FileFormatError, MissingFileError
 from evstream.io import open_reader
-from evstream.io.dat import RECORD_BYTES, read_dat_layout
+from evstream.io.dat import read_dat_layout
 
 #: Events per block of the sparse running-maximum index (and of sequential reads).
 INDEX_BLOCK = 1 << 16
@@ -90,6 +90,11 @@ class _RvtH5Events:
         except OSError as exc:
             raise FileFormatError(f"not a readable HDF5 file: {exc}", path) from None
         group = self._file["events"]
+        missing = [k for k in ("x", "y", "p", "t") if k not in group]
+        if missing:
+            self._file.close()
+            raise FileFormatError(f"RVT event file without events/{', events/'.join(missing)}",
+                                  path)
         self._d = [group[k] for k in ("x", "y", "p", "t")]
         lengths = {len(d) for d in self._d}
         if len(lengths) != 1:
