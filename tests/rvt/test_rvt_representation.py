@@ -125,3 +125,8 @@ def test_strided_output_is_filled():
     target = np.zeros((20, 4, 12), np.uint8)[:, :, ::2]
     frame([1], [2], [1], [0], out=target)
     assert target[10, 2, 1] == 1 and target.sum() == 1
+
+
+def test_float32_bin_in_the_frame_for_long_windows():
+    out = frame([0, 1, 2], 0, 0, [0, 3_633_753, 5_191_076])
+    assert out[7, 0, 1] == 1 and out[6, 0, 1] == 0 and out[9, 0, 2] == 1

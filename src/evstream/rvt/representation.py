@@ -50,6 +50,38 @@ def rvt_time_bins(t: np.ndarray, nbins: int = NBINS) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _kernel_events(x, y, p, t, nbins, width, height, ds2, out):
+    """Fill ``out`` (EventCD) with the events the histogram counts, ``t`` replaced by RVT's
+    float32 time bin (the formula of :func:`rvt_time_bins`, computed in float32 the same way);
+    with ``ds2`` only odd x and odd y, halved. Returns ``(events written, events outside the
+    sensor)``."""
+    t0 = t[0]
+    span = max(t[t.size - 1] - t0, 1)
+    fspan = np.float32(span)
+    fbins = np.float32(nbins)
+    n = 0
+    outside = 0
+    for i in range(t.size):
+        xi = x[i]
+        yi = y[i]
+        if xi >= width or yi >= height:
+            outside += 1
+            continue
+        if ds2:
+            if (xi & 1) == 0 or (yi & 1) == 0:
+                continue
+            xi >>= 1
+            yi >>= 1
+        b = np.int64(np.floor((np.float32(t[i] - t0) / fspan) * fbins))
+        out[n].x = xi
+        out[n].y = yi
+        out[n].p = p[i]
+        out[n].t = min(b, nbins - 1)
+        n += 1
+    return n, outside
+
+
+@numba.njit(cache=True, nogil=True)
 def _cap_counts(flat: np.ndarray, cutoff: int) -> bool:
     """``flat = min(flat, cutoff)`` in place (uint8); True if a cell held 255 (saturated: the
     true count may be larger)."""
@@ -91,17 +123,9 @@ def stacked_histogram_window(x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.
     if n == 0:
         out[...] = 0
         return out
-    bins = rvt_time_bins(t, nbins)
-    outside = int(np.count_nonzero((x >= width) | (y >= height)))
     events = np.empty(n, dtype=EventCD)
-    events["p"], events["t"] = p, bins
-    if downsample_by_2:
-        # odd coordinates map to their half; even ones beyond the output, where the kernel
-        # skips them (the kernel's drop count is not used: `outside` is the sensor check)
-        events["x"] = (x >> 1) | ((~x & 1) << 15)
-        events["y"] = (y >> 1) | ((~y & 1) << 15)
-    else:
-        events["x"], events["y"] = x, y
+    kept, outside = _kernel_events(x, y, p, t, nbins, width, height, downsample_by_2, events)
+    events = events[:kept]
     if outside:
         warnings.warn(f"{path or 'events'}: {outside} event(s) outside the {width}x{height} "
                       f"sensor dropped from an RVT frame", RuntimeWarning, stacklevel=2)

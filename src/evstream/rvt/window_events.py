@@ -23,7 +23,7 @@ from evstream.rvt.config import COUNT_EVENTS, MODES, WINDOW_STEP_US
 from evstream.rvt.events import INDEX_BLOCK, RepairedEvents
 
 #: Events read at a time while walking windows.
-READ_BLOCK = 4 * INDEX_BLOCK
+READ_BLOCK = 16 * INDEX_BLOCK
 
 
 def _window_start(events: RepairedEvents, end_time: int, mode: str) -> int:
