@@ -11,11 +11,14 @@ For the window's events ``m = 0 .. n-1`` in file order (repaired times ``t_m``):
 * counts: RVT's "fastmode" accumulates in uint8, so a cell **wraps modulo 256** before the
   cut-off: value ``min(count mod 256, cutoff)``; ``fastmode=False`` gives ``min(count, cutoff)``.
 
-The counting itself is :func:`evstream.preprocessing.kernels.stacked_histogram` fed the bin
+One numba pass (``_kernel_events``) computes each event's bin and keeps the events to count;
+the counting itself is :func:`evstream.preprocessing.kernels.stacked_histogram` fed the bin
 index as the time (``total_tbins_delta_t = nbins``, so its micro-bin of ``t = b`` is ``b``),
-with no cut-off, into the uint8 output; when no cell reached 255 those are the true counts and
+with no cut-off, into the uint8 output. (Feeding it ``t - t_first`` with
+``total_tbins_delta_t = D`` instead would not match RVT: its float64 bin edges differ from the
+exact rule for many D, e.g. D = 2 puts t = 1 in bin 4 instead of 5.) when no cell reached 255 those are the true counts and
 the cut-off is applied; otherwise the window is counted again into a wide integer array and
-wrapped modulo 256 before the cut-off.
+wrapped modulo 256 before the cut-off (``_cap_counts`` applies the cut-off and spots a 255).
 
 ``ds2_nearest`` (gen4): RVT resizes the full-resolution histogram with nearest-exact at scale
 1/2, so output pixel ``(i, j)`` copies input pixel ``(2i + 1, 2j + 1)``: only events at odd x and
