@@ -114,3 +114,23 @@ def test_window_membership_edges_duration_and_count(tmp_path, monkeypatch):
     counted = [x.tolist() for x, *_ in iter_window_events(src, ends, "count")]
     assert counted == [[1, 2], [4, 5], [6, 7]]                   # the last 2 events <= end
     assert [x.tolist() for x, *_ in iter_window_events(src, ends, "count", first=2)] == [[6, 7]]
+
+
+def test_rvt_h5_geometry_is_checked(tmp_path):
+    from evstream.errors import GeometryError
+    from evstream.rvt.sequence import RecordingSequence
+    from rvt_data import boxes
+
+    for name, size in (("ok", (240, 304)), ("bad", (480, 640)), ("none", None)):
+        with h5py.File(tmp_path / f"{name}_td.dat.h5", "w") as f:
+            for k, v in (("x", [1, 2]), ("y", [0, 0]), ("p", [0, 1]), ("t", [0, 5])):
+                f.create_dataset(f"events/{k}", data=np.asarray(v))
+            if size:
+                f["events/height"], f["events/width"] = size
+        np.save(tmp_path / f"{name}_bbox.npy", boxes([(200_000, 5, 5, 40, 40, 0)]))
+        seq = RecordingSequence(tmp_path / f"{name}_td.dat.h5", tmp_path / f"{name}_bbox.npy")
+        if name == "bad":
+            with pytest.raises(GeometryError, match="640x480"):
+                seq.frames(0, 1)
+        else:
+            assert seq.frames(0, seq.num_windows).sum() == 0     # events before the windows
