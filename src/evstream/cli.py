@@ -192,6 +192,54 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_precompute_rvt(args: argparse.Namespace) -> int:
+    """``precompute --layout rvt INPUT_DIR OUT_DIR``: RVT's layout; exit 1 if a sequence failed
+    or nothing was written."""
+    import time
+
+    from tqdm import tqdm
+
+    from .rvt.layout_writer import precompute_rvt
+
+    if len(args.inputs) != 2:
+        print("error: precompute --layout rvt takes INPUT_DIR OUT_DIR", file=sys.stderr)
+        return 2
+    bar = tqdm(unit="seq", desc=f"rvt {args.dataset}",
+               disable=None if args.progress is None else not args.progress)
+    t0 = time.perf_counter()
+    try:
+        results = precompute_rvt(args.inputs[0], args.inputs[1], args.dataset, args.extraction,
+                                 jobs=args.jobs, progress=lambda r: bar.update(1))
+    except EvstreamError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    rows = [[r.split, r.name, r.status, f"{r.windows:,}", f"{r.events:,}", f"{r.seconds:.2f}"]
+            for r in results]
+    rows.append(["total", "", f"{sum(r.status in ('written', 'kept') for r in results)}/"
+                 f"{len(results)} ok", f"{sum(r.windows for r in results):,}",
+                 f"{sum(r.events for r in results):,}", f"{elapsed:.2f}"])
+    print(_format_table(["split", "sequence", "status", "windows", "events", "time (s)"], rows))
+    failures = [r for r in results if r.status == "failed"]
+    for r in failures:
+        print(f"error: {r.error}", file=sys.stderr)
+    if not any(r.status in ("written", "kept") for r in results):
+        print("error: no sequence written", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+def _precompute_dispatch(args: argparse.Namespace) -> int:
+    if args.layout == "rvt":
+        return cmd_precompute_rvt(args)
+    if not args.output_folder:
+        print("error: precompute needs -o/--output-folder", file=sys.stderr)
+        return 2
+    return cmd_precompute(args)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     """Write the loader's show() grids of recordings / tensor files to an mp4 and/or PNGs."""
     from .data.sequential_dataset_common import render_video
@@ -392,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "and by the Prophesee tools. Existing outputs are skipped unless "
                               "--overwrite.")
     pre.add_argument("inputs", nargs="+", help="RAW, DAT or HDF5 event files")
-    pre.add_argument("-o", "--output-folder", required=True, help="output folder")
+    pre.add_argument("-o", "--output-folder", help="output folder (required unless --layout rvt)")
     pre.add_argument("--preprocess", default="histo", help="preprocessing name (default histo)")
     pre.add_argument("--delta-t", type=int, default=50000, help="row length in us (default 50000)")
     pre.add_argument("--start-ts", type=int, default=0, help="start time in us (default 0)")
@@ -424,7 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="always show progress bars (default: only on a terminal)")
     pre.add_argument("--no-progress", dest="progress", action="store_false")
-    pre.set_defaults(run=cmd_precompute)
+    pre.add_argument("--layout", choices=("tensors", "rvt"), default="tensors",
+                     help="rvt: INPUT_DIR OUT_DIR, RVT's preprocessed dataset layout "
+                     "(default: tensor files)")
+    pre.add_argument("--dataset", choices=("gen1", "gen4"), default="gen1",
+                     help="--layout rvt: the RVT dataset preset (default gen1)")
+    pre.add_argument("--extraction", choices=("duration", "count"), default="duration",
+                     help="--layout rvt: 50 ms windows (dt=50, default) or 50000 events (ne=50000)")
+    pre.set_defaults(run=_precompute_dispatch)
 
     ren = commands.add_parser("render", help="write what a SequentialDataLoader feeds to an mp4 / PNGs",
                               description="Play recordings (.dat, .raw) or tensor files (.h5) side "
