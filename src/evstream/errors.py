@@ -56,3 +56,8 @@ class ArgumentError(EvstreamError, ValueError):
 
 class ReaderStateError(EvstreamError, RuntimeError):
     """A call made in a state that does not allow it (e.g. triggers asked for before iterating)."""
+
+
+class RvtRuleError(EvstreamError, ValueError):
+    """An input on which RVT's preprocessing stops (e.g. a label 1-2 ms after a label frame, no
+    label at or after 100 ms, a label rate other than 30/60 Hz); see ``evstream.rvt``."""

@@ -1,4 +1,4 @@
-"""Time-base anomalies (OpenEB conformance §4), the seek-index cache, header geometry and files
+"""Time-base anomalies (docs/readers.md §4), the seek-index cache, header geometry and files
 that are not recordings: each case once made a tool crash, hang, allocate gigabytes or lose data."""
 
 import os

@@ -1,5 +1,5 @@
 """EVT 2.1 files as cameras write them: the two word layouts, the header rules that select one
-(OpenEB conformance §3), the explicit override, the warning for a file that decodes to nothing,
+(docs/formats.md §6), the explicit override, the warning for a file that decodes to nothing,
 and the EVT 2.1 TIME_HIGH loop threshold on whole files."""
 
 import warnings

@@ -62,7 +62,7 @@ def test_bad_arguments_name_the_file(dat, kwargs):
 
 
 def test_n_events_zero_is_accepted_at_construction_only(dat):
-    """OpenEB's RAW test builds EventsIterator(mode="n_events", n_events=0) (conformance §2)."""
+    """OpenEB's RAW test builds EventsIterator(mode="n_events", n_events=0) (docs/readers.md §5)."""
     it = EventsIterator(dat, mode="n_events", n_events=0)
     assert it.get_size() == [10, 20]
     with pytest.raises(ArgumentError, match="small.dat.*n_events >= 1"):

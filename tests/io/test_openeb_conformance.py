@@ -1,4 +1,4 @@
-"""OpenEB's reader and iterator assertions (OpenEB conformance §1-§2) replayed on files made by
+"""OpenEB's reader and iterator assertions (docs/readers.md §5) replayed on files made by
 the project's writers: RAW ≡ its DAT conversion through EventsIterator in every mode (slices and
 ``get_current_time()``), the API ported code calls, and the readers' context manager."""
 

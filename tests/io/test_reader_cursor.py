@@ -1,8 +1,8 @@
 """Cursor semantics of every reader, on the cases pinned by OpenEB's public NPY-reader tests
-(docs/formats.md, OpenEB conformance §1), replayed on the same events stored as NPY boxes, NPY
+(docs/readers.md §5), replayed on the same events stored as NPY boxes, NPY
 events, DAT and RAW EVT 2.0 / 2.1 (both layouts) / 3.0.
 
-The readers follow two ``current_time`` rules (OpenEB conformance §1): DAT / NPY keep the time
+The readers follow two ``current_time`` rules (docs/readers.md §1): DAT / NPY keep the time
 of the last event returned, RAW the time of the next event not yet returned, and after a window
 that reaches the end of the file the window end. Each case states both expectations."""
 

@@ -169,7 +169,7 @@ class WordDecoder:
         return int(self._state[ST_FIRST_BASE])
 
     def time_shift_origin(self) -> int | None:
-        """Origin that OpenEB's time shifting subtracts (formats.md §7.4), None before any TIME_HIGH.
+        """Origin that OpenEB's time shifting subtracts (docs/formats.md §7.4), None before any TIME_HIGH.
 
         EVT 2.0 / 2.1: the first time base; EVT 3.0: the first time base minus 4096 µs, i.e.
         ``(first TIME_HIGH - 1) << 12`` (-4096 when that TIME_HIGH is 0). Shifted time = t - origin.

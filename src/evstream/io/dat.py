@@ -1,6 +1,6 @@
 """Prophesee DAT files: ``EventDatReader`` and ``DatWriter``.
 
-Layout (``formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
+Layout (``docs/formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
 byte event size (absent when there is no header at all: type 0, size 8); then packed 8-byte
 little-endian records::
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import EventArrayError, FileFormatError, MissingFileError, UnsupportedFormatError
 from .dtypes import EventCD
+from .file_date import file_date
 from .header import parse_sensor_side, read_header
 from .reader import EventReader, OutOfBounds
 
@@ -111,6 +112,8 @@ class EventDatReader(EventReader):
         out_of_bounds: events outside the header's Width x Height (when the header has them):
             ``"warn"`` drops them with one warning, ``"raise"`` raises, ``"keep"`` keeps them.
     """
+
+    format_name = "DAT"
 
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
                  buffer_events: int = 1 << 19):
@@ -217,16 +220,19 @@ class DatWriter:
     Args:
         path: output file (overwritten).
         height, width: sensor geometry written in the header; events must lie inside it.
+        date: the header's ``% Date`` (default now, or ``$SOURCE_DATE_EPOCH``: see
+            :mod:`evstream.io.file_date`).
     """
 
-    def __init__(self, path: str | os.PathLike, height: int = 240, width: int = 320):
+    def __init__(self, path: str | os.PathLike, height: int = 240, width: int = 320,
+                 date: datetime.datetime | None = None):
         self.path = os.fspath(path)
         if not (0 < height <= MAX_COORDINATE + 1 and 0 < width <= MAX_COORDINATE + 1):
             raise EventArrayError(f"DAT geometry must be within 1..{MAX_COORDINATE + 1}, got "
                                   f"{width}x{height}", self.path)
         self.height, self.width = int(height), int(width)
         self._last_t = 0
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = file_date(date)
         header = (f"% Data file containing Event2D events.\n% Version 2\n"
                   f"% Date {now.year}-{now.month}-{now.day} {now.hour}:{now.minute}:{now.second}\n"
                   f"% Height {self.height}\n% Width {self.width}\n")

@@ -1,10 +1,10 @@
-"""Open any supported event file by its extension: ``open_reader`` and ``load_events``.
+"""Open any supported event file: ``open_reader`` and ``load_events``.
 
-| extension | reader |
+| file | reader |
 |---|---|
 | ``.dat`` | :class:`~evstream.io.dat.EventDatReader` |
 | ``.npy`` | :class:`~evstream.io.npy.EventNpyReader` (a box file, e.g. ``_bbox.npy``, is refused: read boxes with ``EventNpyReader``) |
-| ``.hdf5``, ``.h5`` | :class:`~evstream.io.hdf5_events.HDF5EventsReader` if it holds ``/CD/events`` (a tensor file raises) |
+| ``.hdf5``, ``.h5``, or any file that starts with the HDF5 signature | by content (:func:`~evstream.io.hdf5_events.open_hdf5_reader`): ``/CD/events`` -> :class:`~evstream.io.hdf5_events.HDF5EventsReader`, ``/events/{x,y,p,t}`` -> :class:`~evstream.io.hdf5_events.HDF5EventArraysReader` (a tensor file raises) |
 | anything else (``.raw``) | :class:`~evstream.io.raw.RawReader` (the header decides the EVT version) |
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ArgumentError, FileFormatError
 from .dat import EventDatReader
-from .hdf5_events import HDF5EventsReader
+from .hdf5_events import is_hdf5_file, open_hdf5_reader
 from .npy import EventNpyReader, is_box_dtype, npy_dtype
 from .raw import RawReader
 from .reader import EventReader
@@ -24,13 +24,14 @@ from .reader import EventReader
 
 def open_reader(path: str | os.PathLike, do_time_shifting: bool = True,
                 **reader_kwargs) -> EventReader:
-    """A reader for ``path`` chosen by extension.
+    """A reader for ``path`` chosen by extension, and by content for HDF5 files.
 
     Args:
         path: the event file.
         do_time_shifting: RAW only: report times relative to the first TIME_HIGH word.
         reader_kwargs: forwarded to the reader (e.g. ``height``, ``width``, ``out_of_bounds``
-            for RAW; ``out_of_bounds`` for DAT).
+            for RAW and HDF5; ``out_of_bounds`` for DAT; ``time_order``, ``add_t_offset`` for
+            HDF5 event arrays).
     """
     extension = os.path.splitext(os.fspath(path))[1].lower()
     if extension == ".dat":
@@ -41,8 +42,8 @@ def open_reader(path: str | os.PathLike, do_time_shifting: bool = True,
                                   "w, h, ...), not events: read it with EventNpyReader or "
                                   "evstream.data.box_processing", path)
         return EventNpyReader(path, **reader_kwargs)
-    if extension in (".hdf5", ".h5"):
-        return HDF5EventsReader(path, **reader_kwargs)   # checks the content (/CD/events)
+    if extension in (".hdf5", ".h5") or is_hdf5_file(path):
+        return open_hdf5_reader(path, **reader_kwargs)    # by content
     return RawReader(path, do_time_shifting=do_time_shifting, **reader_kwargs)
 
 

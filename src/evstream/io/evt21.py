@@ -1,4 +1,4 @@
-"""EVT 2.1 decoder (64-bit words; formats.md §6, OpenEB conformance §3).
+"""EVT 2.1 decoder (64-bit words; docs/formats.md §6).
 
 Word layout, "little" layout (the 64-bit word read as a little-endian uint64; type = bits 63–60)::
 

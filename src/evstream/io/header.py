@@ -1,4 +1,4 @@
-"""Text headers of Prophesee RAW and DAT files (formats.md §1, §4, §8).
+"""Text headers of Prophesee RAW and DAT files (docs/formats.md §1, §4, §8).
 
 A header is a run of ASCII lines ``% key value\\n`` at the start of a binary file, optionally
 closed by ``% end``. :func:`read_header` parses it for both RAW and DAT files;
@@ -26,9 +26,9 @@ FORMAT_NAMES = {"EVT2": "evt2", "EVT21": "evt21", "EVT3": "evt3"}
 #: Event-frame RAW formats (not event streams).
 FRAME_FORMATS = ("HISTO3D", "DIFF3D")
 
-#: plugin_name -> (width, height); formats.md §8 (mapping checked against the public samples only).
+#: plugin_name -> (width, height); docs/formats.md §8 (mapping checked against the public samples only).
 PLUGIN_GEOMETRY = {"hal_plugin_gen3_fx3": (640, 480), "hal_plugin_gen41_evk3": (1280, 720)}
-#: system_ID -> (width, height); formats.md §8, same evidence.
+#: system_ID -> (width, height); docs/formats.md §8, same evidence.
 SYSTEM_ID_GEOMETRY = {"21": (640, 480), "48": (1280, 720)}
 
 
@@ -137,7 +137,7 @@ def read_raw_header(path: str | os.PathLike, height: int | None = None,
     Encoding: ``% evt 2.0|2.1|3.0`` (authoritative), else the first field of
     ``% format EVT2|EVT21|EVT3;...``.
     Geometry precedence: ``% geometry WxH`` > ``% format ...;height=H;width=W`` > the explicit
-    ``height``/``width`` arguments > ``plugin_name`` > ``system_ID`` (formats.md §8 table).
+    ``height``/``width`` arguments > ``plugin_name`` > ``system_ID`` (docs/formats.md §8 table).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -163,7 +163,7 @@ def read_raw_header(path: str | os.PathLike, height: int | None = None,
 #: EVT 2.1 word layouts a header can name.
 EVT21_LAYOUTS = ("little", "legacy")
 #: Rule 3 of the EVT 2.1 layout selection: Prophesee cameras with a system_ID below this send
-#: the legacy layout (OpenEB conformance §3).
+#: the legacy layout (docs/formats.md §6).
 LEGACY_SYSTEM_ID_LIMIT = 0x37
 
 

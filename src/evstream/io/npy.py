@@ -64,6 +64,8 @@ class EventNpyReader(EventReader):
     The file is memory-mapped; each load copies only the requested rows.
     """
 
+    format_name = "NPY"
+
     def __init__(self, path: str | os.PathLike, buffer_events: int = 1 << 19):
         path = os.fspath(path)
         if not os.path.isfile(path):

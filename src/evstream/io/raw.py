@@ -30,6 +30,7 @@ from .header import RawHeader, read_raw_header
 from .reader import EventReader, OutOfBounds
 
 DECODERS = {"evt2": Evt2Decoder, "evt21": Evt21Decoder, "evt3": Evt3Decoder}
+RAW_FORMAT_NAMES = {"evt2": "RAW EVT 2.0", "evt21": "RAW EVT 2.1", "evt3": "RAW EVT 3.0"}
 WORDS_PER_BLOCK = 1 << 20
 WORDS_PER_CHECKPOINT = 1 << 18
 TRIGGER_BUFFER = 4096
@@ -399,6 +400,11 @@ class RawReader(EventReader):
             scan.close()
             self._after_complete_pass(decoder.counters)
         return index
+
+    @property
+    def format_name(self) -> str:
+        """``"RAW EVT 2.0"``, ``"RAW EVT 2.1"`` or ``"RAW EVT 3.0"``."""
+        return RAW_FORMAT_NAMES[self.header.encoding]
 
     # metavision_core API
     def get_size(self) -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """RAW writer: EVT 3.0, EVT 2.0 and EVT 2.1 encoders, events and external triggers
-(formats.md §4–§7).
+(docs/formats.md §4-§7).
 
 The encoders are the inverse of :mod:`evstream.io.evt3` / :mod:`evstream.io.evt2` /
 :mod:`evstream.io.evt21`: decoding their words with those decoders (no time shifting) gives back
@@ -33,7 +33,6 @@ whatever the gaps.
 
 from __future__ import annotations
 
-import datetime
 import os
 from dataclasses import dataclass
 
@@ -42,6 +41,7 @@ from numba import njit
 
 from ..errors import EventArrayError, FileFormatError, GeometryError
 from .dtypes import EventCD, EventExtTrigger
+from .file_date import file_date
 
 #: Sensors up to 2048 x 2048 (11-bit coordinates in EVT 2.0 and EVT 3.0).
 MAX_SIDE = 2048
@@ -194,15 +194,20 @@ def _encode_evt3(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
 
 
 @njit(cache=True)
-def _encode_evt2(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
-    """Encode events ``ev[start:]`` (int64[N, 2] view of EventCD) and triggers ``tr_*[tstart:]``
-    (merged by time) into ``out`` (uint32).
+def _encode_evt2x(ev, start, tr_t, tr_p, tr_id, tstart, out, st, wide):
+    """The EVT 2.0 (``wide=False``, 32-bit words) and EVT 2.1 (``wide=True``, 64-bit words in the
+    "little" layout of :mod:`evstream.io.evt21`) encoder: events ``ev[start:]`` (int64[N, 2] view
+    of EventCD) and triggers ``tr_*[tstart:]``, merged by time, into ``out``.
 
-    Stops when fewer than 2 words of room remain. Returns ``(next_event, next_trigger, n_words)``.
+    EVT 2.1 groups consecutive events with the same (t, y, p) and strictly increasing x below
+    ``x0 + 32`` in one word (a validity mask from ``x0``, the first one's x). Stops when fewer
+    than 2 words of room remain. Returns ``(next_event, next_trigger, n_words)``.
     """
     n = ev.shape[0]
     m = tr_t.shape[0]
     cap = out.shape[0]
+    # type and field positions: EVT 2.1's upper 32 bits hold EVT 2.0's word
+    hi = 32 if wide else 0
     nw = 0
     i = start
     ti = tstart
@@ -213,21 +218,34 @@ def _encode_evt2(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
         t = tr_t[ti] if trigger else ev[i, 1]
         thi = (t >> 6) << 6
         if started == 0 or base != thi:
-            payload, base = next_time_high(started, base, thi, 28, 6, _WRAP_UNITS)
-            out[nw] = 0x80000000 | payload
+            payload, base = next_time_high(started, base, thi, 28, 6, 0 if wide else _WRAP_UNITS)
+            out[nw] = (np.int64(0x8) << (28 + hi)) | (payload << hi)
             nw += 1
             started = 1
             continue
+        lsb = (t - base) << (22 + hi)
         if trigger:
-            out[nw] = 0xA0000000 | ((t - base) << 22) | (tr_id[ti] << 8) | tr_p[ti]
+            out[nw] = (np.int64(0xA) << (28 + hi)) | lsb | (tr_id[ti] << (8 + hi)) | (tr_p[ti] << hi)
             ti += 1
         else:
             w0 = ev[i, 0]
-            x = w0 & 0xFFFF
-            y = (w0 >> 16) & 0xFFFF
-            p = (w0 >> 32) & 0xFFFF
-            out[nw] = (p << 28) | ((t - base) << 22) | (x << 11) | y
+            x0 = w0 & 0xFFFF
+            key = (w0 >> 16) & 0xFFFFFFFF     # (y, p); the padding bytes are ignored
             i += 1
+            mask = np.int64(1)
+            if wide:
+                px = x0
+                while i < n and ev[i, 1] == t and ((ev[i, 0] >> 16) & 0xFFFFFFFF) == key:
+                    xi = ev[i, 0] & 0xFFFF
+                    if xi <= px or xi >= x0 + 32:
+                        break
+                    mask |= np.int64(1) << (xi - x0)
+                    px = xi
+                    i += 1
+            y = key & 0xFFFF
+            p = (key >> 16) & 0xFFFF
+            word = (p << (28 + hi)) | lsb | (x0 << (11 + hi)) | (y << hi)
+            out[nw] = (word | mask) if wide else word
         nw += 1
     st[_E_STARTED] = started
     st[_E_BASE] = base
@@ -235,57 +253,15 @@ def _encode_evt2(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
 
 
 @njit(cache=True)
-def _encode_evt21(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
-    """Encode events ``ev[start:]`` and triggers ``tr_*[tstart:]`` (merged by time) into ``out``
-    (int64 holding the 64-bit words in the "little" layout of :mod:`evstream.io.evt21`).
+def _encode_evt2(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
+    """EVT 2.0 words into ``out`` (uint32); see :func:`_encode_evt2x`."""
+    return _encode_evt2x(ev, start, tr_t, tr_p, tr_id, tstart, out, st, False)
 
-    Consecutive events with the same (t, y, p) and strictly increasing x below ``x0 + 32`` share
-    one word (a validity mask from ``x0``, the first one's x). Stops when fewer than 2 words of
-    room remain. Returns ``(next_event, next_trigger, n_words)``.
-    """
-    n = ev.shape[0]
-    m = tr_t.shape[0]
-    cap = out.shape[0]
-    nw = 0
-    i = start
-    ti = tstart
-    started = st[_E_STARTED]
-    base = st[_E_BASE]
-    while (i < n or ti < m) and cap - nw >= 2:
-        trigger = _trigger_first(i, n, ev, ti, m, tr_t)
-        t = tr_t[ti] if trigger else ev[i, 1]
-        thi = (t >> 6) << 6
-        if started == 0 or base != thi:
-            payload, base = next_time_high(started, base, thi, 28, 6, 0)
-            out[nw] = (np.int64(0x8) << 60) | (payload << 32)
-            nw += 1
-            started = 1
-            continue
-        lsb = (t - base) << 54
-        if trigger:
-            out[nw] = (np.int64(0xA) << 60) | lsb | (tr_id[ti] << 40) | (tr_p[ti] << 32)
-            ti += 1
-        else:
-            w0 = ev[i, 0]
-            x0 = w0 & 0xFFFF
-            key = (w0 >> 16) & 0xFFFFFFFF
-            mask = np.int64(1)
-            px = x0
-            i += 1
-            while i < n and ev[i, 1] == t and ((ev[i, 0] >> 16) & 0xFFFFFFFF) == key:
-                xi = ev[i, 0] & 0xFFFF
-                if xi <= px or xi >= x0 + 32:
-                    break
-                mask |= np.int64(1) << (xi - x0)
-                px = xi
-                i += 1
-            y = key & 0xFFFF
-            p = (key >> 16) & 0xFFFF
-            out[nw] = (p << 60) | lsb | (x0 << 43) | (y << 32) | mask
-        nw += 1
-    st[_E_STARTED] = started
-    st[_E_BASE] = base
-    return i, ti, nw
+
+@njit(cache=True)
+def _encode_evt21(ev, start, tr_t, tr_p, tr_id, tstart, out, st):
+    """EVT 2.1 words ("little" layout) into ``out`` (int64); see :func:`_encode_evt2x`."""
+    return _encode_evt2x(ev, start, tr_t, tr_p, tr_id, tstart, out, st, True)
 
 
 def _as_event_cd(events: np.ndarray, who: str, path: str | None) -> np.ndarray:
@@ -403,7 +379,8 @@ class RawWriter:
         path: file to create (overwritten).
         height, width: sensor size, 1..2048.
         format: ``'evt3'``, ``'evt2'`` or ``'evt21'``.
-        header: extra header keys -> values (``date`` may be overridden; ``evt``, ``format``,
+        header: extra header keys -> values (``date`` may be overridden, default now or
+            ``$SOURCE_DATE_EPOCH``, see :mod:`evstream.io.file_date`; ``evt``, ``format``,
             ``geometry``, ``end`` may not).
         evt21_layout: EVT 2.1 only: ``'little'`` (each 64-bit word little-endian) or ``'legacy'``
             (the two 32-bit halves swapped, as IMX636 cameras write), see :mod:`evstream.io.evt21`.
@@ -423,7 +400,7 @@ class RawWriter:
                                     self.path)
         self.height, self.width, self.format = int(height), int(width), format
         self.evt21_layout = evt21_layout
-        lines = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+        lines = {"date": file_date().strftime("%Y-%m-%d %H:%M:%S")}
         extra = dict(header or {})
         for k, v in extra.items():
             k, v = str(k), str(v)

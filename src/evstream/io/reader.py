@@ -8,7 +8,7 @@ to return) and ``current_time`` (µs):
   ``t >= current_time + dt``.
 * ``load_mixed(n, dt)``: whichever of the two limits is reached first.
 
-``current_time`` after a load (OpenEB conformance §1) follows one of two rules:
+``current_time`` after a load follows one of two rules (``docs/readers.md`` §1):
 
 | call | DAT / NPY / HDF5 readers | :class:`~evstream.io.raw.RawReader` |
 |---|---|---|
@@ -105,6 +105,8 @@ class EventReader:
 
     #: dtype of the decoded events (EventCD for event files).
     dtype: np.dtype = EventCD
+    #: what the file is, in words (``evstream info``'s format column)
+    format_name: str = "events"
 
     def __init__(self, path: str | os.PathLike, buffer_events: int = 1 << 19,
                  out_of_bounds: OutOfBounds = "warn"):

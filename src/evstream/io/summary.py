@@ -15,11 +15,9 @@ import numpy as np
 
 from .dispatch import open_reader
 from .npy import EventNpyReader, is_box_dtype, npy_dtype
-from .raw import RawReader
 
 #: Window over which the peak event rate is measured (µs).
 PEAK_WINDOW_US = 10_000
-RAW_FORMAT_NAMES = {"evt2": "RAW EVT 2.0", "evt21": "RAW EVT 2.1", "evt3": "RAW EVT 3.0"}
 BOX_FORMAT = "boxes (NPY)"
 
 
@@ -33,7 +31,8 @@ class RecordingSummary:
         first_t, last_t: times of the first and last event in file order.
         min_t, max_t: smallest and largest time (differ from first/last when time goes back).
         backward_steps: number of events whose time is below the previous event's.
-        trigger_count: external triggers (RAW and HDF5 event files), None for other formats.
+        trigger_count: external triggers (RAW and Prophesee HDF5 files), None for formats that
+            carry none.
     """
 
     path: str
@@ -103,8 +102,7 @@ def summarize(path: str | os.PathLike, chunk_events: int = 1 << 20, **reader_kwa
         fmt = BOX_FORMAT
     else:
         reader = open_reader(path, **reader_kwargs)
-        fmt = (RAW_FORMAT_NAMES[reader.header.encoding] if isinstance(reader, RawReader) else
-               type(reader).__name__.replace("Event", "").replace("Reader", "").upper())
+        fmt = reader.format_name
     with reader:
         size = reader.get_size()
         height, width = (None, None) if size is None else (int(size[0]), int(size[1]))

@@ -1,4 +1,4 @@
-"""Precomputed tensor files (``formats.md`` §9, ``metavision_api.md`` §16): writing and reading helpers.
+"""Precomputed tensor files (``docs/formats.md`` §9): writing and reading helpers.
 
 Writing: :func:`write_to_hdf5` turns one recording (RAW of any EVT version, DAT, Prophesee HDF5 event
 file) into one or more tensor files; :func:`generate_hdf5` does it for many recordings, in parallel
@@ -196,7 +196,7 @@ def read_tensor_attrs(path: str | os.PathLike, file: h5py.File | None = None) ->
 
 
 def get_tensor_file_duration(path: str | os.PathLike) -> int:
-    """Duration of a tensor file in µs (``metavision_api.md`` §4): rows·delta_t in delta_t mode,
+    """Duration of a tensor file in µs (``docs/formats.md`` §9): rows·delta_t in delta_t mode,
     ``last_timestamps[rows - 1]`` in n_events mode (0 for an empty file)."""
     with open_tensor_file(path) as f:
         attrs = read_tensor_attrs(path, f)

@@ -9,11 +9,14 @@ label map, ``track_id`` = object id from 1, ``class_confidence`` = 1); a labelle
 visible object gets one box of the ``"empty"`` class (zero size, track 0).
 
 Everything is a function of the seed: recording ``i`` of a dataset depends only on
-``(seed, i)`` and the configuration, not on how many recordings are made.
+``(seed, i)`` and the configuration, not on how many recordings are made. The files are
+byte-identical for a seed: headers carry :data:`SYNTH_DATE` (or ``$SOURCE_DATE_EPOCH`` when set)
+instead of the current time, and ``synth_info.json`` holds no wall-clock times.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
@@ -24,6 +27,7 @@ import numpy as np
 
 from ..errors import ArgumentError
 from ..io import DatWriter, EventBbox, EventCD, EventExtTrigger, RawWriter
+from ..io.file_date import SOURCE_DATE_EPOCH, file_date
 from .scene import Scene, SceneConfig
 from .simulator import EventSimulator, SensorConfig
 
@@ -35,6 +39,8 @@ _RAW_FORMATS = ("evt3", "evt2", "evt21")
 _START_WINDOWS = {"evt3": (4096, 8192), "evt2": (0, 64), "evt21": (0, 64)}
 #: Channel id of the simulated external trigger (a frame-sync square wave).
 TRIGGER_CHANNEL = 0
+#: the header date of every synthetic recording unless ``$SOURCE_DATE_EPOCH`` is set
+SYNTH_DATE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
 
 Progress = Callable[[str, int, dict], None]
 
@@ -166,6 +172,12 @@ def _check_size(height, width):
             raise ArgumentError(f"{name} must be an integer in [16, {MAX_SIDE}], got {v!r}")
 
 
+def synth_date() -> datetime.datetime:
+    """The date written in synthetic recordings: ``$SOURCE_DATE_EPOCH`` if set, else
+    :data:`SYNTH_DATE` (never the current time, so that a seed gives the same bytes)."""
+    return file_date() if os.environ.get(SOURCE_DATE_EPOCH) else SYNTH_DATE
+
+
 def make_simulator(height: int, width: int, duration_us: int, seed: int = 0, index: int = 0,
                    scene: SceneConfig | None = None, sensor: SensorConfig | None = None,
                    start_window: tuple[int, int | None] = (0, None)) -> EventSimulator:
@@ -210,18 +222,20 @@ def write_recording(out_stem: str | os.PathLike, height: int, width: int, durati
     window = _START_WINDOWS[raw] if raw else (0, None)
     t_start = time.perf_counter()
     times = label_times(duration_us, label_rate_hz)
+    date = synth_date()
     sim = make_simulator(height, width, duration_us, seed, index, scene, sensor, window)
     writers, paths = [], []
     try:
         if raw:
             paths.append(stem + ".raw")
             writers.append(RawWriter(paths[-1], height, width, format=raw,
-                                     header={"integrator_name": "evstream.synth",
+                                     header={"date": date.strftime("%Y-%m-%d %H:%M:%S"),
+                                             "integrator_name": "evstream.synth",
                                              "serial_number": f"synth-{seed}-{index}"},
                                      evt21_layout=evt21_layout))
         if "dat" in formats:
             paths.append(stem + "_td.dat")
-            writers.append(DatWriter(paths[-1], height, width))
+            writers.append(DatWriter(paths[-1], height, width, date=date))
         if progress:
             progress("start", index, {"total_us": int(duration_us), "name": os.path.basename(stem)})
         t_prev = 0
@@ -362,7 +376,8 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
             "label_rate_hz": float(label_rate_hz), "trigger_rate_hz": float(trigger_rate_hz),
             "label_map": label_map(scene),
             "scene": asdict(scene), "sensor": asdict(sensor),
-            "recordings": [{**asdict(r), "paths": [os.path.relpath(p, root) for p in r.paths],
+            "recordings": [{**_reproducible_fields(r),
+                            "paths": [os.path.relpath(p, root) for p in r.paths],
                             "bbox_path": os.path.relpath(r.bbox_path, root)}
                            for r in result.recordings]}
     with open(result.info, "w") as f:
@@ -370,6 +385,14 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
     return result
 
 
-__all__ = ["LABEL_MAP_NAME", "SynthDataset", "SynthRecording", "label_map", "label_times",
-           "make_dataset", "make_simulator", "parse_formats", "raw_format_of", "scene_boxes",
-           "simulate", "split_counts", "trigger_events", "write_recording"]
+def _reproducible_fields(recording: SynthRecording) -> dict:
+    """A recording's fields for synth_info.json: all but the wall-clock ``seconds``."""
+    fields = asdict(recording)
+    del fields["seconds"]
+    return fields
+
+
+__all__ = ["LABEL_MAP_NAME", "SYNTH_DATE", "SynthDataset", "SynthRecording", "label_map",
+           "label_times", "make_dataset", "make_simulator", "parse_formats", "raw_format_of",
+           "scene_boxes", "simulate", "split_counts", "synth_date", "trigger_events",
+           "write_recording"]
