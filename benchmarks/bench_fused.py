@@ -89,7 +89,7 @@ def main(seconds: int = 3, repeat: int = 3) -> None:
 def _main(seconds: int, repeat: int) -> None:
     torch.set_num_threads(1)
     bench_stream.SECONDS = seconds
-    print(f"\n### Fused RAW EVT 3.0 -> tensor vs decode + tensorize, {cpu_model()}\n")
+    print(f"\n### Fused RAW EVT 3.0 / 2.0 -> tensor vs decode + tensorize, {cpu_model()}\n")
     with tempfile.TemporaryDirectory() as tmp:
         paths, n_events = bench_stream.write_recordings(tmp)
         long_dir = os.path.join(tmp, "long")
