@@ -14,7 +14,8 @@ domain), 50 ms bins, T = 5, B = 4.
 
 Every configuration runs ``REPEAT`` times, interleaved (the machine is shared); the best run is
 shown. Table 1 also gives the thread CPU time (``time.thread_time``), which depends much less on
-the other jobs of a shared machine than the wall time. Run: ``python benchmarks/bench_fused.py [SECONDS [REPEAT]]``.
+the other jobs of a shared machine than the wall time.
+Run: ``python benchmarks/bench_fused.py [SECONDS [REPEAT]]``.
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ Streams (1280x720 unless stated, N events, file in page cache, one thread):
 Columns: whole file (one call that returns every event) and 50 ms windows (evstream:
 ``EventsIterator(delta_t=50000)``; expelliarmus: ``read_time_window`` with ``time_window=50``
 ms; evt3: ``decode_file_batches`` with batches of the bytes of 50 ms of that stream, the peer
-having no time-window reader). Rates are best of R rounds after one warm-up call, the contenders interleaved inside each
-round (the machine is shared). Bounds measured in the same run: allocating a fresh EventCD
-output and writing every byte of it once (alloc + first touch), and a copy of an EventCD array
-already in memory.
+having no time-window reader). Rates are best of R rounds after one warm-up call, the contenders
+interleaved inside each round (the machine is shared). Bounds measured in the same run:
+allocating a fresh EventCD output and writing every byte of it once (alloc + first touch), and a
+copy of an EventCD array already in memory.
 
 Run: ``python benchmarks/bench_peers.py [N [R]]``.
 """

@@ -52,7 +52,8 @@ def fusable(name: str, function) -> bool:
 
 class RawTensorChunks:
     """A RAW EVT 3.0 or EVT 2.0 file played as consecutive windows
-    ``[start_ts + k·duration, ...)`` (reader time, µs) of ``duration`` µs, each window's events handed in pieces to an accumulator.
+    ``[start_ts + k·duration, ...)`` (reader time, µs) of ``duration`` µs, each window's events
+    handed in pieces to an accumulator.
 
     Args:
         reader: an open :class:`~evstream.io.RawReader` of the file (EVT 3.0 / 2.0,
