@@ -41,10 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evstream.preprocessing import fused as _fused
+
 from evstream.data.hdf5_iterator import HDF5Iterator
 from evstream.data.transformations import transform_ev_tensor
 from evstream.errors import ArgumentError, GeometryError
-from evstream.io import EventsIterator
+from evstream.io import EventsIterator, RawReader
 from evstream.preprocessing import CDProcessor, get_preprocess_dict
 
 __all__ = ["CDProcessorIterator", "HDF5Iterator", "TensorFileChunks", "ChunkInfo", "resize_plan",
@@ -132,6 +134,10 @@ class CDProcessorIterator:
 
     Each ``next()`` returns a new tensor. :meth:`next_chunk` fills a caller's array instead.
     ``stats`` counts chunks, events, dropped events and the decode / tensorize seconds.
+
+    RAW EVT 3.0 / 2.0 files in delta_t mode with histo, diff or stacked_histogram take the fused path
+    (:mod:`evstream.preprocessing.fused`: no EventCD window, same tensors; its time is counted
+    in ``tensorize_s``); ``EVSTREAM_FUSED=0`` in the environment turns it off.
     """
 
     def __init__(self, path, preprocess_function_name, mode="delta_t", start_ts=0,
@@ -207,6 +213,49 @@ class CDProcessorIterator:
         self._events = None
         self._chunks = 0
         self._window_end = self.start_ts
+        self._fused = self._fused_chunks()
+
+    def _fused_chunks(self):
+        """The fused RAW -> tensor source (:mod:`evstream.preprocessing.fused`) when it gives the
+        same tensors as decoding then tensorizing: delta_t mode, RAW EVT 3.0 / 2.0 read with the
+        default out-of-bounds policy, the built-in histo, diff or stacked_histogram.
+        ``EVSTREAM_FUSED=0`` in the environment turns it off. None otherwise."""
+        it = self.events_iterator
+        reader = getattr(it, "reader", None)
+        if (os.environ.get("EVSTREAM_FUSED", "1") == "0" or self.mode != "delta_t"
+                or not isinstance(it, EventsIterator) or not isinstance(reader, RawReader)
+                or reader.header.encoding not in _fused.MACHINES or reader.out_of_bounds != "warn"
+                or not _fused.fusable(self.preprocess_function_name,
+                                      self.cd_proc.events_to_tensor)):
+            return None
+        return _fused.RawTensorChunks(reader, self._chunk_duration, it.start_ts, it.max_duration)
+
+    def _next_fused_chunk(self, out: np.ndarray) -> ChunkInfo:
+        """:meth:`next_chunk` through the fused source: no EventCD window is built; the
+        processor's function accumulates the window's events piece by piece."""
+        t0 = time.perf_counter()
+        proc = self.cd_proc
+        proc.array[...] = 0
+        extra = {k: v for k, v in proc._extra.items() if k != "include_end"}
+
+        def accumulate(events):
+            return proc.events_to_tensor(events, proc.array, self._chunk_duration,
+                                         downsampling_factor=proc.downsampling_factor,
+                                         reset=False, **proc.preprocess_kwargs, **extra)
+
+        result = self._fused.next_window(accumulate)
+        if result is None:
+            raise StopIteration
+        n, dropped = result
+        self.stats["dropped"] += dropped
+        self._deliver(proc.array, out)
+        start = self.start_ts + self._chunks * self._chunk_duration
+        self._window_end = start + self._chunk_duration
+        self._chunks += 1
+        self.stats["chunks"] += 1
+        self.stats["events"] += n
+        self.stats["tensorize_s"] += time.perf_counter() - t0
+        return ChunkInfo(start, self._chunk_duration, n)
 
     def get_size(self) -> tuple[int, int]:
         """``(height, width)`` of the returned tensors."""
@@ -230,6 +279,8 @@ class CDProcessorIterator:
     def next_chunk(self, out: np.ndarray) -> ChunkInfo:
         """Fill ``out`` (float32 ``[T, C, height, width]``) with the next chunk and return its
         :class:`ChunkInfo`; raises StopIteration after the last chunk."""
+        if self._fused is not None:
+            return self._next_fused_chunk(out)
         if self._events is None:
             self._events = iter(self.events_iterator)
         t0 = time.perf_counter()
@@ -262,6 +313,10 @@ class CDProcessorIterator:
         """``out`` (``[bins, C, H, W]``) = the processor's tensor of ``events`` over ``total`` µs."""
         array = self.cd_proc(events, total)
         self.stats["dropped"] += self.cd_proc.last_dropped or 0
+        self._deliver(array, out)
+
+    def _deliver(self, array, out) -> None:
+        """``out`` = the processor's ``array``, cast to float32 and resized if needed."""
         if self.resize is None:
             np.copyto(out, array, casting="unsafe")
         else:
@@ -282,6 +337,8 @@ class CDProcessorIterator:
             self._tensorize(part, int(t[-1]) + 1, out[i:i + 1])
 
     def close(self) -> None:
+        if self._fused is not None:
+            self._fused.close()
         close = getattr(self.events_iterator.reader, "close", None)
         if close is not None:
             close()

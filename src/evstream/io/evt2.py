@@ -27,8 +27,13 @@ WRAP_THRESHOLD = (((1 << 28) - 1) << 6) - (10 << 6)      #: 17,179,868,480 µs
 
 
 @njit(cache=True)
-def _decode_evt2(words, ev, tr, st, width, height):
-    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+def evt2_machine(words, ev, tr, st, width, height, t_stop):
+    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
+
+    ``t_stop``: None, or a raw time (µs): decoding then stops before the first CD word whose
+    time is ``>= t_stop`` (that word is not consumed), so every event written has
+    ``t < t_stop`` and the next call goes on from there (one window at a time,
+    :mod:`evstream.preprocessing.fused`). numba compiles the None case without the check."""
     n = words.shape[0]
     i = 0
     ne = 0
@@ -60,6 +65,11 @@ def _decode_evt2(words, ev, tr, st, width, height):
             if typ <= 1:                                     # CD_OFF / CD_ON
                 x = (w >> 11) & 0x7FF
                 y = w & 0x7FF
+                if t_stop is not None:
+                    if base + ((w >> 22) & 0x3F) >= t_stop:
+                        i -= 1                               # window end: this word is next
+                        n = i
+                        break
                 ev[ne, 0] = x | (y << 16) | (typ << 32)
                 ev[ne, 1] = base + ((w >> 22) & 0x3F)
                 if x < width and y < height:
@@ -93,4 +103,4 @@ class Evt2Decoder(WordDecoder):
     max_events_per_word = 1
 
     def _run(self, words, ev, tr):
-        return _decode_evt2(words, ev, tr, self._state, self.width, self.height)
+        return evt2_machine(words, ev, tr, self._state, self.width, self.height, None)

@@ -45,8 +45,13 @@ _N_STATE = ST_FORMAT + 6
 
 
 @njit(cache=True)
-def _decode_evt3(words, ev, tr, st, width, height):
-    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+def evt3_machine(words, ev, tr, st, width, height, t_stop):
+    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
+
+    ``t_stop``: None, or a raw time (µs): decoding then stops right after the first time word
+    that sets the time to ``>= t_stop``, or before any word when the time already is, so every
+    event written has ``t < t_stop`` and the next call goes on from there (one window at a time,
+    :mod:`evstream.preprocessing.fused`). numba compiles the None case without the checks."""
     n = words.shape[0]
     ev_cap = ev.shape[0]
     tr_cap = tr.shape[0]
@@ -79,6 +84,9 @@ def _decode_evt3(words, ev, tr, st, width, height):
     mode = 2 if em != 0 else (0 if y < height else 1)
     hi_y = y << 16
     hi_pol = pol << 32
+    if t_stop is not None:
+        if t >= t_stop:
+            n = i                                            # nothing left in this window
 
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
@@ -119,6 +127,10 @@ def _decode_evt3(words, ev, tr, st, width, height):
                 bx += nbits
             elif typ == 0x6:                                 # EVT_TIME_LOW
                 t = base + (w & 0xFFF)
+                if t_stop is not None:
+                    if t >= t_stop:
+                        n = i                                # window end: leave both loops
+                        break
             elif typ == 0x0:                                 # EVT_ADDR_Y
                 y = w & 0x7FF
                 em = 0
@@ -131,6 +143,10 @@ def _decode_evt3(words, ev, tr, st, width, height):
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 t = base
+                if t_stop is not None:
+                    if t >= t_stop:
+                        n = i
+                        break
             elif typ == 0x1:                                 # EM_ADDR_Y
                 y = w & 0x7FF
                 em = 1
@@ -169,4 +185,4 @@ class Evt3Decoder(WordDecoder):
     _shift_offset = 4096
 
     def _run(self, words, ev, tr):
-        return _decode_evt3(words, ev, tr, self._state, self.width, self.height)
+        return evt3_machine(words, ev, tr, self._state, self.width, self.height, None)
