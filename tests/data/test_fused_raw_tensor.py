@@ -207,3 +207,14 @@ def test_not_fused_when_it_cannot_be_identical(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         RawTensorChunks(CDProcessorIterator(path, "histo", delta_t=1000,
                                             out_of_bounds="raise").events_iterator.reader, 1000)
+
+
+@pytest.mark.parametrize("delta_t", [3, 7, 13, 50, 100])
+@pytest.mark.parametrize("start_ts", [0, 4100])
+def test_real_evt3_sample_identical(monkeypatch, delta_t, start_ts):
+    """The public Gen4.1 EVT 3.0 recording has back-to-back TIME_LOW words that step back (811
+    then 800): a window must end at the first *event* at or past its end, not at the first time
+    word (the first fused version stopped at time words and differed on this file)."""
+    from sample_oracle import sample
+    _assert_same(sample("expelliarmus_evt3_sample.raw"), "histo", monkeypatch, delta_t=delta_t,
+                 num_tbins=2, start_ts=start_ts, height=360, width=640)

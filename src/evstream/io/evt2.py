@@ -30,9 +30,9 @@ WRAP_THRESHOLD = (((1 << 28) - 1) << 6) - (10 << 6)      #: 17,179,868,480 µs
 def evt2_machine(words, ev, tr, st, width, height, t_stop):
     """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
 
-    ``t_stop``: None, or a raw time (µs): decoding then stops before the first CD word whose
-    time is ``>= t_stop`` (that word is not consumed), so every event written has
-    ``t < t_stop`` and the next call goes on from there (one window at a time,
+    ``t_stop``: None, or a raw time (µs): decoding then stops before the first CD word inside
+    the geometry whose time is ``>= t_stop`` (that word is not consumed: the readers' window
+    rule, the first event written at or past the window end), and the next call goes on from there (one window at a time,
     :mod:`evstream.preprocessing.fused`). numba compiles the None case without the check."""
     n = words.shape[0]
     i = 0
@@ -66,7 +66,7 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
                 x = (w >> 11) & 0x7FF
                 y = w & 0x7FF
                 if t_stop is not None:
-                    if base + ((w >> 22) & 0x3F) >= t_stop:
+                    if base + ((w >> 22) & 0x3F) >= t_stop and x < width and y < height:
                         i -= 1                               # window end: this word is next
                         n = i
                         break

@@ -48,10 +48,12 @@ _N_STATE = ST_FORMAT + 6
 def evt3_machine(words, ev, tr, st, width, height, t_stop):
     """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
 
-    ``t_stop``: None, or a raw time (µs): decoding then stops right after the first time word
-    that sets the time to ``>= t_stop``, or before any word when the time already is, so every
-    event written has ``t < t_stop`` and the next call goes on from there (one window at a time,
-    :mod:`evstream.preprocessing.fused`). numba compiles the None case without the checks."""
+    ``t_stop``: None, or a raw time (µs): decoding then stops before the first word that would
+    write an event with ``t >= t_stop`` (that word is not consumed), the rule by which the
+    readers end a window (the first event, in file order, at or past its end; time words may
+    step back, as real files' TIME_LOW words do), so the next call goes on from there (one
+    window at a time, :mod:`evstream.preprocessing.fused`). numba compiles the None case
+    without the checks."""
     n = words.shape[0]
     ev_cap = ev.shape[0]
     tr_cap = tr.shape[0]
@@ -84,10 +86,6 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
     mode = 2 if em != 0 else (0 if y < height else 1)
     hi_y = y << 16
     hi_pol = pol << 32
-    if t_stop is not None:
-        if t >= t_stop:
-            n = i                                            # nothing left in this window
-
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
         block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
@@ -100,6 +98,11 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             typ = w >> 12
             if typ == 0x2:                                   # EVT_ADDR_X
                 x = w & 0x7FF
+                if t_stop is not None:
+                    if t >= t_stop and mode == 0 and x < width:
+                        i -= 1                               # window end: this word is next
+                        n = i
+                        break
                 ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
                 ev[ne, 1] = t
                 if mode == 0 and x < width:
@@ -111,6 +114,12 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             elif typ == 0x4 or typ == 0x5:                   # VECT_12 / VECT_8
                 nbits = 12 if typ == 0x4 else 8
                 mask = w & ((1 << nbits) - 1)
+                if t_stop is not None:
+                    if t >= t_stop and mode == 0 and bx < width and \
+                            mask & ((1 << min(nbits, width - bx)) - 1):
+                        i -= 1                               # window end: this word is next
+                        n = i
+                        break
                 if mode == 0:
                     ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, t, width)
                     oob += o
@@ -127,10 +136,6 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                 bx += nbits
             elif typ == 0x6:                                 # EVT_TIME_LOW
                 t = base + (w & 0xFFF)
-                if t_stop is not None:
-                    if t >= t_stop:
-                        n = i                                # window end: leave both loops
-                        break
             elif typ == 0x0:                                 # EVT_ADDR_Y
                 y = w & 0x7FF
                 em = 0
@@ -143,10 +148,6 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 t = base
-                if t_stop is not None:
-                    if t >= t_stop:
-                        n = i
-                        break
             elif typ == 0x1:                                 # EM_ADDR_Y
                 y = w & 0x7FF
                 em = 1
