@@ -52,3 +52,7 @@ class EventArrayError(EvstreamError, ValueError):
 
 class ArgumentError(EvstreamError, ValueError):
     """A call's argument is out of its documented range (e.g. ``load_delta_t(0)``)."""
+
+
+class OutputWriteError(EvstreamError, OSError):
+    """An output file or folder could not be written (full disk, no permission, not a folder)."""
