@@ -138,8 +138,10 @@ class TensorFileAttrs:
 
 
 def open_tensor_file(path: str | os.PathLike) -> h5py.File:
-    """Open a tensor file for reading, checking that it has a 4-D ``/data`` dataset."""
+    """Open a tensor file for reading, checking that it has a 4-D numeric ``/data`` dataset."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FileFormatError("is a directory, not a tensor file", path)
     if not os.path.isfile(path):
         raise MissingFileError("no such tensor file", path)
     try:
@@ -147,17 +149,110 @@ def open_tensor_file(path: str | os.PathLike) -> h5py.File:
     except OSError as exc:
         raise FileFormatError(f"not a readable HDF5 file (truncated or corrupt?): {exc}",
                               path) from None
-    data = f.get(TENSOR_DATASET)
+    try:
+        data = f.get(TENSOR_DATASET)
+    except (KeyError, OSError, RuntimeError) as exc:     # a broken link or object header
+        f.close()
+        raise FileFormatError(f"cannot open /data: {exc}", path) from None
     if not isinstance(data, h5py.Dataset) or data.ndim != 4:
         what = "an HDF5 event file (/CD/events), not a tensor file" if "CD" in f else \
             "no 4-D /data dataset: not a tensor file"
         f.close()
         raise FileFormatError(what, path)
+    if data.dtype.kind not in "fiub" or data.dtype.names is not None or data.dtype.shape:
+        dtype = data.dtype
+        f.close()
+        raise FileFormatError(f"/data has dtype {dtype}: tensor rows are numbers (float, int or "
+                              f"uint8)", path)
     return f
 
 
+#: Largest accepted ``delta_t`` / ``n_events`` attribute (µs / events): 2**62, so that
+#: ``rows · delta_t`` stays an int64.
+MAX_ATTR_VALUE = 2 ** 62
+#: Largest accepted ``downsampling_factor`` / legacy ``shift`` (as the kernels' bound).
+MAX_DOWNSAMPLING = 14
+
+
+def _attr_text(attrs, key: str, path: str, default: str | None = None) -> str:
+    """A text attribute (str or UTF-8 bytes, scalar); FileFormatError otherwise."""
+    if key not in attrs:
+        if default is None:
+            raise FileFormatError(f"/data has no {key!r} attribute", path)
+        return default
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FileFormatError(f"attribute {key!r} is not UTF-8 text: {bytes(value)[:40]!r}",
+                                  path) from None
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise FileFormatError(f"attribute {key!r} must be a non-empty text, got {value!r:.80}",
+                              path)
+    return value
+
+
+def _attr_int(attrs, key: str, path: str, default: int, lo: int, hi: int) -> int:
+    """An integer attribute in ``[lo, hi]`` (an integer, or a float with an integral value, as
+    a scalar or a one-element array); FileFormatError otherwise."""
+    if key not in attrs:
+        return default
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        value = value.reshape(())[()]
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        value, ok = int(value), True
+    if not ok or not lo <= int(value) <= hi:
+        raise FileFormatError(f"attribute {key}={_plain(value)!r:.80} is not an integer in "
+                              f"[{lo}, {hi}]", path)
+    return int(value)
+
+
+def _attr_bool(attrs, key: str, path: str) -> bool:
+    if key not in attrs:
+        return False
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
+                                               and int(value) in (0, 1)):
+        return bool(value)
+    raise FileFormatError(f"attribute {key}={_plain(value)!r:.80} is not a boolean", path)
+
+
+def _sensor_size(attrs, shape, path: str) -> tuple[int, int, int]:
+    """``(height, width, k)``: the sensor size and the downsampling exponent, checked against
+    the stored row size ``shape = (C, h, w)``: ``height = h << k`` and ``width = w << k``."""
+    _, h, w = shape
+    if "event_input_height" in attrs or "event_input_width" in attrs:
+        limit = 1 << 20
+        height = _attr_int(attrs, "event_input_height", path, -1, 1, limit)
+        width = _attr_int(attrs, "event_input_width", path, -1, 1, limit)
+        if height < 0 or width < 0:
+            raise FileFormatError("/data has one of event_input_height / event_input_width but "
+                                  "not the other", path)
+        for k in range(MAX_DOWNSAMPLING + 1):
+            if (h << k, w << k) == (height, width):
+                return height, width, k
+        raise FileFormatError(f"attributes event_input_height={height}, event_input_width={width} "
+                              f"are not the stored {h}x{w} (HxW) rows times a power of two", path)
+    keys = [key for key in ("downsampling_factor", "shift") if key in attrs]
+    k = _attr_int(attrs, keys[0], path, 0, 0, MAX_DOWNSAMPLING) if keys else 0
+    return h << k, w << k, k
+
+
 def read_tensor_attrs(path: str | os.PathLike, file: h5py.File | None = None) -> TensorFileAttrs:
-    """Validate a tensor file and return its :class:`TensorFileAttrs` (``file``: already open)."""
+    """Validate a tensor file and return its :class:`TensorFileAttrs` (``file``: already open).
+
+    Every attribute with a meaning is checked against its type, its range and the ``/data``
+    dataset (sensor size = stored size times ``2**k``; ``store_as_uint8`` only on uint8 rows;
+    ``shape`` = the row shape; n_events files: a non-decreasing ``/last_timestamps`` of one
+    int per row): a :class:`~evstream.errors.FileFormatError` names the file and the attribute.
+    """
     path = os.fspath(path)
     f = open_tensor_file(path) if file is None else file
     try:
@@ -166,40 +261,58 @@ def read_tensor_attrs(path: str | os.PathLike, file: h5py.File | None = None) ->
         if "events_to_tensor" not in attrs:
             raise FileFormatError("/data has no 'events_to_tensor' attribute: not a tensor file "
                                   "written by evstream or the Prophesee tools", path)
-        name = _text(attrs["events_to_tensor"])
-        mode = _text(attrs["mode"]) if "mode" in attrs else "delta_t"
+        name = _attr_text(attrs, "events_to_tensor", path)
+        mode = _attr_text(attrs, "mode", path, default="delta_t")
         if mode not in MODES:
             raise FileFormatError(f"unknown mode attribute {mode!r} (expected one of {MODES})", path)
-        delta_t = int(attrs.get("delta_t", 0))
-        n_events = int(attrs.get("n_events", 0))
+        delta_t = _attr_int(attrs, "delta_t", path, 0, 0, MAX_ATTR_VALUE)
+        n_events = _attr_int(attrs, "n_events", path, 0, 0, MAX_ATTR_VALUE)
         if mode == "delta_t" and delta_t <= 0:
             raise FileFormatError(f"delta_t mode with delta_t attribute {delta_t}", path)
         rows = int(data.shape[0])
-        if mode == "n_events":
-            ts = f.get("last_timestamps")
-            if not isinstance(ts, h5py.Dataset) or len(ts) < rows:
-                raise FileFormatError("n_events mode file without a /last_timestamps dataset of one "
-                                      "entry per row", path)
         shape = tuple(int(s) for s in data.shape[1:])
-        if "event_input_height" in attrs and "event_input_width" in attrs:
-            height, width = int(attrs["event_input_height"]), int(attrs["event_input_width"])
-            ratio = height // shape[1] if shape[1] else 1
-            factor = int(math.log2(ratio)) if ratio >= 1 and ratio & (ratio - 1) == 0 else 0
-        else:
-            factor = int(attrs.get("downsampling_factor", attrs.get("shift", 0)))
-            height, width = shape[1] << factor, shape[2] << factor
+        if 0 in shape:
+            raise FileFormatError(f"/data rows have an empty shape {shape}", path)
+        if "shape" in attrs and not _same_shape(attrs["shape"], shape):
+            raise FileFormatError(f"attribute shape={_plain(attrs['shape'])!r:.80} is not the "
+                                  f"stored row shape {shape}", path)
+        if mode == "n_events":
+            _check_last_timestamps(f, rows, path)
+        height, width, factor = _sensor_size(attrs, shape, path)
+        store_as_uint8 = _attr_bool(attrs, "store_as_uint8", path)
+        if store_as_uint8 and data.dtype != np.uint8:
+            raise FileFormatError(f"attribute store_as_uint8 is set on rows of dtype {data.dtype} "
+                                  f"(it means uint8 rows holding round(255·x))", path)
         kwargs = {k: _plain(v) for k, v in attrs.items() if k not in RESERVED_ATTRS}
         plist = data.id.get_create_plist()
         return TensorFileAttrs(path=path, name=name, delta_t=delta_t, mode=mode, n_events=n_events,
                                shape=shape, rows=rows, dtype=data.dtype, height=height,
                                width=width, downsampling_factor=factor,
-                               store_as_uint8=bool(attrs.get("store_as_uint8", False)),
-                               kwargs=kwargs,
+                               store_as_uint8=store_as_uint8, kwargs=kwargs,
                                compression=tuple(plist.get_filter(i)[0]
                                                  for i in range(plist.get_nfilters())))
+    except (OSError, RuntimeError, KeyError) as exc:     # unreadable attribute / object header
+        raise FileFormatError(f"unreadable tensor file metadata: {exc}", path) from None
     finally:
         if file is None:
             f.close()
+
+
+def _same_shape(value, shape) -> bool:
+    value = np.asarray(value)
+    return value.dtype.kind in "iu" and value.shape == (len(shape),) and \
+        tuple(int(v) for v in value) == tuple(shape)
+
+
+def _check_last_timestamps(f: h5py.File, rows: int, path: str) -> None:
+    ts = f.get("last_timestamps")
+    if not isinstance(ts, h5py.Dataset) or ts.ndim != 1 or ts.dtype.kind not in "iu" \
+            or len(ts) < rows:
+        raise FileFormatError("n_events mode file without a /last_timestamps dataset of one "
+                              "integer per row", path)
+    values = np.asarray(ts[:rows], dtype=np.int64)
+    if values.size and (values[0] < 0 or np.any(np.diff(values) < 0)):
+        raise FileFormatError("/last_timestamps is not a non-decreasing list of times >= 0", path)
 
 
 def get_tensor_file_duration(path: str | os.PathLike) -> int:
