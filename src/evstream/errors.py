@@ -56,3 +56,8 @@ class ArgumentError(EvstreamError, ValueError):
 
 class OutputWriteError(EvstreamError, OSError):
     """An output file or folder could not be written (full disk, no permission, not a folder)."""
+
+
+class WorkerTimeoutError(EvstreamError, TimeoutError):
+    """A loader worker process sent nothing for ``timeout`` seconds (stopped, deadlocked, or
+    slower than the timeout allows); the message names the worker and the recordings it read."""
