@@ -62,8 +62,9 @@ def _open_box_file(box_path: str) -> np.ndarray:
             boxes = np.load(box_path, mmap_mode="r", allow_pickle=False)
         except ValueError:                       # e.g. an empty array cannot be mapped
             boxes = np.load(box_path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise FileFormatError(f"not a readable .npy array ({exc})", box_path) from None
+    except Exception as exc:    # noqa: BLE001  (np.load's header parser raises SyntaxError, ...)
+        raise FileFormatError(f"not a readable .npy array ({type(exc).__name__}: {exc})",
+                              box_path) from None
     if boxes.dtype.names is None or boxes.ndim != 1:
         raise FileFormatError(f"expected a 1-D structured box array, got shape {boxes.shape} dtype "
                               f"{boxes.dtype}", box_path)
@@ -73,8 +74,6 @@ def _open_box_file(box_path: str) -> np.ndarray:
     for name, kinds in BOX_FIELD_KINDS.items():
         stored = "ts" if name == "t" and "t" not in boxes.dtype.names else name
         if stored not in boxes.dtype.names:
-            if name == "class_id":
-                continue                         # absent: 0 (converted by name)
             raise FileFormatError(f"box array without a {name!r} field: {boxes.dtype}", box_path)
         field_dtype = boxes.dtype[stored]
         if field_dtype.kind not in kinds or field_dtype.shape:
