@@ -174,7 +174,7 @@ class HDF5Iterator:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._file = h5py.File(self.path, "r")
+        self._file = open_tensor_file(self.path)     # errors name the file in a worker too
         self._data = self._file[TENSOR_DATASET]
 
 
