@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 
 import cv2
-import h5py
 import numpy as np
 import torch
 
