@@ -14,9 +14,11 @@ import bench_io  # noqa: E402
 import bench_loader  # noqa: E402
 import bench_preprocessing  # noqa: E402
 import bench_stream  # noqa: E402
+import bench_writer  # noqa: E402
 
 BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main,
-              "hdf5": bench_hdf5.main, "loader": bench_loader.main, "stream": bench_stream.main}
+              "hdf5": bench_hdf5.main, "loader": bench_loader.main, "stream": bench_stream.main,
+              "writer": bench_writer.main}
 
 
 def machine() -> str:
