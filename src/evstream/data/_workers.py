@@ -46,13 +46,34 @@ def is_timeout(exc: BaseException) -> bool:
 
 
 def waiting_worker(torch_iterator) -> int | None:
-    """The id of the worker whose result the main process waits for (torch hands the tasks out in
-    order and collects them in order), or None if torch's iterator does not tell."""
+    """The id of the silent worker: a worker process that is stopped (SIGSTOP, Linux ``/proc``
+    state ``T``), else the one whose result the main process waits for (torch hands the tasks out
+    in order and collects them in order), else None if torch's iterator does not tell."""
+    stopped = stopped_workers(torch_iterator)
+    if stopped:
+        return stopped[0]
     task_info = getattr(torch_iterator, "_task_info", None)
     rcvd = getattr(torch_iterator, "_rcvd_idx", None)
     if not isinstance(task_info, dict) or rcvd not in task_info:
         return None
     return int(task_info[rcvd][0])
+
+
+def stopped_workers(torch_iterator) -> list[int]:
+    """Ids of the workers whose process is stopped (job-control stop or traced), from Linux's
+    ``/proc/<pid>/stat``; [] elsewhere. A stopped worker also blocks the main process while it
+    unpickles a message of that worker (its shared-memory tensors are fetched from it), whatever
+    task torch waits for."""
+    found = []
+    for worker_id, process in enumerate(getattr(torch_iterator, "_workers", ())):
+        try:
+            with open(f"/proc/{process.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError, TypeError):
+            continue
+        if state in ("T", "t"):
+            found.append(worker_id)
+    return found
 
 
 def pending_tasks(torch_iterator, worker: int) -> list[int]:

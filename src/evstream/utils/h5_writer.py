@@ -122,13 +122,13 @@ class _GuardedFile:
         return self._file.tell()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._guard(self._file.close)
-            if not self._file.closed:      # close() failed after its flush: release the fd
-                try:
-                    os.close(self._file.fileno())
-                except OSError:
-                    pass
+        """Close the file, always (an unbuffered file releases its descriptor even when the
+        close fails); the error is kept if it is the first one."""
+        try:
+            self._file.close()
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
 
 
 def write_error(exc: OSError, path: str) -> OutputWriteError:
