@@ -94,7 +94,10 @@ def test_writer_raises_output_write_error_on_a_full_disk(small_tmpfs):
         finally:
             w.close()
     w.close()                  # closing again is a no-op (it used to segfault)
+    assert w._raw._file.closed # its descriptor is released by its own file object only
+    fds = set(os.listdir("/proc/self/fd"))
     del w
+    assert set(os.listdir("/proc/self/fd")) == fds     # nothing closed twice at collection
     os.remove(path)
 
 
