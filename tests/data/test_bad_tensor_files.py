@@ -17,9 +17,9 @@ import torch
 from evstream.data import HDF5Iterator, SequentialDataLoader
 from evstream.data import box_processing as box_api
 from evstream.data.scheduler import FileMetadata
-from evstream.errors import ArgumentError, EvstreamError, FileFormatError
+from evstream.errors import EvstreamError, FileFormatError
 from evstream.preprocessing.hdf5 import read_tensor_attrs
-from seqloader_data import make_boxes, save_boxes, tensor_rows, write_label_map, write_tensor_file
+from seqloader_data import make_boxes, tensor_rows, write_label_map, write_tensor_file
 
 SHAPE = (2, 240, 320)          # stored rows of a 480x640 sensor (k = 1)
 SENSOR = (480, 640)
@@ -35,13 +35,12 @@ def set_attr(path, key, value):
         f["data"].attrs[key] = value
 
 
-def load_everything(path, num_workers=0, labels=False):
+def load_everything(path, num_workers=0):
     """Every way a tensor file is read: its attributes, HDF5Iterator, SequentialDataLoader."""
     read_tensor_attrs(path)
     list(HDF5Iterator(path, num_tbins=2))
-    kwargs = {}
     loader = SequentialDataLoader([path], 50_000, "histo", [2, 2, 240, 320], batch_size=1,
-                                  num_workers=num_workers, **kwargs)
+                                  num_workers=num_workers)
     return [b["inputs"].clone() for b in loader]
 
 
