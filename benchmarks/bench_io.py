@@ -1,7 +1,9 @@
 """Decoding throughput of evstream's readers (prints markdown tables; asserts nothing).
 
 A 30 M-event 1280x720 synthetic stream (see synthetic_stream.py) is written as RAW EVT 3.0,
-RAW EVT 2.0 and DAT with evstream's writers, read once to put it in the page cache, then:
+RAW EVT 2.0, RAW EVT 2.1 (legacy layout, as IMX636 cameras write it), RAW EVT 3.0 with one
+external trigger per 1,000 events, and DAT with evstream's writers, read once to put it in the
+page cache, then:
 
 * whole file: ``load_events`` (best of 3);
 * streaming: ``EventsIterator`` in 50 ms windows over the whole file (best of 2), and its
@@ -28,8 +30,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_stream import synthetic_events  # noqa: E402
 
-from evstream.io import (DatWriter, EventCD, EventsIterator, RawReader, RawWriter,  # noqa: E402
-                         load_events)
+from evstream.io import (DatWriter, EventCD, EventExtTrigger, EventsIterator,  # noqa: E402
+                         RawReader, RawWriter, load_events)
+
+#: benchmark streams: name -> (file name, writer format, EVT 2.1 layout, triggers every N events)
+STREAMS = {"RAW EVT 3.0": ("stream_evt3.raw", "evt3", "little", 0),
+           "RAW EVT 3.0 + triggers (1 per 1,000 events)": ("stream_evt3_tr.raw", "evt3", "little", 1000),
+           "RAW EVT 2.0": ("stream_evt2.raw", "evt2", "little", 0),
+           "RAW EVT 2.1 (legacy layout)": ("stream_evt21.raw", "evt21", "legacy", 0),
+           "DAT": ("stream.dat", "dat", "", 0)}
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 WINDOW_US = 50_000
@@ -83,22 +92,25 @@ def main(n_events: int = 30_000_000) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
-        for fmt in ("evt3", "evt2", "dat"):
-            path = Path(tmp) / (f"stream_{fmt}.raw" if fmt != "dat" else "stream.dat")
+        for name, (file_name, fmt, layout, trigger_every) in STREAMS.items():
+            path = Path(tmp) / file_name
             start = time.perf_counter()
             if fmt == "dat":
                 with DatWriter(path, 720, 1280) as w:
                     w.write(events)
             else:
-                with RawWriter(path, 720, 1280, format=fmt) as w:
-                    w.write(events)
+                triggers = None
+                if trigger_every:
+                    triggers = np.zeros(n_events // trigger_every, dtype=EventExtTrigger)
+                    triggers["t"] = events["t"][::trigger_every][:len(triggers)]
+                with RawWriter(path, 720, 1280, format=fmt, evt21_layout=layout) as w:
+                    w.write(events, triggers)
             write_s = time.perf_counter() - start
             path.read_bytes()  # page cache
-            paths[fmt] = path
+            paths[fmt if not trigger_every else fmt + "_triggers"] = path
             whole_s = best_time(lambda: load_events(path), 3)
             assert np.array_equal(load_events(path), events)
             stream_s = best_time(lambda: stream_all(path), 2)
-            name = {"evt3": "RAW EVT 3.0", "evt2": "RAW EVT 2.0", "dat": "DAT"}[fmt]
             rows.append((name, os.path.getsize(path) / 2**20, n_events / whole_s / 1e6,
                          n_events / stream_s / 1e6, whole_s / stream_s, n_events / write_s / 1e6))
         numpy_s = best_time(lambda: numpy_dat_decode(paths["dat"], n_events), 3)

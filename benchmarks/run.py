@@ -12,12 +12,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_hdf5  # noqa: E402
 import bench_io  # noqa: E402
 import bench_loader  # noqa: E402
+import bench_metrics  # noqa: E402
 import bench_preprocessing  # noqa: E402
+import bench_rvt  # noqa: E402
 import bench_stream  # noqa: E402
 import bench_writer  # noqa: E402
 
 BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main,
               "hdf5": bench_hdf5.main, "loader": bench_loader.main, "stream": bench_stream.main,
+              "metrics": bench_metrics.main, "rvt": bench_rvt.main,
               "writer": bench_writer.main}
 
 

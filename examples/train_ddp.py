@@ -99,7 +99,8 @@ def main():
     parser.add_argument("--delta-t", type=int, default=50_000)
     parser.add_argument("--num-tbins", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", default="ddp_checkpoint.pt")
+    parser.add_argument("--checkpoint", default=os.path.join("out", "ddp_checkpoint.pt"),
+                        help="checkpoint file (default: out/ddp_checkpoint.pt, ignored by git)")
     parser.add_argument("--checkpoint-every", type=int, default=5)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
@@ -168,6 +169,7 @@ def main():
                 states = [None] * world
                 dist.all_gather_object(states, loader.state_dict())
                 if rank == 0:
+                    os.makedirs(os.path.dirname(os.path.abspath(args.checkpoint)), exist_ok=True)
                     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "epoch": epoch, "loaders": states}, args.checkpoint)
                     print(f"epoch {epoch} batch {step}/{len(loader)} loss {loss.item():.5f} "

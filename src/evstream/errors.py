@@ -54,6 +54,15 @@ class ArgumentError(EvstreamError, ValueError):
     """A call's argument is out of its documented range (e.g. ``load_delta_t(0)``)."""
 
 
+class ReaderStateError(EvstreamError, RuntimeError):
+    """A call made in a state that does not allow it (e.g. triggers asked for before iterating)."""
+
+
+class RvtRuleError(EvstreamError, ValueError):
+    """An input on which RVT's preprocessing stops (e.g. a label 1-2 ms after a label frame, no
+    label at or after 100 ms, a label rate other than 30/60 Hz); see ``evstream.rvt``."""
+
+
 class OutputWriteError(EvstreamError, OSError):
     """An output file or folder could not be written (full disk, no permission, not a folder)."""
 

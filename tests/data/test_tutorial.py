@@ -24,10 +24,12 @@ import torch
 
 from evstream.io import EventBbox
 
+from sample_oracle import REPO_ROOT, require_shared, shared_path
 from seqloader_data import make_boxes, save_boxes, tensor_rows, write_label_map, write_tensor_file
 
-TUTORIAL = Path(__file__).resolve().parents[2].parent / "shared" / "seed" / \
-    "sequential_dataloader_tutorial.txt"
+#: the tutorial's text: $EVSTREAM_TUTORIAL, else ../shared/seed/ beside the repository
+TUTORIAL = shared_path("EVSTREAM_TUTORIAL", REPO_ROOT.parent / "shared" / "seed" /
+                       "sequential_dataloader_tutorial.txt")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sequential_dataloader_tutorial.py"
 
 NAMES = ["moorea_2019-01-30_000_td_500000_10500000.h5", "moorea_2019-01-30_000_td_11500000_21500000.h5"]
@@ -259,9 +261,8 @@ def dataset_path(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ tests
-@pytest.mark.skipif(not TUTORIAL.is_file(), reason="../shared/seed not beside the repository")
 def test_blocks_are_the_tutorial_verbatim():
-    text = TUTORIAL.read_text()
+    text = require_shared(TUTORIAL, "the tutorial's text", "EVSTREAM_TUTORIAL").read_text()
     for block in BLOCKS:
         assert original(block).strip("\n") in text, block[:60]
 

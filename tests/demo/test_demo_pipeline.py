@@ -31,6 +31,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert sheet.shape == (960, 1216, 3)
     assert len(results["losses"]) == 8
     assert "held-out AP@0.5" in text and "baseline" in text
+    assert "held-out COCO mAP" in text
+    # the COCO numbers are evstream.metrics' on the frames evaluate() scored
+    from evstream.demo.training import coco_detection_metrics
+    again = coco_detection_metrics(results["metrics"]["predictions"],
+                                   results["metrics"]["ground_truths"],
+                                   pipeline.WANTED_KEYS, 120, 152)
+    assert again == results["coco"] and 0 <= results["coco"]["AP"] <= 1
+    assert f"AP50: {results['coco']['AP_50']:.3f}" in text
 
 
 def test_demo_command_exit_code_follows_the_baseline_comparison(tmp_path, monkeypatch):

@@ -9,13 +9,12 @@ import pytest
 
 from evstream.io.dtypes import EventCD, EventExtTrigger
 from sample_oracle import ORACLE as FILE_ORACLE
-from sample_oracle import SAMPLES_DIR
+from sample_oracle import samples_dir as find_samples
 
 
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
-    assert SAMPLES_DIR.is_dir(), f"sample recordings missing at {SAMPLES_DIR}"
-    return SAMPLES_DIR
+    return find_samples()
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,15 @@ def test_iterating_twice_gives_the_same_slices(dat):
 
 
 @pytest.mark.parametrize("kwargs", [dict(mode="frames"), dict(delta_t=0), dict(start_ts=-1),
-                                    dict(mode="n_events", n_events=0), dict(max_duration=0)])
+                                    dict(mode="n_events", n_events=-1), dict(max_duration=0)])
 def test_bad_arguments_name_the_file(dat, kwargs):
     with pytest.raises(ArgumentError, match="small.dat"):
         EventsIterator(dat, **kwargs)
+
+
+def test_n_events_zero_is_accepted_at_construction_only(dat):
+    """OpenEB's RAW test builds EventsIterator(mode="n_events", n_events=0) (docs/readers.md §5)."""
+    it = EventsIterator(dat, mode="n_events", n_events=0)
+    assert it.get_size() == [10, 20]
+    with pytest.raises(ArgumentError, match="small.dat.*n_events >= 1"):
+        next(iter(it))

@@ -192,7 +192,9 @@ def test_rejects(tmp_path):
     with pytest.raises(GeometryError):
         RawWriter(tmp_path / "g.raw", height=10, width=4096)
     with pytest.raises(FileFormatError):
-        RawWriter(tmp_path / "f.raw", height=10, width=10, format="evt21")
+        RawWriter(tmp_path / "f.raw", height=10, width=10, format="evt4")
+    with pytest.raises(FileFormatError, match="layout"):
+        RawWriter(tmp_path / "f.raw", height=10, width=10, format="evt21", evt21_layout="big")
     with pytest.raises(FileFormatError):
         RawWriter(tmp_path / "h.raw", height=10, width=10, header={"evt": "2.0"})
 

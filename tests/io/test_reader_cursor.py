@@ -1,6 +1,10 @@
 """Cursor semantics of every reader, on the cases pinned by OpenEB's public NPY-reader tests
-(metavision_api.md §17.1), replayed on the same events stored as NPY boxes, NPY events, DAT and
-RAW EVT 2.0 / 3.0."""
+(docs/readers.md §5), replayed on the same events stored as NPY boxes, NPY
+events, DAT and RAW EVT 2.0 / 2.1 (both layouts) / 3.0.
+
+The readers follow two ``current_time`` rules (docs/readers.md §1): DAT / NPY keep the time
+of the last event returned, RAW the time of the next event not yet returned, and after a window
+that reaches the end of the file the window end. Each case states both expectations."""
 
 import numpy as np
 import pytest
@@ -10,7 +14,13 @@ from evstream.io import DatWriter, EventCD, EventNpyReader, RawWriter, open_read
 
 BOX_DTYPE = [("t", "u8"), ("x", "f4"), ("y", "f4"), ("w", "f4"), ("h", "f4"),
              ("class_id", "u1"), ("class_confidence", "f4")]
-FORMATS = ["npy_boxes", "npy_events", "dat", "evt2", "evt3"]
+FORMATS = ["npy_boxes", "npy_events", "dat", "evt2", "evt3", "evt21", "evt21_legacy"]
+RAW_FORMATS = ("evt2", "evt3", "evt21", "evt21_legacy")
+
+
+def rule(fmt, dat_value, raw_value):
+    """The expected value under the reader's cursor rule."""
+    return raw_value if fmt in RAW_FORMATS else dat_value
 
 
 def write_file(tmp_path, times, fmt):
@@ -37,13 +47,17 @@ def write_file(tmp_path, times, fmt):
             writer.write(events)
     else:
         path = tmp_path / f"events_{fmt}.raw"
-        with RawWriter(path, height=240, width=320, format=fmt) as writer:
+        layout = "legacy" if fmt.endswith("_legacy") else "little"
+        with RawWriter(path, height=240, width=320, format=fmt.split("_")[0],
+                       evt21_layout=layout) as writer:
             writer.write(events)
     return path, x
 
 
 def reader_for(tmp_path, times, fmt):
     path, x = write_file(tmp_path, times, fmt)
+    if fmt == "npy_boxes":                   # box files are read by the box reader only
+        return EventNpyReader(path), x
     return open_reader(path, do_time_shifting=False), x
 
 
@@ -65,7 +79,7 @@ class TestCursor:
         reader, x = reader_for(tmp_path, T_A, fmt)
         got = reader.load_n_events(4)
         np.testing.assert_array_equal(got["x"], x[:4])
-        assert state(reader) == (4, False, 199999)
+        assert state(reader) == (4, False, 199999)   # last returned == next event here
         reader, _ = reader_for(tmp_path, T_A, fmt)
         assert len(reader.load_n_events(7)) == 7
         assert state(reader) == (7, True, 199999)
@@ -86,15 +100,36 @@ class TestCursor:
         assert state(reader) == (3, False, 100000)
         got = reader.load_delta_t(1000000)
         np.testing.assert_array_equal(got["x"], x[3:])
-        assert state(reader) == (7, True, 199999)
+        assert state(reader) == (7, True, rule(fmt, 199999, 100000 + 1000000))
 
     def test_n_events_then_delta_t(self, tmp_path, fmt):
         reader, x = reader_for(tmp_path, T_B, fmt)
         reader.load_n_events(3)
-        assert reader.current_time == 99999
+        assert reader.current_time == rule(fmt, 99999, 100000)
         got = reader.load_delta_t(15000)
+        start = rule(fmt, 99999, 100000)
         np.testing.assert_array_equal(got["x"], x[3:5])
-        assert state(reader) == (5, False, 99999 + 15000)
+        assert state(reader) == (5, False, start + 15000)
+
+    def test_one_event_then_delta_t_starts_at_the_next_event(self, tmp_path, fmt):
+        """OpenEB's recording.raw case: load_n_events(1) then load_delta_t(100) leaves
+        current_time one µs later under the RAW rule (its next event is 1 µs after the first)."""
+        reader, x = reader_for(tmp_path, T_F, fmt)
+        reader.load_n_events(1)
+        got = reader.load_delta_t(100)
+        np.testing.assert_array_equal(got["x"], x[1:6])
+        assert reader.current_time == rule(fmt, 99997, 99998) + 100
+
+    def test_conformance_example(self, tmp_path, fmt):
+        """Events at t = 0, 10, 20, 30, ...: load_n_events(3) -> current_time 20 (DAT) / 30
+        (RAW); then load_delta_t(10) returns the event at 30 for RAW (window [30, 40))."""
+        times = list(range(0, 100, 10))
+        reader, x = reader_for(tmp_path, times, fmt)
+        reader.load_n_events(3)
+        assert reader.current_time == rule(fmt, 20, 30)
+        got = reader.load_delta_t(10)
+        assert list(got["t"]) == rule(fmt, [], [30])
+        assert reader.current_time == rule(fmt, 30, 40)
 
     def test_seek_event_forward_and_back(self, tmp_path, fmt):
         reader, x = reader_for(tmp_path, T_C, fmt)
@@ -134,10 +169,15 @@ class TestCursor:
         reader, x = reader_for(tmp_path, T_B, fmt)
         got = reader.load_mixed(2, 100000)       # event limit first
         np.testing.assert_array_equal(got["x"], x[:2])
-        assert state(reader) == (2, False, 99999)
+        assert state(reader) == (2, False, 99999)   # last returned == next event here
         got = reader.load_mixed(10, 2)           # time limit first: [99999, 100001)
         np.testing.assert_array_equal(got["x"], x[2:5])
         assert state(reader) == (5, False, 100001)
+        got = reader.load_mixed(1, 10**6)        # event limit: the next event is at 199999
+        np.testing.assert_array_equal(got["x"], x[5:6])
+        assert state(reader) == (6, False, rule(fmt, 199999, 199999))
+        got = reader.load_mixed(5, 10)           # end of file inside the window
+        assert state(reader) == (7, True, rule(fmt, 199999, 199999 + 10))
 
     def test_bad_arguments(self, tmp_path, fmt):
         reader, _ = reader_for(tmp_path, T_A, fmt)

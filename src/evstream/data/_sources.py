@@ -1,10 +1,11 @@
 """The files a loader reads, kept open: extension dispatch, tensor-file metadata and an LRU of
 open handles (one per process, so each DataLoader worker has its own).
 
-* Event recordings (``.dat``, ``.raw``): a reader per file (layer 1). A request that starts
-  where the previous one on the same file ended continues reading from the cursor; any other
-  request seeks (a binary search for DAT, the nearest index checkpoint for RAW).
-* Tensor files (``.h5``, ``.hdf5``, ``formats.md`` §9): an open ``h5py.File`` per file; rows are
+* Event recordings (``.dat``, ``.raw``, HDF5 event files): a reader per file (layer 1). A
+  request that starts where the previous one on the same file ended continues reading from the
+  cursor; any other request seeks (a binary search for DAT, the nearest index checkpoint for
+  RAW, a binary search on the times for HDF5 event files).
+* Tensor files (``.h5``, ``.hdf5``, ``docs/formats.md`` §9): an open ``h5py.File`` per file; rows are
   read straight into the caller's array.
 
 Handles are never shared across processes: a cache created in one process and used in another
@@ -27,8 +28,16 @@ KINDS = {".dat": "dat", ".raw": "raw", ".h5": "h5", ".hdf5": "h5", ".npy": "npy"
 
 
 def file_kind(path) -> str | None:
-    """``"dat"``, ``"raw"``, ``"h5"`` (tensor file), ``"npy"`` or None, by extension."""
-    return KINDS.get(os.path.splitext(os.fspath(path))[1].lower())
+    """``"dat"``, ``"raw"``, ``"h5"`` (tensor file), ``"h5_events"`` (an HDF5 event file:
+    ``/CD/events`` or ``/events/{x,y,p,t}``), ``"npy"`` or None. By extension, and by content
+    for ``.h5``/``.hdf5`` files that exist (a missing one is ``"h5"``: the tensor-file path
+    reports it)."""
+    kind = KINDS.get(os.path.splitext(os.fspath(path))[1].lower())
+    if kind == "h5" and os.path.isfile(path):
+        from evstream.io.hdf5_events import hdf5_content
+        if hdf5_content(path) in ("events", "event_arrays"):
+            return "h5_events"
+    return kind
 
 
 def read_tensor_file_info(path) -> TensorFileAttrs:
@@ -42,17 +51,22 @@ def tensor_output_dtype(attrs: TensorFileAttrs) -> np.dtype:
 
 
 def open_event_reader(path):
-    """A reader for a ``.dat`` or ``.raw`` recording (RAW times shifted, as OpenEB does)."""
+    """A reader for a ``.dat``, ``.raw`` or HDF5 event recording (RAW times shifted, as OpenEB
+    does; HDF5 event arrays with their defaults: times repaired, out-of-sensor events dropped)."""
     kind = file_kind(path)
     if kind == "dat":
         return EventDatReader(path)
     if kind == "raw":
         return RawReader(path)
-    raise ArgumentError("not an event recording (.dat or .raw)", path)
+    if kind == "h5_events":
+        from evstream.io.hdf5_events import open_hdf5_reader
+        return open_hdf5_reader(path)
+    raise ArgumentError("not an event recording (.dat, .raw or an HDF5 event file)", path)
 
 
 def last_event_time(path) -> int:
-    """Timestamp of the last event of a ``.dat``/``.raw``/``.npy`` file (0 if it has none).
+    """Timestamp of the last event of a ``.dat``/``.raw``/``.npy``/HDF5 event file (0 if it has
+    none).
 
     DAT and NPY: read from the last record. RAW: the file is decoded once (no file is written).
     """

@@ -1,7 +1,7 @@
 """Bounding boxes of detection datasets: loading per chunk, splitting per time bin, filtering,
 NMS and class mapping (``metavision_ml.data.box_processing``).
 
-Boxes are :data:`~evstream.io.EventBbox` arrays (``formats.md`` §2): ``t`` µs, top-left ``x, y``,
+Boxes are :data:`~evstream.io.EventBbox` arrays (``docs/formats.md`` §2): ``t`` µs, top-left ``x, y``,
 size ``w, h``, ``class_id``, ``track_id``, ``class_confidence``. A box file ``<stem>_bbox.npy``
 sits next to its recording (``<stem>_td.dat``, ``<stem>.dat``, ``<stem>.h5``, ``<stem>.hdf5`` or
 ``<stem>.raw``); legacy files with ``ts`` / ``confidence`` fields are converted by name.
@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from evstream.datasets.box_filter import PaperBoxFilter
+from evstream.datasets.labels import label_file_path, label_time_offset
 from evstream.errors import ArgumentError, FileFormatError, MissingFileError
 from evstream.io import EventBbox
 from evstream.io.npy import convert_fields
@@ -33,14 +35,11 @@ __all__ = ["load_boxes", "load_box_events", "nms_by_class", "nms", "clip_boxes",
            "box_file_path", "load_label_map", "dropped_box_counts", "DroppedBoxesWarning"]
 
 def box_file_path(path) -> str:
-    """``<stem>_bbox.npy`` for a recording path: the last occurrence of its ending (``_td.dat``,
-    ``.dat``, ``.h5``, ``.hdf5`` or ``.raw``) is replaced."""
-    path = os.fspath(path)
-    for ending in ("_td.dat", ".dat", ".h5", ".hdf5", ".raw"):
-        if path.endswith(ending):
-            return path[: len(path) - len(ending)] + "_bbox.npy"
-    raise ArgumentError("unknown file ending: can't name its _bbox.npy (expected _td.dat, .dat, "
-                        ".h5, .hdf5 or .raw)", path)
+    """The label file of a recording path: ``<stem>_bbox.npy`` with its ending (``_td.dat.h5``,
+    ``_td.h5``, ``_td.dat``, ``.dat``, ``.h5``, ``.hdf5`` or ``.raw``) replaced, or DSEC's
+    ``object_detections/left/tracks.npy`` for ``events/left/events.h5``
+    (:func:`evstream.datasets.labels.label_file_path`)."""
+    return label_file_path(path)
 
 
 #: Fields a box file must have (``ts`` may stand for ``t``), and the numpy kinds they accept.
@@ -87,11 +86,18 @@ def load_box_events(metadata, batch_start_time, duration):
     duration``, as a new time-sorted EventBbox array (yours to modify).
 
     Only the rows of the window are read from a time-sorted file (binary search on the mapped
-    file); an unsorted file is read whole and sorted (stable) first.
+    file); an unsorted file is read whole and sorted (stable) first. DSEC's ``tracks.npy``
+    times are moved onto the events' clock (:func:`evstream.datasets.labels.label_time_offset`).
     """
-    boxes = _open_box_file(box_file_path(metadata.path))
+    box_path = box_file_path(metadata.path)
+    boxes = _open_box_file(box_path)
     time_field = "t" if "t" in boxes.dtype.names else "ts"
     t = boxes[time_field]
+    offset = label_time_offset(box_path, metadata.path, t)
+    if offset:
+        boxes = np.array(boxes, copy=True)
+        boxes[time_field] -= offset
+        t = boxes[time_field]
     if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
         boxes = np.asarray(boxes)[np.argsort(t, kind="stable")]
         t = boxes[time_field]
@@ -427,10 +433,12 @@ def load_boxes(metadata, batch_start_time, duration, tensor, **kwargs):
 
     kwargs: ``class_lookup`` (required, see :func:`create_class_lookup`);
     ``min_box_diag_network`` (default 0: boxes smaller than this in the tensor's resolution are
-    dropped). ``labelling_delta_t`` and ``min_box_diag`` are accepted and unused, as in the
-    original.
+    dropped); ``box_filter`` (default None: a
+    :class:`~evstream.datasets.box_filter.PaperBoxFilter`, e.g. ``GEN1_FILTER``, applied to the
+    loaded boxes in sensor coordinates first, the same filter the evaluation applies).
+    ``labelling_delta_t`` and ``min_box_diag`` are accepted and unused, as in the original.
 
-    Steps: boxes of ``(bst, bst + duration]``; ``frame_is_labeled[b]`` = bin ``b`` has a box
+    Steps: boxes of ``(bst, bst + duration]`` (kept by ``box_filter``); ``frame_is_labeled[b]`` = bin ``b`` has a box
     (any class, after the per-bin NMS); boxes clipped to the sensor; boxes with ``t <= 500 ms``
     that sit on no events dropped (:func:`filter_empty_tensor`); classes mapped
     (:func:`filter_boxes`); per bin, boxes rescaled to the tensor size and those with
@@ -446,6 +454,11 @@ def load_boxes(metadata, batch_start_time, duration, tensor, **kwargs):
     time_per_bin = duration // num_tbins
     box_path = box_file_path(metadata.path)
     boxes = load_box_events(metadata, batch_start_time, duration)
+    box_filter = kwargs.get("box_filter")
+    if box_filter is not None:
+        if not isinstance(box_filter, PaperBoxFilter):
+            raise ArgumentError(f"box_filter must be a PaperBoxFilter, not {type(box_filter)}")
+        boxes = box_filter(boxes)
     split = split_boxes(boxes, batch_start_time, time_per_bin, num_tbins)
     frame_is_labeled = np.array([len(b) > 0 for b in split], dtype=bool)
     shift = int(round(math.log2(width_orig / width_dst)))

@@ -17,7 +17,7 @@ chunk of each recording and 1 after; a slot with nothing left is filled with zer
 recording ``i`` (in list order, or in a seeded permutation with ``shuffle=True``) plays in slot
 ``i % batch_size``; the batches do not depend on ``num_workers``.
 
-Labels come from ``load_labels(metadata, start, duration, tensor)`` (``metavision_api.md`` §2) with
+Labels come from ``load_labels(metadata, start, duration, tensor)`` (``docs/compatibility.md``) with
 ``metadata`` the recording's :class:`~evstream.data.scheduler.FileMetadata`, ``(start, start +
 duration]`` the chunk's time window (see :mod:`evstream.data.cd_processor_iterator`; in n_events mode
 ``metadata.delta_t = duration // T`` for that chunk) and ``tensor`` the chunk's ``[T, C, H, W]``

@@ -1,12 +1,12 @@
 """``HDF5Iterator``: a precomputed tensor file as a sequence of ``[T, C, h, w]`` float32 torch tensors.
 
-Compatible with ``metavision_ml.data.HDF5Iterator`` (``metavision_api.md`` §13.4), with two data-losing
-quirks of the original fixed:
+Compatible with ``metavision_ml.data.HDF5Iterator`` (``docs/compatibility.md``), with two data-losing
+defects of the original fixed:
 
-* the last complete chunk of T rows **is** returned (quirk 5: the original stops one chunk early);
+* the last complete chunk of T rows **is** returned (the original stops one chunk early);
   ``len(it)`` = number of complete chunks, a trailing incomplete chunk is not returned;
 * rows stored as uint8 (``store_as_uint8``) are converted to float32 and divided by 255 *before* any
-  resize, in float (quirk 6: the original writes the resized floats back into a uint8 buffer).
+  resize, in float (the original writes the resized floats back into a uint8 buffer).
 
 Other rules: integer dtypes written without ``store_as_uint8`` (the quantized preprocessings) are
 converted to float32 unchanged; a requested ``height`` / ``width`` smaller than the stored size by the
@@ -35,7 +35,7 @@ class HDF5Iterator:
         path: the tensor file (``.h5``).
         num_tbins: rows per returned tensor (T).
         preprocess_kwargs: accepted for compatibility; a value that differs from the file's
-            attribute of the same name raises (the tensors are already computed: quirk 15).
+            attribute of the same name raises (the tensors are already computed; the original ignores it).
         start_ts: first time to return (µs, relative to the file's start).
         device: torch device of the returned tensors.
         height, width: output size; default the stored size; smaller by a power of two -> area

@@ -48,6 +48,7 @@ def get_duration(path) -> int:
     |---|---|
     | ``.dat``, ``.npy``, ``.raw`` | timestamp of the last event (RAW: time-shifted) |
     | ``.h5``, ``.hdf5`` (tensor file) | ``rows * delta_t`` (``last_timestamps[-1]`` in n_events mode) |
+    | ``.h5``, ``.hdf5`` (event file) | timestamp of the last event (event arrays: after the time repair) |
 
     Raises :class:`~evstream.errors.FileFormatError` for other extensions and
     :class:`~evstream.errors.MissingFileError` for a missing file.
@@ -56,7 +57,7 @@ def get_duration(path) -> int:
     kind = file_kind(path)
     if kind == "h5":
         return read_tensor_file_info(path).duration
-    if kind in ("dat", "raw", "npy"):
+    if kind in ("dat", "raw", "npy", "h5_events"):
         return last_event_time(path)
     raise FileFormatError("can't measure the duration of this file: expected .dat, .raw, .npy, "
                           ".h5 or .hdf5", path)
@@ -82,7 +83,7 @@ def _get_original_size_file(path) -> tuple[int, int]:
     if kind == "h5":
         attrs = read_tensor_file_info(path)
         return attrs.height, attrs.width
-    if kind in ("dat", "raw"):
+    if kind in ("dat", "raw", "h5_events"):
         from evstream.data._sources import open_event_reader
         reader = open_event_reader(path)
         try:

@@ -179,9 +179,9 @@ class SequentialDataset(torch.utils.data.Dataset):
         self.padding = padding
         self.transforms = transforms
         for f in files:
-            if file_kind(f) not in ("dat", "raw", "h5"):
+            if file_kind(f) not in ("dat", "raw", "h5", "h5_events"):
                 raise ArgumentError("can't load this file: SequentialDataset reads .h5/.hdf5 tensor "
-                                    "files and .dat/.raw recordings", f)
+                                    "files and .dat/.raw/HDF5 event recordings", f)
         self.balanced = bool(balanced)
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.seed = check_seed("seed", seed)

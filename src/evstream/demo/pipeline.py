@@ -8,15 +8,22 @@
 3. :func:`render` writes the loader's ``show()`` stream with boxes to an mp4 and a PNG contact
    sheet.
 4. :func:`train_and_evaluate` trains a :class:`~evstream.demo.RecurrentDetector` with the
-   tutorial's loop and compares AP@0.5 / mean IoU on the held-out recordings with an
-   input-blind baseline.
+   tutorial's loop and compares COCO mAP / AP50 (evstream.metrics), AP@0.5 and mean IoU on the
+   held-out recordings with an input-blind baseline.
 
-Sizes default to a Gen1-like 304x240 sensor with 152x120 tensors so that the whole demo runs in
-about a minute on 2 CPU cores.
+Sizes default to a Gen1-like 304x240 sensor with 152x120 tensors so that the whole demo takes
+about 45 s of CPU time (one thread; README).
+
+Threads: the demo runs torch and OpenCV on :attr:`DemoConfig.threads` threads (default 1,
+restored afterwards), whatever the machine or ``OMP_NUM_THREADS``: a small network gains nothing
+from more, a loaded machine is not oversubscribed, and torch's float sums, whose order depends on
+the thread count, come out the same, so the printed figures are the same on every run of a
+given machine. Progress bars are drawn only on a terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -35,7 +42,8 @@ from ..preprocessing.hdf5 import generate_hdf5
 from ..synth import make_dataset
 from ..synth.scene import SceneConfig
 from .detector import RecurrentDetector
-from .training import evaluate, loss_curve_summary, train, trivial_baseline
+from .training import (coco_detection_metrics, evaluate, loss_curve_summary, train,
+                       trivial_baseline)
 
 #: the classes the tutorial asks for (``wanted_keys``); the synthetic label map has them all
 WANTED_KEYS = ["car", "pedestrian", "two wheeler"]
@@ -59,6 +67,7 @@ class DemoConfig:
     steps: int = 300
     hidden: int = 32
     seed: int = 0
+    threads: int = 1             # torch / OpenCV threads (see the module docstring)
 
     @property
     def tensor_size(self) -> tuple[int, int]:
@@ -72,22 +81,22 @@ def build_dataset(out_dir: str, config: DemoConfig) -> dict[str, list[str]]:
     layout); returns split -> tensor files, plus ``"label_map"``, ``"dataset"`` (the precomputed
     folder) and ``"recordings"`` (the train RAW files)."""
     train_share = config.recordings - config.val_recordings
-    with tqdm(total=config.duration_s * config.recordings, desc="simulating", unit="s",
-              leave=False) as bar:
+    with tqdm(total=int(round(config.duration_s * config.recordings * 1000)), desc="simulating",
+              unit="ms", leave=False, disable=None) as bar:
         dataset = make_dataset(os.path.join(out_dir, "recordings"), recordings=config.recordings,
                                duration_s=config.duration_s, height=config.sensor_height,
                                width=config.sensor_width, format="evt3", seed=config.seed,
                                splits={"train": train_share, "val": config.val_recordings},
                                scene=SceneConfig(initial_objects=(2, 4), spawn_rate_hz=2.0,
                                                  quiet_mean_s=0.5),
-                               progress=_advance(bar, "us", 1e-6))
+                               progress=_advance(bar, "us", 1000))
     height, width = config.tensor_size
     files = {}
     for split in ("train", "val"):
         recordings = [r for r in dataset.recordings if r.split == split]
         folder = os.path.join(out_dir, "precomputed", split)
         with tqdm(total=sum(r.events for r in recordings), desc=f"precomputing {split}",
-                  unit="ev", unit_scale=True, leave=False) as bar:
+                  unit="ev", unit_scale=True, leave=False, disable=None) as bar:
             generate_hdf5([r.paths[0] for r in recordings], folder, "histo", config.delta_t,
                           height=height, width=width, n_processes=1,
                           box_labels=[r.bbox_path for r in recordings], compression="blosc",
@@ -102,12 +111,30 @@ def build_dataset(out_dir: str, config: DemoConfig) -> dict[str, list[str]]:
     return files
 
 
-def _advance(bar: tqdm, key: str, scale: float = 1.0):
-    """A ``progress(kind, index, payload)`` callback advancing ``bar`` by ``payload[key]``."""
+def _advance(bar: tqdm, key: str, divisor: int = 1):
+    """A ``progress(kind, index, payload)`` callback advancing ``bar`` by ``payload[key]`` in
+    whole units of ``divisor`` (the running sum is kept exactly, so the bar ends on its total)."""
+    done = [0]
+
     def report(kind, index, payload):
         if kind == "advance":
-            bar.update(payload[key] * scale)
+            before = done[0]
+            done[0] += int(payload[key])
+            bar.update(done[0] // divisor - before // divisor)
     return report
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int):
+    """torch's and OpenCV's thread counts set to ``threads`` inside the block, restored after."""
+    torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_before)
+        cv2.setNumThreads(cv2_before)
 
 
 def custom_load_boxes(metadata, batch_start_time, duration, tensor, **kwargs):
@@ -180,7 +207,13 @@ def render(recordings: list[str], class_lookup: np.ndarray, config: DemoConfig, 
 def train_and_evaluate(train_files: list[str], val_files: list[str], class_lookup: np.ndarray,
                        config: DemoConfig, say=print) -> dict:
     """Train with the tutorial's loop, then AP@0.5 / mean IoU on held-out recordings next to
-    the input-blind baseline. Returns losses and both metric dicts."""
+    the input-blind baseline, on ``config.threads`` threads. Returns losses and both metric
+    dicts."""
+    with fixed_threads(config.threads):
+        return _train_and_evaluate(train_files, val_files, class_lookup, config, say)
+
+
+def _train_and_evaluate(train_files, val_files, class_lookup, config: DemoConfig, say) -> dict:
     torch.manual_seed(config.seed)
     load_boxes = partial(box_api.load_boxes, class_lookup=class_lookup)
 
@@ -192,18 +225,34 @@ def train_and_evaluate(train_files: list[str], val_files: list[str], class_looku
         f"{config.steps} steps")
     losses = train(lambda: loader(train_files), net, config.steps)
     say(loss_curve_summary(losses))
-    metrics = evaluate(net, loader(val_files))
-    baseline = trivial_baseline(loader(train_files), loader(val_files), len(WANTED_KEYS))
+    metrics = evaluate(net, loader(val_files), return_predictions=True)
+    baseline = trivial_baseline(loader(train_files), loader(val_files), len(WANTED_KEYS),
+                                return_predictions=True)
+    height, width = config.tensor_size
+    coco = coco_detection_metrics(metrics["predictions"], metrics["ground_truths"], WANTED_KEYS,
+                                  height, width)
+    baseline_coco = coco_detection_metrics(baseline["predictions"], baseline["ground_truths"],
+                                           WANTED_KEYS, height, width)
+    say(f"held-out COCO mAP: {coco['AP']:.3f}, AP50: {coco['AP_50']:.3f} (baseline "
+        f"{baseline_coco['AP']:.3f}, {baseline_coco['AP_50']:.3f}; evstream.metrics, one COCO "
+        f"image per labelled frame)")
     say(f"held-out AP@0.5: {metrics['ap']:.3f} (baseline {baseline['ap']:.3f}); "
         f"mean best IoU: {metrics['mean_best_iou']:.3f} (baseline "
         f"{baseline['mean_best_iou']:.3f}); {metrics['num_gt']} boxes in "
         f"{metrics['num_frames']} labelled frames")
     say("baseline = every class's mean training box on every labelled frame, ignoring the input")
-    return {"losses": losses, "metrics": metrics, "baseline": baseline}
+    return {"losses": losses, "metrics": metrics, "baseline": baseline, "coco": coco,
+            "baseline_coco": baseline_coco}
 
 
 def run_demo(out_dir: str, config: DemoConfig = DemoConfig(), say=print) -> dict:
-    """All the steps; returns the paths written and the training results."""
+    """All the steps, on ``config.threads`` threads; returns the paths written and the
+    training results."""
+    with fixed_threads(config.threads):
+        return _run_demo(out_dir, config, say)
+
+
+def _run_demo(out_dir: str, config: DemoConfig, say) -> dict:
     say(f"1/5 simulating {config.recordings} labelled recordings "
         f"({config.sensor_width}x{config.sensor_height}, {config.duration_s} s each) and "
         f"precomputing histo tensors")

@@ -13,6 +13,9 @@ all work.
     loss = detection_loss(predictions[frame_is_labeled], targets[frame_is_labeled])
     loss.backward(); optimizer.step()
 
+The field's metric, COCO mAP (:func:`coco_detection_metrics`, through :mod:`evstream.metrics`),
+takes the frames :func:`evaluate` returns with ``return_predictions``.
+
 Metrics (:func:`detection_metrics`), computed on the labeled bins only (one "frame" = one
 labeled ``(bin, item)``):
 
@@ -45,7 +48,7 @@ from evstream.demo.detector import boxes_of, decode_detections, detection_loss, 
 from evstream.io import EventBbox
 
 __all__ = ["train", "evaluate", "detection_metrics", "trivial_baseline", "mean_box_predictor",
-           "loss_curve_summary", "box_iou", "average_precision"]
+           "loss_curve_summary", "box_iou", "average_precision", "coco_detection_metrics"]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -85,7 +88,7 @@ def train(batches, net, steps: int, lr: float = 1e-3, device="cpu", progress: bo
         steps: number of batches (one optimizer step each).
         lr: Adam learning rate (ignored when ``optimizer`` is given).
         device: where the net and the batches go.
-        progress: a tqdm bar with the running loss.
+        progress: a tqdm bar with the running loss (drawn only on a terminal).
         grad_clip: max gradient norm (None: no clipping).
         loss_kwargs: passed to :func:`~evstream.demo.detector.detection_loss`.
 
@@ -97,7 +100,7 @@ def train(batches, net, steps: int, lr: float = 1e-3, device="cpu", progress: bo
     opt = optimizer if optimizer is not None else torch.optim.Adam(net.parameters(), lr=lr)
     loss_kwargs = loss_kwargs or {}
     losses = []
-    bar = tqdm(total=steps, desc="train", disable=not progress, leave=True)
+    bar = tqdm(total=steps, desc="train", disable=None if progress else True, leave=True)
     running = None
     try:
         for data in _batches(batches, steps):
@@ -258,7 +261,8 @@ def evaluate(net, batches, score_thresh: float = 0.05, max_det: int = 50,
     net.reset(None)
     preds, gts = [], []
     try:
-        for data in tqdm(_batches(batches, max_batches), desc="evaluate", disable=not progress):
+        for data in tqdm(_batches(batches, max_batches), desc="evaluate",
+                         disable=None if progress else True):
             net.reset(data["mask_keep_memory"].to(device))
             labeled = torch.as_tensor(data["frame_is_labeled"], dtype=torch.bool).cpu()
             for t, x in enumerate(data["inputs"].to(device)):
@@ -305,11 +309,36 @@ def mean_box_predictor(batches, num_classes: int, max_batches: int | None = None
 
 
 def trivial_baseline(train_batches, eval_batches, num_classes: int, iou_thresh: float = 0.5,
-                     iou_score_thresh: float = 0.3, max_batches: int | None = None) -> dict:
+                     iou_score_thresh: float = 0.3, max_batches: int | None = None,
+                     return_predictions: bool = False) -> dict:
     """Metrics of the input-blind baseline (:func:`mean_box_predictor` fitted on
     ``train_batches``, predicted on every labeled frame of ``eval_batches``), in the format of
-    :func:`evaluate`. ``max_batches`` bounds each of the two passes."""
+    :func:`evaluate` (``return_predictions`` as there). ``max_batches`` bounds each of the two
+    passes."""
     guess = mean_box_predictor(train_batches, num_classes, max_batches)
     gts = [boxes_of(slot, num_classes) for data in _batches(eval_batches, max_batches)
            for _, _, slot in _labeled_slots(data)]
-    return detection_metrics([guess] * len(gts), gts, num_classes, iou_thresh, iou_score_thresh)
+    metrics = detection_metrics([guess] * len(gts), gts, num_classes, iou_thresh,
+                                iou_score_thresh)
+    if return_predictions:
+        metrics["predictions"], metrics["ground_truths"] = [guess] * len(gts), gts
+    return metrics
+
+
+def coco_detection_metrics(predictions, ground_truths, class_names, height: int,
+                           width: int) -> dict:
+    """COCO metrics (:func:`evstream.metrics.coco_metrics_from_frames`: AP 0.50:0.95, AP_50,
+    ...) of per-frame detections against per-frame ground truth, as :func:`evaluate` returns
+    them with ``return_predictions``: one COCO image of ``height x width`` per labeled frame,
+    class ids 1..K (the loader's) named ``class_names[0..K-1]``."""
+    from evstream.metrics import coco_metrics_from_frames
+
+    def zero_based(frames):
+        out = []
+        for boxes in frames:
+            boxes = boxes.copy()
+            boxes["class_id"] -= 1
+            out.append(boxes)
+        return out
+    return coco_metrics_from_frames(zero_based(ground_truths), zero_based(predictions), height,
+                                    width, list(class_names))

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover
         return n
 
 from ..errors import EventArrayError, GeometryError
-from .dtypes import EventCD, EventExtTrigger
+from .dtypes import MAX_SENSOR_SIDE, EventCD, EventExtTrigger
 
 # ---- state vector layout (int64), shared by every format --------------------------------------
 ST_STARTED = 0        #: 1 once the first TIME_HIGH has been seen
@@ -51,9 +51,6 @@ ST_FORMAT = 8         #: first slot available to a format's own state
 
 COMMON_COUNTERS = {"words_before_time_high": ST_WORDS_BEFORE, "skipped_words": ST_SKIPPED,
                    "out_of_bounds": ST_OOB, "triggers": ST_TRIGGERS}
-
-#: Largest sensor side a decoder accepts: decoded x and y must fit the ``<u2`` fields.
-MAX_SIDE = 65536
 
 
 @njit(cache=True)
@@ -137,9 +134,9 @@ class WordDecoder:
 
     def __init__(self, width: int, height: int) -> None:
         for name, v in (("width", width), ("height", height)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= MAX_SIDE:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= MAX_SENSOR_SIDE:
                 raise GeometryError(f"{type(self).__name__}: {name} must be an integer in "
-                                    f"[1, {MAX_SIDE}], got {v!r}")
+                                    f"[1, {MAX_SENSOR_SIDE}], got {v!r}")
         self.width = int(width)
         self.height = int(height)
         self._state = self._initial_state()
@@ -172,7 +169,7 @@ class WordDecoder:
         return int(self._state[ST_FIRST_BASE])
 
     def time_shift_origin(self) -> int | None:
-        """Origin that OpenEB's time shifting subtracts (formats.md §7.4), None before any TIME_HIGH.
+        """Origin that OpenEB's time shifting subtracts (docs/formats.md §7.4), None before any TIME_HIGH.
 
         EVT 2.0 / 2.1: the first time base; EVT 3.0: the first time base minus 4096 µs, i.e.
         ``(first TIME_HIGH - 1) << 12`` (-4096 when that TIME_HIGH is 0). Shifted time = t - origin.

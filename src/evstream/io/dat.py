@@ -1,6 +1,6 @@
 """Prophesee DAT files: ``EventDatReader`` and ``DatWriter``.
 
-Layout (``formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
+Layout (``docs/formats.md`` §1): ASCII header lines ``% key value``; then one byte event type and one
 byte event size (absent when there is no header at all: type 0, size 8); then packed 8-byte
 little-endian records::
 
@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import EventArrayError, FileFormatError, MissingFileError, UnsupportedFormatError
 from .dtypes import EventCD
-from .header import read_header
+from .file_date import file_date
+from .header import parse_sensor_side, read_header
 from .reader import EventReader, OutOfBounds
 
 RECORD_BYTES = 8
@@ -66,6 +67,8 @@ def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
     if not os.path.isfile(path):
         raise MissingFileError("no such DAT file", path)
     size = os.path.getsize(path)
+    if size == 0:
+        raise FileFormatError("empty file (0 bytes): not a DAT recording", path)
     with open(path, "rb") as f:
         fields, offset = read_header(f)
         if fields:
@@ -91,13 +94,11 @@ def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
     return fields, ev_type, offset, data_bytes // RECORD_BYTES
 
 
-def _header_int(fields: dict[str, str], key: str, path: str) -> int | None:
+def _header_side(fields: dict[str, str], key: str, path: str) -> int | None:
+    """``% Height`` / ``% Width`` by the geometry rule of every header (1..MAX_SENSOR_SIDE)."""
     for k, v in fields.items():
         if k.lower() == key:
-            try:
-                return int(v.split()[0])
-            except (ValueError, IndexError):
-                raise FileFormatError(f"header line '% {k} {v}' is not an integer", path) from None
+            return parse_sensor_side(v.split()[0] if v.split() else v, f"'% {k} {v}'", path)
     return None
 
 
@@ -110,13 +111,15 @@ class EventDatReader(EventReader):
             ``"warn"`` drops them with one warning, ``"raise"`` raises, ``"keep"`` keeps them.
     """
 
+    format_name = "DAT"
+
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
                  buffer_events: int = 1 << 19):
         path = os.fspath(path)
         self.header, self.ev_type, self._data_offset, self._count = read_dat_layout(path)
         self.ev_size = RECORD_BYTES
-        self._height = _header_int(self.header, "height", path)
-        self._width = _header_int(self.header, "width", path)
+        self._height = _header_side(self.header, "height", path)
+        self._width = _header_side(self.header, "width", path)
         self._file = open(path, "rb")
         self._record = 0  # index of the next record the source decodes
         self._furthest_record = 0  # records before it have had their dropped events counted
@@ -199,11 +202,6 @@ class EventDatReader(EventReader):
         """Close the file handle (also done when the reader is garbage-collected)."""
         self._file.close()
 
-    def __del__(self):
-        f = getattr(self, "_file", None)
-        if f is not None:
-            f.close()
-
 
 class DatWriter:
     """Write CD events to a DAT file (type 0x00 Event2d records, 8 bytes each).
@@ -211,16 +209,19 @@ class DatWriter:
     Args:
         path: output file (overwritten).
         height, width: sensor geometry written in the header; events must lie inside it.
+        date: the header's ``% Date`` (default now, or ``$SOURCE_DATE_EPOCH``: see
+            :mod:`evstream.io.file_date`).
     """
 
-    def __init__(self, path: str | os.PathLike, height: int = 240, width: int = 320):
+    def __init__(self, path: str | os.PathLike, height: int = 240, width: int = 320,
+                 date: datetime.datetime | None = None):
         self.path = os.fspath(path)
         if not (0 < height <= MAX_COORDINATE + 1 and 0 < width <= MAX_COORDINATE + 1):
             raise EventArrayError(f"DAT geometry must be within 1..{MAX_COORDINATE + 1}, got "
                                   f"{width}x{height}", self.path)
         self.height, self.width = int(height), int(width)
         self._last_t = 0
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = file_date(date)
         header = (f"% Data file containing Event2D events.\n% Version 2\n"
                   f"% Date {now.year}-{now.month}-{now.day} {now.hour}:{now.minute}:{now.second}\n"
                   f"% Height {self.height}\n% Width {self.width}\n")

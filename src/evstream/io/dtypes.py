@@ -11,6 +11,9 @@ EventCD = np.dtype({"names": ["x", "y", "p", "t"],
                     "formats": ["<u2", "<u2", "<i2", "<i8"],
                     "offsets": [0, 2, 4, 8], "itemsize": 16})
 
+#: Largest sensor side (pixels) evstream reads: decoded x and y must fit EventCD's ``<u2`` fields.
+MAX_SENSOR_SIDE = 65536
+
 #: External trigger events: ``p`` edge (0 falling, 1 rising), ``t`` µs, ``id`` channel.
 EventExtTrigger = np.dtype({"names": ["p", "t", "id"],
                             "formats": ["<i2", "<i8", "<i2"],

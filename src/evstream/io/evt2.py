@@ -1,4 +1,4 @@
-"""EVT 2.0 decoder (32-bit little-endian words; formats.md §5).
+"""EVT 2.0 decoder (32-bit little-endian words; docs/formats.md §5).
 
 Word layout (type = bits 31–28)::
 

@@ -1,23 +1,23 @@
-"""EVT 2.1 decoder (64-bit words; formats.md §6).
+"""EVT 2.1 decoder (64-bit words; docs/formats.md §6).
 
-Word layout (type = bits 63–60)::
+Word layout, "little" layout (the 64-bit word read as a little-endian uint64; type = bits 63–60)::
 
     0x0 EVT_NEG / 0x1 EVT_POS  bits 59–54 time LSBs (6), 53–43 x (11), 42–32 y (11),
                                31–0 validity mask: bit i set -> OFF / ON event at (x + i, y)
     0x8 EVT_TIME_HIGH          bits 59–32 = time bits 33–6 (28 bits)
-    0xA EXT_TRIGGER            (unverified) the EVT 2.0 trigger payload moved to the upper half:
-                               bits 59–54 time LSBs, 44–40 channel id (5), bit 32 value
-    0xE OTHERS, reserved types: ignored, counted in ``skipped_words``
+    0xA EXT_TRIGGER            bits 59–54 time LSBs, 44–40 channel id (5), bit 32 value
+    0xE OTHERS, 0xF CONTINUED, reserved types: ignored, counted in ``skipped_words``
 
-Time and TIME_HIGH wrap rule as EVT 2.0 (34 bits, ``t = base + LSBs``, raw µs); words before the
-first TIME_HIGH are skipped and counted in ``words_before_time_high``.
+The "legacy" layout (IMX636 cameras: the word goes out as two little-endian 32-bit halves, the
+half holding the type first) is the same word with its 32-bit halves swapped; the decoder swaps
+them back (``legacy_word_order=True``). Which layout a file holds is chosen from its header by
+:func:`evstream.io.header.evt21_layout`.
 
-Word order. The documentation shows two byte orders for the same 64-bit word: the whole word
-little-endian (GenX320), or two little-endian 32-bit halves with the most-significant half first
-(IMX636). ``legacy_word_order=False`` (default) reads the whole word little-endian;
-``legacy_word_order=True`` reads the two-halves order (each ``<u8`` read from the file has its
-halves swapped before decoding). Which of the two OpenEB calls "EVT 2.1" and which "legacy" is
-unverified.
+Rules (OpenEB): words before the first TIME_HIGH are skipped and counted in
+``words_before_time_high``; ``t = (time_high << 6) + LSBs`` (raw µs); a TIME_HIGH loop
+(+2^34 µs) is counted only when the previous time base minus the new one is at least
+``((1 << 28) - 1) << 6`` µs (:data:`WRAP_THRESHOLD`, 10 TIME_HIGH periods larger than EVT 2.0's);
+a smaller backwards step is a discrepancy: time goes backwards, no loop.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from numba import njit
 from ._decoder_base import (ST_BASE, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED, ST_WORDS_BEFORE,
                             WordDecoder, emit_mask, start_time_base, store_common_state,
                             time_high_update)
-from .evt2 import PERIOD, WRAP_THRESHOLD
+from .evt2 import PERIOD
+
+WRAP_THRESHOLD = ((1 << 28) - 1) << 6      #: 17,179,869,120 µs (EVT 2.0's + 10 << 6)
 
 
 @njit(cache=True)
@@ -86,7 +88,7 @@ def _decode_evt21(words, ev, tr, st, width, height, legacy):
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, ((w >> 32) & 0x0FFFFFFF) << 6,
                                                PERIOD, WRAP_THRESHOLD)
-            elif typ == 0xA:                                 # EXT_TRIGGER (unverified layout)
+            elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = (w >> 32) & 1
                 tr[nt, 1] = base + ((w >> 54) & 0x3F)
                 tr[nt, 2] = (w >> 40) & 0x1F
@@ -104,8 +106,8 @@ class Evt21Decoder(WordDecoder):
     Args:
         width, height: sensor size in pixels (1..65536); CD events outside are dropped and
             counted in ``counters['out_of_bounds']``.
-        legacy_word_order: False: each 64-bit word is little-endian as a whole; True: two
-            little-endian 32-bit halves, most-significant half first.
+        legacy_word_order: False: the "little" layout; True: the "legacy" layout (32-bit halves
+            swapped), see the module docstring.
     """
 
     word_dtype = np.dtype("<u8")

@@ -1,4 +1,4 @@
-"""EVT 3.0 decoder (16-bit words, stateful; formats.md §7).
+"""EVT 3.0 decoder (16-bit words, stateful; docs/formats.md §7).
 
 Word layout (type = bits 15–12)::
 

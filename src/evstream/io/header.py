@@ -1,4 +1,4 @@
-"""Text headers of Prophesee RAW and DAT files (formats.md §1, §4, §8).
+"""Text headers of Prophesee RAW and DAT files (docs/formats.md §1, §4, §8).
 
 A header is a run of ASCII lines ``% key value\\n`` at the start of a binary file, optionally
 closed by ``% end``. :func:`read_header` parses it for both RAW and DAT files;
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import FileFormatError, GeometryError, MissingFileError, UnsupportedFormatError
+from .dtypes import MAX_SENSOR_SIDE
 
 _BLOCK = 512
 #: A line starting with ``% `` that runs this long without a newline is not a header line.
@@ -25,9 +26,9 @@ FORMAT_NAMES = {"EVT2": "evt2", "EVT21": "evt21", "EVT3": "evt3"}
 #: Event-frame RAW formats (not event streams).
 FRAME_FORMATS = ("HISTO3D", "DIFF3D")
 
-#: plugin_name -> (width, height); formats.md §8 (mapping checked against the public samples only).
+#: plugin_name -> (width, height); docs/formats.md §8 (mapping checked against the public samples only).
 PLUGIN_GEOMETRY = {"hal_plugin_gen3_fx3": (640, 480), "hal_plugin_gen41_evk3": (1280, 720)}
-#: system_ID -> (width, height); formats.md §8, same evidence.
+#: system_ID -> (width, height); docs/formats.md §8, same evidence.
 SYSTEM_ID_GEOMETRY = {"21": (640, 480), "48": (1280, 720)}
 
 
@@ -104,6 +105,10 @@ class RawHeader:
         height, width: resolved sensor size in pixels.
         geometry_source: where the size came from: ``'geometry'``, ``'format'``, ``'override'``,
             ``'plugin_name'`` or ``'system_ID'``.
+        evt21_layout: EVT 2.1 files: ``'little'`` or ``'legacy'`` word layout, as the header
+            selects it (:func:`evt21_layout`); None for other encodings.
+        evt21_layout_source: which rule selected it: ``'format'``, ``'endianness'`` or
+            ``'camera'`` (None for other encodings).
     """
 
     path: str
@@ -113,6 +118,8 @@ class RawHeader:
     height: int
     width: int
     geometry_source: str
+    evt21_layout: str | None = None
+    evt21_layout_source: str | None = None
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """Header value by case-insensitive key."""
@@ -130,7 +137,7 @@ def read_raw_header(path: str | os.PathLike, height: int | None = None,
     Encoding: ``% evt 2.0|2.1|3.0`` (authoritative), else the first field of
     ``% format EVT2|EVT21|EVT3;...``.
     Geometry precedence: ``% geometry WxH`` > ``% format ...;height=H;width=W`` > the explicit
-    ``height``/``width`` arguments > ``plugin_name`` > ``system_ID`` (formats.md §8 table).
+    ``height``/``width`` arguments > ``plugin_name`` > ``system_ID`` (docs/formats.md §8 table).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -147,8 +154,61 @@ def read_raw_header(path: str | os.PathLike, height: int | None = None,
     low = {k.lower(): v for k, v in fields.items()}
     encoding = _encoding(low, p)
     h, w, source = _geometry(low, p, height, width)
+    layout, layout_source = evt21_layout(low, p) if encoding == "evt21" else (None, None)
     return RawHeader(path=p, fields=fields, data_offset=data_offset, encoding=encoding,
-                     height=h, width=w, geometry_source=source)
+                     height=h, width=w, geometry_source=source, evt21_layout=layout,
+                     evt21_layout_source=layout_source)
+
+
+#: EVT 2.1 word layouts a header can name.
+EVT21_LAYOUTS = ("little", "legacy")
+#: Rule 3 of the EVT 2.1 layout selection: Prophesee cameras with a system_ID below this send
+#: the legacy layout (docs/formats.md §6).
+LEGACY_SYSTEM_ID_LIMIT = 0x37
+
+
+def _format_options(low: dict[str, str]) -> dict[str, str]:
+    """``% format NAME;key=value;...`` -> {key (lower case): value}."""
+    opts = {}
+    for part in low.get("format", "").split(";")[1:]:
+        if "=" in part:
+            k, v = part.split("=", 1)
+            opts[k.strip().lower()] = v.strip()
+    return opts
+
+
+def evt21_layout(low: dict[str, str], path: str) -> tuple[str, str]:
+    """The EVT 2.1 word layout a header selects, and the rule that selected it.
+
+    1. ``% format EVT21;...;endianness=legacy|little`` -> ``'format'``;
+    2. else a ``% endianness legacy|little`` line -> ``'endianness'``;
+    3. else ``'camera'``: legacy when ``% integrator_name`` is Prophesee (and
+       ``% plugin_integrator_name`` too, when the header has that line) and ``% system_ID`` is
+       below 0x37; little otherwise. (Headers without a ``plugin_integrator_name`` line are
+       taken as the camera's own plugin: an interpretation, OpenEB's rule reads both.)
+
+    Args:
+        low: header fields with lower-case keys.
+    Raises:
+        FileFormatError: an endianness value other than ``little`` / ``legacy``.
+    """
+    for source, value in (("format", _format_options(low).get("endianness")),
+                          ("endianness", low.get("endianness"))):
+        if value is None:
+            continue
+        value = value.strip().lower()
+        if value not in EVT21_LAYOUTS:
+            raise FileFormatError(f"unknown EVT 2.1 endianness {value!r} in the header's "
+                                  f"{source} (expected one of {', '.join(EVT21_LAYOUTS)})", path)
+        return value, source
+    prophesee = (low.get("integrator_name", "").strip().lower() == "prophesee"
+                 and low.get("plugin_integrator_name", "Prophesee").strip().lower() == "prophesee")
+    try:
+        system_id = int(low.get("system_id", "").strip())
+    except ValueError:
+        system_id = None
+    legacy = prophesee and system_id is not None and system_id < LEGACY_SYSTEM_ID_LIMIT
+    return ("legacy" if legacy else "little"), "camera"
 
 
 def _encoding(low: dict[str, str], path: str) -> str:
@@ -170,13 +230,17 @@ def _encoding(low: dict[str, str], path: str) -> str:
     raise FileFormatError("no '% evt' or '% format' line in the header: not a RAW event file", path)
 
 
-def _positive(text: str, what: str, path: str) -> int:
+def parse_sensor_side(text: str, what: str, path: str) -> int:
+    """A sensor height or width from a header value: an integer in ``1..MAX_SENSOR_SIDE``.
+
+    The one geometry rule of every header (RAW and DAT). Raises GeometryError naming the file.
+    """
     try:
         v = int(text.strip())
     except ValueError:
-        raise GeometryError(f"malformed {what}: {text!r}", path) from None
-    if v <= 0:
-        raise GeometryError(f"malformed {what}: {text!r} (must be > 0)", path)
+        raise GeometryError(f"{what}: {text.strip()!r} is not an integer", path) from None
+    if not 1 <= v <= MAX_SENSOR_SIDE:
+        raise GeometryError(f"{what}: {v} is outside 1..{MAX_SENSOR_SIDE} pixels", path)
     return v
 
 
@@ -185,27 +249,22 @@ def _geometry(low: dict[str, str], path: str, height: int | None,
     if (height is None) != (width is None):
         raise GeometryError("pass both height= and width= (or neither)", path)
     if height is not None:
-        height, width = int(height), int(width)
-        if height <= 0 or width <= 0:
-            raise GeometryError(f"height and width must be > 0, got {height}x{width}", path)
+        height = parse_sensor_side(str(height), "height=", path)
+        width = parse_sensor_side(str(width), "width=", path)
 
     header_geom = None
     if "geometry" in low:
         m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", low["geometry"])
         if not m:
             raise GeometryError(f"malformed '% geometry {low['geometry']}' (expected WxH)", path)
-        header_geom = (_positive(m.group(2), "geometry height", path),
-                       _positive(m.group(1), "geometry width", path), "geometry",
+        header_geom = (parse_sensor_side(m.group(2), "geometry height", path),
+                       parse_sensor_side(m.group(1), "geometry width", path), "geometry",
                        f"'% geometry {low['geometry']}'")
     elif "format" in low:
-        opts = {}
-        for part in low["format"].split(";")[1:]:
-            if "=" in part:
-                k, v = part.split("=", 1)
-                opts[k.strip().lower()] = v
+        opts = _format_options(low)
         if "height" in opts and "width" in opts:
-            header_geom = (_positive(opts["height"], "format height", path),
-                           _positive(opts["width"], "format width", path), "format",
+            header_geom = (parse_sensor_side(opts["height"], "format height", path),
+                           parse_sensor_side(opts["width"], "format width", path), "format",
                            f"'% format {low['format']}'")
     if header_geom is not None:
         h, w, source, text = header_geom

@@ -9,7 +9,9 @@ Modes:
 * ``"mixed"``: at most ``n_events`` events and at most ``delta_t`` µs per slice.
 
 Iteration stops after the slice containing the last event of the file, or when the slices
-reach ``start_ts + max_duration``. Each ``iter()`` starts again from ``start_ts``. Any
+reach ``start_ts + max_duration``. ``current_time`` follows the DAT cursor rule for every input
+(see :mod:`evstream.io.reader`), so a RAW file and its DAT conversion give the same slices and
+the same ``get_current_time()``. Each ``iter()`` starts again from ``start_ts``. Any
 ``start_ts >= 0`` is accepted (the original requires a multiple of ``delta_t``).
 """
 
@@ -20,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, ReaderStateError, UnsupportedFormatError
 from .dispatch import open_reader
 
 MODES = ("delta_t", "n_events", "mixed")
@@ -34,7 +36,8 @@ class EventsIterator:
         start_ts: time of the first slice (µs, in the reader's time: shifted for RAW by default).
         mode: ``"delta_t"``, ``"n_events"`` or ``"mixed"``.
         delta_t: slice duration (µs) in ``delta_t`` and ``mixed`` modes.
-        n_events: events per slice in ``n_events`` and ``mixed`` modes.
+        n_events: events per slice in ``n_events`` and ``mixed`` modes (0 is accepted at
+            construction, as OpenEB does, e.g. to read ``get_size()``; iterating needs >= 1).
         max_duration: stop at ``start_ts + max_duration`` (µs); None for the whole file.
         relative_timestamps: subtract each slice's start time from its events' ``t``.
         do_time_shifting: RAW only, see :class:`~evstream.io.raw.RawReader`.
@@ -51,8 +54,8 @@ class EventsIterator:
         self.delta_t, self.n_events = int(delta_t), int(n_events)
         if mode in ("delta_t", "mixed") and self.delta_t < 1:
             raise ArgumentError(f"mode {mode!r} needs delta_t >= 1 µs, got {delta_t}", path)
-        if mode in ("n_events", "mixed") and self.n_events < 1:
-            raise ArgumentError(f"mode {mode!r} needs n_events >= 1, got {n_events}", path)
+        if mode in ("n_events", "mixed") and self.n_events < 0:
+            raise ArgumentError(f"mode {mode!r} needs n_events >= 0, got {n_events}", path)
         if int(start_ts) < 0:
             raise ArgumentError(f"start_ts must be >= 0, got {start_ts}", path)
         if max_duration is not None and int(max_duration) < 1:
@@ -64,6 +67,7 @@ class EventsIterator:
         self.relative_timestamps = relative_timestamps
         self.reader = open_reader(path, do_time_shifting=do_time_shifting, **reader_kwargs)
         self.current_time = self.start_ts
+        self._iterated = False
 
     def get_size(self):
         """Sensor ``(height, width)`` as the reader reports it (None when unknown)."""
@@ -73,27 +77,46 @@ class EventsIterator:
         """End of the last slice yielded (µs); for the last slice, the time of the last event."""
         return self.current_time
 
+    def get_ext_trigger_events(self) -> np.ndarray:
+        """External trigger events (EventExtTrigger): for RAW input, those decoded so far in the
+        current iteration, time-shifted like the events; for a Prophesee HDF5 event file, its
+        ``/EXT_TRIGGER/events``.
+
+        Raises:
+            ReaderStateError: called before the first iteration.
+            UnsupportedFormatError: the input format carries no trigger events (DAT, NPY).
+        """
+        if not self._iterated:
+            raise ReaderStateError("get_ext_trigger_events() needs an iteration first (triggers "
+                                   "are decoded with the events)", self.path)
+        if not hasattr(self.reader, "get_ext_trigger_events"):
+            raise UnsupportedFormatError(f"{type(self.reader).__name__} input carries no external "
+                                         f"trigger events (only RAW files do)", self.path)
+        return self.reader.get_ext_trigger_events()
+
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self.mode in ("n_events", "mixed") and self.n_events < 1:
+            raise ArgumentError(f"mode {self.mode!r} needs n_events >= 1 to iterate, got "
+                                f"{self.n_events}", self.path)
         reader = self.reader
         if self.start_ts:
             reader.seek_time(self.start_ts)
         else:
             reader.reset()
+        self._iterated = True
         self.current_time = reader.current_time
         end = None if self.max_duration is None else self.start_ts + self.max_duration
         while not reader.is_done():
-            slice_start = reader.current_time
+            slice_start = self.current_time
             if end is not None and slice_start >= end:
                 break
             time_left = None if end is None else end - slice_start
             if self.mode == "n_events":
-                events = (reader.load_n_events(self.n_events) if time_left is None
-                          else reader.load_mixed(self.n_events, time_left))
+                n_max, delta_t = self.n_events, time_left
             else:
+                n_max = None if self.mode == "delta_t" else self.n_events
                 delta_t = self.delta_t if time_left is None else min(self.delta_t, time_left)
-                events = (reader.load_delta_t(delta_t) if self.mode == "delta_t"
-                          else reader.load_mixed(self.n_events, delta_t))
+            events, self.current_time = reader._load_slice(n_max, delta_t, slice_start)
             if self.relative_timestamps and len(events):
                 events["t"] -= slice_start
-            self.current_time = reader.current_time
             yield events

@@ -25,11 +25,26 @@ def _output_dtype(stored: np.dtype) -> np.dtype:
     names = [LEGACY_FIELD_NAMES.get(n, n) for n in stored.names]
     if set(names) == set(EventCD.names):
         return EventCD
-    if {"w", "h"} <= set(names):
+    if is_box_dtype(stored):
         return EventBbox
     return np.dtype({"names": names, "formats": [stored.fields[n][0] for n in stored.names],
                      "offsets": [stored.fields[n][1] for n in stored.names],
                      "itemsize": stored.itemsize})
+
+
+def is_box_dtype(dtype: np.dtype) -> bool:
+    """True for a structured dtype of bounding boxes (``EventBbox`` fields, legacy names too):
+    it has box sizes ``w``, ``h`` and a time field."""
+    names = {LEGACY_FIELD_NAMES.get(n, n) for n in (dtype.names or ())}
+    return {"t", "w", "h"} <= names
+
+
+def npy_dtype(path: str) -> np.dtype:
+    """The dtype of the array in a ``.npy`` file (memory-mapped: no row is read)."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False).dtype
+    except (ValueError, OSError, EOFError) as exc:
+        raise FileFormatError(f"not a readable .npy array ({exc})", path) from None
 
 
 def convert_fields(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -48,6 +63,8 @@ class EventNpyReader(EventReader):
 
     The file is memory-mapped; each load copies only the requested rows.
     """
+
+    format_name = "NPY"
 
     def __init__(self, path: str | os.PathLike, buffer_events: int = 1 << 19):
         path = os.fspath(path)
@@ -105,6 +122,10 @@ class EventNpyReader(EventReader):
 
     def _last_time_of_file(self) -> int:
         return self._time_at(len(self._array) - 1) if len(self._array) else 0
+
+    def close(self) -> None:
+        """Release the memory map (the reader holds no rows afterwards)."""
+        self._array = np.empty(0, dtype=self._array.dtype)
 
     def get_size(self) -> None:
         """A ``.npy`` file carries no sensor geometry: always None."""

@@ -30,6 +30,7 @@ from .header import RawHeader, read_raw_header
 from .reader import EventReader, OutOfBounds
 
 DECODERS = {"evt2": Evt2Decoder, "evt21": Evt21Decoder, "evt3": Evt3Decoder}
+RAW_FORMAT_NAMES = {"evt2": "RAW EVT 2.0", "evt21": "RAW EVT 2.1", "evt3": "RAW EVT 3.0"}
 WORDS_PER_BLOCK = 1 << 20
 WORDS_PER_CHECKPOINT = 1 << 18
 TRIGGER_BUFFER = 4096
@@ -43,6 +44,10 @@ def _make_decoder(header: RawHeader, out_of_bounds: str, evt21_legacy_word_order
     if header.encoding == "evt21":
         return Evt21Decoder(width, height, legacy_word_order=evt21_legacy_word_order)
     return DECODERS[header.encoding](width, height)
+
+
+def _warn_index_cache(path: str, problem: str) -> None:
+    warnings.warn(f"{path}: {problem}; the seek index is rebuilt in memory", stacklevel=4)
 
 
 class RawIndex:
@@ -79,25 +84,54 @@ class RawIndex:
         """Largest checkpoint all of whose preceding events have raw t < ``raw_t``."""
         return max(int(np.searchsorted(np.asarray(self.last_t_before), raw_t, side="left")) - 1, 0)
 
-    def save(self, path: str, stamp: np.ndarray) -> None:
-        np.savez(path, stamp=stamp, states=np.array(self.states),
-                 events_before=np.array(self.events_before, dtype=np.int64),
-                 last_t_before=np.array(self.last_t_before, dtype=np.int64),
-                 summary=np.array([self.total_events, self.first_raw_t, self.last_raw_t]))
+    def save(self, path: str, stamp: np.ndarray) -> bool:
+        """Write the index to ``path`` atomically (a temporary file renamed over it).
+
+        Returns False, with a warning, when the folder cannot be written (the reader goes on
+        without a cache)."""
+        tmp = f"{path}.partial-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, stamp=stamp, states=np.array(self.states),
+                         events_before=np.array(self.events_before, dtype=np.int64),
+                         last_t_before=np.array(self.last_t_before, dtype=np.int64),
+                         summary=np.array([self.total_events, self.first_raw_t, self.last_raw_t]))
+            os.replace(tmp, path)
+        except OSError as exc:
+            warnings.warn(f"{path}: cannot write the seek-index cache ({exc.strerror or exc}); "
+                          f"reading goes on without it", stacklevel=4)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return False
+        return True
 
     @classmethod
     def load(cls, path: str, stamp: np.ndarray, words_per_checkpoint: int) -> "RawIndex | None":
-        """The index saved at ``path`` if it was made for the same file (``stamp``), else None."""
+        """The index saved at ``path`` if it was made for the same file (``stamp``), else None.
+
+        A missing cache gives None silently; a corrupt, truncated or stale one gives None with
+        a warning (the caller rebuilds it)."""
+        if not os.path.isfile(path):
+            return None
         try:
             with np.load(path) as data:
                 if not np.array_equal(data["stamp"], stamp):
+                    _warn_index_cache(path, "stale seek-index cache (made for another version of "
+                                      "the file or other reader settings)")
                     return None
+                states = data["states"]
                 index = cls(words_per_checkpoint)
-                index.states = list(data["states"])
+                index.states = list(states)
                 index.events_before = data["events_before"].tolist()
                 index.last_t_before = data["last_t_before"].tolist()
                 index.total_events, index.first_raw_t, index.last_raw_t = data["summary"].tolist()
-        except (OSError, KeyError, ValueError):
+            if not (len(index.states) == len(index.events_before) == len(index.last_t_before) >= 1
+                    and states.ndim == 2 and states.dtype == np.int64):
+                raise ValueError("inconsistent checkpoint arrays")
+        except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
+            _warn_index_cache(path, f"corrupt seek-index cache ignored ({type(exc).__name__}: {exc})")
             return None
         index.complete = True
         return index
@@ -163,8 +197,8 @@ class _RawDecodeStream:
             n += n_events
             self.events_emitted += n_events
             self.word_pos += consumed
-            if consumed < len(words) and n_triggers == 0:
-                break  # output buffer full
+            if consumed < len(words) and len(out) - n < self.decoder.max_events_per_word:
+                break  # output buffer full (a full trigger buffer was emptied above: go on)
         on_out_of_bounds(self.decoder.counters["out_of_bounds"] - dropped_before)
         if self.word_pos >= self.n_words and not self.index.complete:
             self.index.complete = True
@@ -190,8 +224,13 @@ class RawReader(EventReader):
         allow_truncated: a file whose data is not a whole number of words (a recording cut
             mid-word) raises :class:`~evstream.errors.FileFormatError` unless this is True, in
             which case the trailing bytes are ignored with a warning.
-        cache_index: save the complete seek index beside the file and reuse it.
-        evt21_legacy_word_order: EVT 2.1 words stored as two 32-bit halves, high half first.
+        cache_index: save the complete seek index beside the file and reuse it. The cache is
+            written atomically; a corrupt or stale one is ignored with a warning and rebuilt,
+            and a folder that cannot be written only gives a warning.
+        evt21_legacy_word_order: EVT 2.1 only: None (default) uses the layout the header selects
+            (:func:`~evstream.io.header.evt21_layout`: ``endianness`` in ``% format``, else a
+            ``% endianness`` line, else the Prophesee camera rule); True forces the "legacy"
+            layout (32-bit halves swapped, IMX636), False the "little" one.
         index_interval_words: words between two seek checkpoints (a seek decodes at most this
             many words to reach its target; the index holds one decoder state per interval).
     """
@@ -200,14 +239,20 @@ class RawReader(EventReader):
                  do_time_shifting: bool = True, height: int | None = None,
                  width: int | None = None, out_of_bounds: OutOfBounds = "warn",
                  allow_truncated: bool = False, cache_index: bool = False,
-                 evt21_legacy_word_order: bool = False,
+                 evt21_legacy_word_order: bool | None = None,
                  index_interval_words: int = WORDS_PER_CHECKPOINT):
         path = os.fspath(path)
         if int(max_events) < 64:
             raise ArgumentError(f"max_events must be >= 64, got {max_events}", path)
         self.header = read_raw_header(path, height=height, width=width)
-        self._evt21_legacy_word_order = evt21_legacy_word_order
-        decoder = _make_decoder(self.header, out_of_bounds, evt21_legacy_word_order)
+        self._layout_forced = evt21_legacy_word_order is not None
+        self._warned_empty = False
+        if evt21_legacy_word_order is None:
+            evt21_legacy_word_order = self.header.evt21_layout == "legacy"
+        self._evt21_legacy_word_order = bool(evt21_legacy_word_order)
+        #: sensor size in pixels (metavision_core attributes)
+        self.width, self.height = self.header.width, self.header.height
+        decoder = _make_decoder(self.header, out_of_bounds, self._evt21_legacy_word_order)
         word_size = decoder.word_dtype.itemsize
         data_bytes = os.path.getsize(path) - self.header.data_offset
         if data_bytes % word_size:
@@ -221,8 +266,9 @@ class RawReader(EventReader):
         self._cache_index = cache_index
         stat = os.stat(path)
         self._stamp = np.array([INDEX_VERSION, stat.st_size, stat.st_mtime_ns,
-                                index_interval_words, int(out_of_bounds == "keep")],
-                               dtype=np.int64)
+                                index_interval_words, int(out_of_bounds == "keep"),
+                                int(self._evt21_legacy_word_order)], dtype=np.int64)
+        self._index_saved = False
         index = RawIndex.load(self._index_path(path), self._stamp, index_interval_words) \
             if cache_index else None
         self._stream = _RawDecodeStream(path, self.header, data_bytes // word_size,
@@ -251,11 +297,26 @@ class RawReader(EventReader):
         n = self._stream.decode_into(out, self._keep_triggers, self._on_dropped)
         if self.origin:
             out["t"][:n] -= self.origin
-        if self._stream.index.complete and self._cache_index:
-            path = self._index_path(self.path)
-            if not os.path.exists(path):
-                self._stream.index.save(path, self._stamp)
+        if self._stream.index.complete:
+            self._after_complete_pass(self._stream.decoder.counters)
         return n
+
+    def _after_complete_pass(self, c: dict[str, int]) -> None:
+        """Once the whole file has been decoded (``c``: the decoder's counters at its end): save
+        the index cache (once) and warn about a file whose data words gave no event at all."""
+        if self._cache_index and not self._index_saved:
+            self._index_saved = True
+            self._stream.index.save(self._index_path(self.path), self._stamp)
+        if self._stream.index.total_events == 0 and self._stream.n_words and not self._warned_empty:
+            self._warned_empty = True
+            hint = (f" (EVT 2.1 decoded with the {'legacy' if self._evt21_legacy_word_order else 'little'}"
+                    f" layout, selected by {'the argument' if self._layout_forced else self.header.evt21_layout_source}"
+                    f"; pass evt21_legacy_word_order= to force the other)"
+                    if self.header.encoding == "evt21" else "")
+            warnings.warn(f"{self.path}: {self._stream.n_words} data words gave no event "
+                          f"({c['words_before_time_high']} before the first TIME_HIGH, "
+                          f"{c['out_of_bounds']} outside the geometry, {c['skipped_words']} "
+                          f"skipped){hint}", stacklevel=5)
 
     def _size_hint(self) -> int:
         index = self._stream.index
@@ -290,6 +351,15 @@ class RawReader(EventReader):
         self._stream.restore(checkpoint)
         return self._stream.events_emitted
 
+    def _time_after(self, events: np.ndarray, t_end: int | None, start: int) -> int:
+        """OpenEB's RAW cursor rule (see :mod:`evstream.io.reader`): the window end, even at the
+        end of the file; after a count-limited load, the ``t`` of the next event."""
+        if t_end is not None:
+            return t_end
+        if not self.done:
+            return int(self._buf["t"][self._buf_start])
+        return super()._time_after(events, t_end, start)
+
     def _time_before_cursor(self) -> int:
         last = self._stream.last_raw_t
         return last - self.origin if last >= 0 else 0
@@ -310,9 +380,13 @@ class RawReader(EventReader):
             while not index.complete:
                 scan.decode_into(scratch, lambda triggers: None, lambda dropped: None)
             scan.close()
-            if self._cache_index:
-                index.save(self._index_path(self.path), self._stamp)
+            self._after_complete_pass(decoder.counters)
         return index
+
+    @property
+    def format_name(self) -> str:
+        """``"RAW EVT 2.0"``, ``"RAW EVT 2.1"`` or ``"RAW EVT 3.0"``."""
+        return RAW_FORMAT_NAMES[self.header.encoding]
 
     # metavision_core API
     def get_size(self) -> tuple[int, int]:

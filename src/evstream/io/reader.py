@@ -3,12 +3,21 @@
 A reader walks a file's events in file order. Its state is a cursor (index of the next event
 to return) and ``current_time`` (µs):
 
-* ``load_n_events(n)``: the next ``n`` events (fewer at the end); ``current_time`` becomes the
-  ``t`` of the last returned event.
+* ``load_n_events(n)``: the next ``n`` events (fewer at the end).
 * ``load_delta_t(dt)``: the events from the cursor up to (excluding) the first one with
-  ``t >= current_time + dt``; ``current_time += dt``, or ``current_time`` = last ``t`` of the file
-  when the file ends inside the window.
+  ``t >= current_time + dt``.
 * ``load_mixed(n, dt)``: whichever of the two limits is reached first.
+
+``current_time`` after a load follows one of two rules (``docs/readers.md`` §1):
+
+| call | DAT / NPY / HDF5 readers | :class:`~evstream.io.raw.RawReader` |
+|---|---|---|
+| ``load_n_events(n)`` | ``t`` of the last event returned | ``t`` of the next event (the last returned at the end of the file) |
+| ``load_delta_t(dt)`` | ``current_time + dt`` | ``current_time + dt`` |
+| ``load_delta_t(dt)`` reaching the end of the file | ``t`` of the last event | ``current_time + dt`` |
+| ``load_mixed(n, dt)`` | the event rule if the count cut the slice, else the window rule | same, RAW rules |
+
+A reader with no event left keeps its ``current_time`` when a load returns nothing (DAT rule).
 * ``seek_event(n)`` / ``seek_time(t)``: move the cursor to event ``n`` / to the first event with
   ``t_event >= t``.
 
@@ -96,6 +105,8 @@ class EventReader:
 
     #: dtype of the decoded events (EventCD for event files).
     dtype: np.dtype = EventCD
+    #: what the file is, in words (``evstream info``'s format column)
+    format_name: str = "events"
 
     def __init__(self, path: str | os.PathLike, buffer_events: int = 1 << 19,
                  out_of_bounds: OutOfBounds = "warn"):
@@ -242,41 +253,51 @@ class EventReader:
         n_events = int(n_events)
         if n_events < 1:
             raise ArgumentError(f"load_n_events needs n_events >= 1, got {n_events}", self.path)
-        events = self._take(n_events, None)
-        if len(events):
-            self.current_time = int(events["t"][-1])
-        return events
+        return self._load_slice(n_events, None)[0]
 
     def load_delta_t(self, delta_t: int) -> np.ndarray:
         """Events in ``[current_time, current_time + delta_t)`` from the cursor on (µs)."""
         delta_t = int(delta_t)
         if delta_t < 1:
             raise ArgumentError(f"load_delta_t needs delta_t >= 1 µs, got {delta_t}", self.path)
-        return self._load_window(None, delta_t)
+        return self._load_slice(None, delta_t)[0]
 
     def load_mixed(self, n_events: int, delta_t: int) -> np.ndarray:
         """At most ``n_events`` events and only those before ``current_time + delta_t``.
 
-        If the event limit is reached first, ``current_time`` becomes the last returned ``t``
-        (as for ``load_n_events``); otherwise it advances by ``delta_t`` (as for ``load_delta_t``).
+        ``current_time`` follows whichever limit cut the slice (see the module docstring).
         """
         n_events, delta_t = int(n_events), int(delta_t)
         if n_events < 1 or delta_t < 1:
             raise ArgumentError(f"load_mixed needs n_events >= 1 and delta_t >= 1, got "
                                 f"{n_events}, {delta_t}", self.path)
-        return self._load_window(n_events, delta_t)
+        return self._load_slice(n_events, delta_t)[0]
 
-    def _load_window(self, n_max: int | None, delta_t: int) -> np.ndarray:
-        t_end = self.current_time + delta_t
+    def _load_slice(self, n_max: int | None, delta_t: int | None,
+                    start: int | None = None) -> tuple[np.ndarray, int]:
+        """The events from the cursor: at most ``n_max`` and, with ``delta_t``, only those before
+        ``start + delta_t`` (``start`` defaults to ``current_time``).
+
+        Sets ``current_time`` by this reader's rule and returns ``(events, time)`` where
+        ``time`` follows the DAT rule whatever the reader (what :class:`EventsIterator` reports,
+        so that a RAW file and its DAT conversion iterate identically).
+        """
+        start = self.current_time if start is None else start
+        t_end = None if delta_t is None else start + delta_t
         events = self._take(n_max, t_end)
-        if self.done:
-            if len(events):
-                self.current_time = int(events["t"][-1])
-        elif n_max is not None and len(events) == n_max and not self._next_is_at_or_after(t_end):
-            self.current_time = int(events["t"][-1])
-        else:
-            self.current_time = t_end
-        return events
+        count_cut = (n_max is not None and len(events) == n_max and not self.done
+                     and (t_end is None or not self._next_is_at_or_after(t_end)))
+        limit = None if count_cut else t_end
+        self.current_time = self._time_after(events, limit, start)
+        return events, EventReader._time_after(self, events, limit, start)
+
+    def _time_after(self, events: np.ndarray, t_end: int | None, start: int) -> int:
+        """``current_time`` after a load that returned ``events``; ``t_end`` is the end of its
+        time window, None when the event count cut it. DAT rule: the window end while the file
+        goes on, else the last returned ``t`` (``start`` when nothing was returned)."""
+        if t_end is not None and not self.done:
+            return t_end
+        return int(events["t"][-1]) if len(events) else start
 
     def _next_is_at_or_after(self, t_end: int) -> bool:
         return self._ensure_pending() and self._buf["t"][self._buf_start] >= t_end
@@ -348,6 +369,37 @@ class EventReader:
         if n:
             self.current_time = int(out["t"][n - 1])
         return out[:n] if 2 * n > len(out) else copy_records(out[:n])
+
+    def last_event_time(self) -> int | None:
+        """Timestamp (µs, reader time) of the file's last event in file order, None for a file
+        without events. RAW: decodes the rest of the file once if it was not decoded yet."""
+        if self.event_count() == 0:
+            return None
+        return self._last_time_of_file()
+
+    def event_count(self) -> int:
+        """Number of events in the file."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file (readers holding a handle override this); idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a half-built reader, or interpreter shutdown
+            pass
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else f"next event {self._index}"
+        return (f"{type(self).__name__}({self.path!r}, {state}, current_time={self.current_time} "
+                f"us)")
 
     def reset(self) -> None:
         """Back to the first event, ``current_time = 0``."""

@@ -1,4 +1,4 @@
-"""Precomputed tensor files (``formats.md`` §9, ``metavision_api.md`` §16): writing and reading helpers.
+"""Precomputed tensor files (``docs/formats.md`` §9): writing and reading helpers.
 
 Writing: :func:`write_to_hdf5` turns one recording (RAW of any EVT version, DAT, Prophesee HDF5 event
 file) into one or more tensor files; :func:`generate_hdf5` does it for many recordings, in parallel
@@ -82,6 +82,10 @@ RESERVED_ATTRS = ("events_to_tensor", "delta_t", "event_input_height", "event_in
                   "shape", "mode", "n_events", "store_as_uint8", "downsampling_factor", "shift")
 #: Seconds between two progress reports of one input.
 PROGRESS_PERIOD_S = 0.2
+#: Default limit on the rows (time bins) one recording may produce in delta_t mode: 2^20 rows
+#: (14.6 h at 50 ms). A recording whose events span more (a time base that loops or jumps)
+#: is refused before any row is computed; pass ``max_rows`` to allow more.
+MAX_ROWS = 1 << 20
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +320,7 @@ def _check_last_timestamps(f: h5py.File, rows: int, path: str) -> None:
 
 
 def get_tensor_file_duration(path: str | os.PathLike) -> int:
-    """Duration of a tensor file in µs (``metavision_api.md`` §4): rows·delta_t in delta_t mode,
+    """Duration of a tensor file in µs (``docs/formats.md`` §9): rows·delta_t in delta_t mode,
     ``last_timestamps[rows - 1]`` in n_events mode (0 for an empty file)."""
     with open_tensor_file(path) as f:
         attrs = read_tensor_attrs(path, f)
@@ -488,11 +492,23 @@ def estimate_event_count(reader) -> int:
     return int(reader.event_count())
 
 
+def _check_row_count(reader, start_ts: int, delta_t: int, max_rows: int, path: str) -> None:
+    """Refuse a recording whose last event needs more than ``max_rows`` rows of ``delta_t``."""
+    last = reader.last_event_time()
+    if last is None or last < start_ts:
+        return
+    rows = (last - start_ts) // delta_t + 1
+    if rows > max_rows:
+        raise ArgumentError(f"the events span {start_ts}..{last} us, {rows:,} rows of {delta_t} us: "
+                            f"more than max_rows={max_rows:,} (a time base that loops or jumps?); "
+                            f"pass a larger max_rows (--max-rows) to write it anyway", path)
+
+
 def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess="histo",
                   height=None, width=None, max_duration=None, store_as_uint8=False,
                   mode="delta_t", n_events=0, preprocess_kwargs={}, *, compression="gzip",
                   overwrite=False, box_labels=None, progress: Callable | None = None,
-                  reader_kwargs: dict | None = None) -> WriteResult:
+                  reader_kwargs: dict | None = None, max_rows: int = MAX_ROWS) -> WriteResult:
     """Write the tensor file(s) of one recording (see the module docstring for the rules).
 
     Args:
@@ -510,6 +526,8 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
             then ``("advance", {"events", "rows"})`` (increments) about every 0.2 s.
         reader_kwargs: forwarded to the event reader (e.g. sensor ``height``/``width`` for a RAW
             file whose header has none).
+        max_rows: delta_t mode: refuse (ArgumentError naming the file and the span) a recording
+            whose last event lies beyond ``max_rows`` rows (:data:`MAX_ROWS` by default).
     """
     t_start = time.perf_counter()
     path, output_folder = os.fspath(path), os.fspath(output_folder)
@@ -531,6 +549,8 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
     iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode,
                               delta_t=max(delta_t, 1), n_events=max(n_events, 1),
                               relative_timestamps=True, **(reader_kwargs or {}))
+    if mode == "delta_t":
+        _check_row_count(iterator.reader, int(start_ts), delta_t, int(max_rows), path)
     sensor = iterator.get_size()
     if sensor is None or None in tuple(sensor):
         if height is None or width is None:
@@ -742,8 +762,9 @@ def _run_job(func, job, report):
     """Run ``func(job, report)``; returns ("ok", result) or ("error", message)."""
     try:
         return "ok", func(job, report)
-    except EvstreamError as exc:
-        return "error", str(exc)
+    except EvstreamError as exc:   # an error about no file in particular is about this input
+        where = job.get("path") if isinstance(job, dict) and exc.path is None else None
+        return "error", str(exc) if where is None else f"{where}: {exc}"
     except Exception as exc:                      # a bug or an OS error: keep the traceback tail
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return "error", f"{job.get('path', '?') if isinstance(job, dict) else '?'}: {tb}"
@@ -831,7 +852,7 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
                   max_duration=None, n_processes=2, box_labels=[], store_as_uint8=False,
                   mode="delta_t", n_events=0, preprocess_kwargs={}, *, compression="gzip",
                   overwrite=False, progress: Callable | None = None, raise_on_error=True,
-                  reader_kwargs: dict | None = None) -> list[WriteResult]:
+                  reader_kwargs: dict | None = None, max_rows: int = MAX_ROWS) -> list[WriteResult]:
     """Write the tensor files of many recordings (:func:`write_to_hdf5` for each).
 
     ``start_ts``: one int or one per path. ``box_labels``: empty or one ``_bbox.npy`` per path.
@@ -856,7 +877,7 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
                  store_as_uint8=store_as_uint8, mode=mode, n_events=n_events,
                  preprocess_kwargs=dict(preprocess_kwargs), compression=compression,
                  overwrite=overwrite, box_labels=box_labels[i] if box_labels else None,
-                 reader_kwargs=reader_kwargs)
+                 reader_kwargs=reader_kwargs, max_rows=max_rows)
             for i, (p, s) in enumerate(zip(paths, starts))]
     results: list[WriteResult | None] = [None] * len(paths)
 

@@ -487,7 +487,7 @@ def pool_sum(counts: np.ndarray, factor: int) -> np.ndarray:
 #   when it infers the window from the events (the last event then sits exactly on the end, and
 #   the original puts it in the last bin).
 # * preprocess_dtype: accepted and ignored (the output array's dtype decides); the original
-#   raises TypeError when a caller forgets to pop it (reference quirk 13).
+#   raises TypeError when a caller forgets to pop it (docs/compatibility.md).
 
 
 

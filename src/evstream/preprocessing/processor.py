@@ -36,7 +36,7 @@ class CDProcessor:
             function does not report it).
 
     ``__call__`` returns the processor's own array, reused and overwritten by the next call (as the
-    original does, reference quirk 17); pass ``copy=True`` to get a fresh array.
+    original does, docs/compatibility.md); pass ``copy=True`` to get a fresh array.
     """
 
     def __init__(self, height, width, num_tbins=5, preprocessing="histo", downsampling_factor=0,

@@ -81,7 +81,7 @@ def get_output_dtype(name, downsampling_factor=0, preprocess_kwargs=None) -> np.
     ``preprocess_kwargs["preprocess_dtype"]`` (else the registry default, else uint8), forced to
     float32 when ``downsampling_factor > 0`` and the name contains ``"quantized"`` (pooled counts
     are fractions). Layers above should use it rather than the raw kwarg: the original's
-    SequentialDataset keeps the integer dtype there and fails (reference quirk 14)."""
+    SequentialDataset keeps the integer dtype there and fails (docs/compatibility.md)."""
     kwargs = dict(_entry(name)["kwargs"])
     kwargs.update(preprocess_kwargs or {})
     if downsampling_factor and "quantized" in name:

@@ -6,8 +6,8 @@ Colours (those of Prophesee's viz): background ``BG_COLOR`` (30, 37, 52), ON / p
 ON and OFF get the same colours in every function here: ON events (histogram channel 1, positive
 diff) are drawn with ``POS_COLOR`` and OFF events (channel 0, negative diff) with ``NEG_COLOR``.
 The original's ``viz_histo_binarized`` paints channel 0 (OFF) with its positive colour and
-channel 1 (ON) with its negative one, the reverse of its ``viz_diff_binarized`` (reference quirk
-19); evstream does not reproduce that swap. Where both polarities hit a pixel, ON wins (the
+channel 1 (ON) with its negative one, the reverse of its ``viz_diff_binarized`` (docs/compatibility.md);
+evstream does not reproduce that swap. Where both polarities hit a pixel, ON wins (the
 original also lets channel 1 win).
 
 Every function returns RGB (not OpenCV's BGR), including the colour-mapped ones, and accepts numpy

@@ -9,11 +9,14 @@ label map, ``track_id`` = object id from 1, ``class_confidence`` = 1); a labelle
 visible object gets one box of the ``"empty"`` class (zero size, track 0).
 
 Everything is a function of the seed: recording ``i`` of a dataset depends only on
-``(seed, i)`` and the configuration, not on how many recordings are made.
+``(seed, i)`` and the configuration, not on how many recordings are made. The files are
+byte-identical for a seed: headers carry :data:`SYNTH_DATE` (or ``$SOURCE_DATE_EPOCH`` when set)
+instead of the current time, and ``synth_info.json`` holds no wall-clock times.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
@@ -23,7 +26,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import ArgumentError
-from ..io import DatWriter, EventBbox, EventCD, RawWriter
+from ..io import DatWriter, EventBbox, EventCD, EventExtTrigger, RawWriter
+from ..io.file_date import SOURCE_DATE_EPOCH, file_date
 from .scene import Scene, SceneConfig
 from .simulator import EventSimulator, SensorConfig
 
@@ -31,8 +35,12 @@ LABEL_MAP_NAME = "label_map_dictionary.json"
 INFO_NAME = "synth_info.json"
 #: Sizes from Gen1 to 1 Mpx are the intended range; the writers accept up to 2048 x 2048.
 MAX_SIDE = 2048
-_RAW_FORMATS = ("evt3", "evt2")
-_START_WINDOWS = {"evt3": (4096, 8192), "evt2": (0, 64)}
+_RAW_FORMATS = ("evt3", "evt2", "evt21")
+_START_WINDOWS = {"evt3": (4096, 8192), "evt2": (0, 64), "evt21": (0, 64)}
+#: Channel id of the simulated external trigger (a frame-sync square wave).
+TRIGGER_CHANNEL = 0
+#: the header date of every synthetic recording unless ``$SOURCE_DATE_EPOCH`` is set
+SYNTH_DATE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
 
 Progress = Callable[[str, int, dict], None]
 
@@ -53,6 +61,7 @@ class SynthRecording:
     seconds: float
     ego_motion: bool
     objects: int
+    triggers: int = 0             # external trigger events written in the RAW file
 
 
 @dataclass
@@ -80,18 +89,40 @@ class SynthDataset:
         return files
 
 
+def trigger_events(t_start: int, t_stop: int, rate_hz: float) -> np.ndarray:
+    """The simulated external trigger in ``[t_start, t_stop)`` µs: a square wave of ``rate_hz``
+    on channel :data:`TRIGGER_CHANNEL`, a rising edge (p = 1) at every ``k · period`` and a
+    falling edge (p = 0) half a period later (``period = round(1e6 / rate_hz)`` µs)."""
+    period = int(round(1e6 / rate_hz))
+    half = period // 2
+    first = -(-t_start // period) * period - period        # the edge pair before t_start
+    rises = np.arange(first, t_stop, period, dtype=np.int64)
+    t = np.sort(np.concatenate([rises, rises + half]))
+    t = t[(t >= t_start) & (t < t_stop)]
+    out = np.zeros(len(t), dtype=EventExtTrigger)
+    out["t"] = t
+    out["p"] = (t % period) == 0
+    out["id"] = TRIGGER_CHANNEL
+    return out
+
+
 def parse_formats(format: str | Iterable[str]) -> tuple[str, ...]:
-    """``"evt3"``, ``"evt2"``, ``"dat"``, ``"evt3+dat"`` (or a list of those names) -> a tuple
-    with at most one RAW format and optionally ``"dat"``."""
+    """``"evt3"``, ``"evt2"``, ``"evt21"``, ``"dat"``, ``"evt3+dat"`` (or a list of those names)
+    -> a tuple with at most one RAW format and optionally ``"dat"``."""
     names = format.split("+") if isinstance(format, str) else list(format)
     names = [n.strip().lower() for n in names if n.strip()]
     bad = [n for n in names if n not in _RAW_FORMATS + ("dat",)]
     if bad or not names:
-        raise ArgumentError(f"unknown output format {format!r} (use evt3, evt2, dat, evt3+dat "
-                            "or evt2+dat)")
+        raise ArgumentError(f"unknown output format {format!r} (use evt3, evt2, evt21, dat, "
+                            "or a RAW format + dat, e.g. evt3+dat)")
     if sum(n in _RAW_FORMATS for n in names) > 1:
         raise ArgumentError(f"at most one RAW format per recording, got {format!r}")
     return tuple(dict.fromkeys(names))
+
+
+def raw_format_of(formats: tuple[str, ...]) -> str | None:
+    """The RAW format among ``formats`` (from :func:`parse_formats`), None if there is none."""
+    return next((f for f in formats if f in _RAW_FORMATS), None)
 
 
 def label_map(config: SceneConfig | None = None) -> dict[str, str]:
@@ -141,6 +172,12 @@ def _check_size(height, width):
             raise ArgumentError(f"{name} must be an integer in [16, {MAX_SIDE}], got {v!r}")
 
 
+def synth_date() -> datetime.datetime:
+    """The date written in synthetic recordings: ``$SOURCE_DATE_EPOCH`` if set, else
+    :data:`SYNTH_DATE` (never the current time, so that a seed gives the same bytes)."""
+    return file_date() if os.environ.get(SOURCE_DATE_EPOCH) else SYNTH_DATE
+
+
 def make_simulator(height: int, width: int, duration_us: int, seed: int = 0, index: int = 0,
                    scene: SceneConfig | None = None, sensor: SensorConfig | None = None,
                    start_window: tuple[int, int | None] = (0, None)) -> EventSimulator:
@@ -169,32 +206,48 @@ def write_recording(out_stem: str | os.PathLike, height: int, width: int, durati
                     seed: int = 0, index: int = 0, format: str | Iterable[str] = "evt3",
                     label_rate_hz: float = 20.0, scene: SceneConfig | None = None,
                     sensor: SensorConfig | None = None, split: str = "",
-                    progress: Progress | None = None) -> SynthRecording:
+                    progress: Progress | None = None, trigger_rate_hz: float = 0.0,
+                    evt21_layout: str = "little") -> SynthRecording:
     """Simulate recording ``index`` and write ``<stem>.raw`` and / or ``<stem>_td.dat`` plus
-    ``<stem>_bbox.npy``. Events stream to the writers chunk by chunk (bounded memory)."""
+    ``<stem>_bbox.npy``. Events stream to the writers chunk by chunk (bounded memory).
+
+    ``trigger_rate_hz > 0`` adds :func:`trigger_events` to the RAW file (DAT has no triggers);
+    ``evt21_layout`` is the EVT 2.1 word layout (``"little"`` or ``"legacy"``)."""
     formats = parse_formats(format)
+    if not 0 <= trigger_rate_hz <= 100_000 or (trigger_rate_hz and not raw_format_of(formats)):
+        raise ArgumentError(f"trigger_rate_hz must be within 0..100000 and needs a RAW format, got "
+                            f"{trigger_rate_hz} with {'+'.join(formats)}")
     stem = os.fspath(out_stem)
-    raw = next((f for f in formats if f in _RAW_FORMATS), None)
+    raw = raw_format_of(formats)
     window = _START_WINDOWS[raw] if raw else (0, None)
     t_start = time.perf_counter()
     times = label_times(duration_us, label_rate_hz)
+    date = synth_date()
     sim = make_simulator(height, width, duration_us, seed, index, scene, sensor, window)
     writers, paths = [], []
     try:
         if raw:
             paths.append(stem + ".raw")
             writers.append(RawWriter(paths[-1], height, width, format=raw,
-                                     header={"integrator_name": "evstream.synth",
-                                             "serial_number": f"synth-{seed}-{index}"}))
+                                     header={"date": date.strftime("%Y-%m-%d %H:%M:%S"),
+                                             "integrator_name": "evstream.synth",
+                                             "serial_number": f"synth-{seed}-{index}"},
+                                     evt21_layout=evt21_layout))
         if "dat" in formats:
             paths.append(stem + "_td.dat")
-            writers.append(DatWriter(paths[-1], height, width))
+            writers.append(DatWriter(paths[-1], height, width, date=date))
         if progress:
             progress("start", index, {"total_us": int(duration_us), "name": os.path.basename(stem)})
         t_prev = 0
+        n_triggers = 0
         for t_reached, ev in sim.chunks(chunk_us=100_000):
             for w in writers:
-                w.write(ev)
+                if isinstance(w, RawWriter) and trigger_rate_hz:
+                    triggers = trigger_events(t_prev, t_reached, trigger_rate_hz)
+                    w.write(ev, triggers)
+                    n_triggers += len(triggers)
+                else:
+                    w.write(ev)
             if progress:
                 progress("advance", index, {"us": t_reached - t_prev, "events": len(ev)})
             t_prev = t_reached
@@ -211,7 +264,7 @@ def write_recording(out_stem: str | os.PathLike, height: int, width: int, durati
                          events=int(sim.events_emitted), boxes=len(boxes) - n_empty,
                          labelled_times=len(times), empty_times=n_empty,
                          seconds=time.perf_counter() - t_start, ego_motion=sim.scene.ego_motion,
-                         objects=len(sim.scene.objects))
+                         objects=len(sim.scene.objects), triggers=n_triggers)
     if progress:
         progress("done", index, {"events": rec.events, "boxes": rec.boxes})
     return rec
@@ -259,7 +312,8 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
                  seed: int = 0, label_rate_hz: float = 20.0,
                  splits: dict[str, float] | str = (("train", 0.6), ("val", 0.2), ("test", 0.2)),
                  scene: SceneConfig | None = None, sensor: SensorConfig | None = None,
-                 progress: Progress | None = None) -> SynthDataset:
+                 progress: Progress | None = None, trigger_rate_hz: float = 0.0,
+                 evt21_layout: str = "little") -> SynthDataset:
     """Write a labelled synthetic dataset.
 
     Layout: ``out_dir/label_map_dictionary.json``, ``out_dir/synth_info.json`` (parameters and
@@ -271,7 +325,7 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
         recordings: number of recordings.
         duration_s: length of each recording.
         height, width: sensor size, e.g. 240 x 304 (Gen1) to 720 x 1280 (1 Mpx).
-        format: ``"evt3"``, ``"evt2"``, ``"dat"``, ``"evt3+dat"`` or ``"evt2+dat"``.
+        format: ``"evt3"``, ``"evt2"``, ``"evt21"``, ``"dat"``, or a RAW format + ``"dat"``.
         seed: everything is a function of it.
         label_rate_hz: box sampling rate (e.g. 20, 30, 60).
         splits: split name -> weight (dict, pairs, or ``"train=0.6,val=0.2,test=0.2"``).
@@ -279,6 +333,7 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
         progress: ``progress(kind, index, payload)`` with kind ``"start"`` (``total_us``,
             ``name``), ``"advance"`` (``us``, ``events``) and ``"done"`` (``events``,
             ``boxes``).
+        trigger_rate_hz, evt21_layout: as :func:`write_recording`.
 
     Returns:
         :class:`SynthDataset` with every path written.
@@ -314,13 +369,15 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
             result.recordings.append(write_recording(
                 stem, height, width, duration_us, seed=seed, index=index, format=formats,
                 label_rate_hz=label_rate_hz, scene=scene, sensor=sensor, split=split,
-                progress=progress))
+                progress=progress, trigger_rate_hz=trigger_rate_hz, evt21_layout=evt21_layout))
             index += 1
     info = {"generator": "evstream.synth", "seed": int(seed), "height": int(height),
             "width": int(width), "duration_us": duration_us, "format": "+".join(formats),
-            "label_rate_hz": float(label_rate_hz), "label_map": label_map(scene),
+            "label_rate_hz": float(label_rate_hz), "trigger_rate_hz": float(trigger_rate_hz),
+            "label_map": label_map(scene),
             "scene": asdict(scene), "sensor": asdict(sensor),
-            "recordings": [{**asdict(r), "paths": [os.path.relpath(p, root) for p in r.paths],
+            "recordings": [{**_reproducible_fields(r),
+                            "paths": [os.path.relpath(p, root) for p in r.paths],
                             "bbox_path": os.path.relpath(r.bbox_path, root)}
                            for r in result.recordings]}
     with open(result.info, "w") as f:
@@ -328,6 +385,14 @@ def make_dataset(out_dir: str | os.PathLike, recordings: int = 3, duration_s: fl
     return result
 
 
-__all__ = ["LABEL_MAP_NAME", "SynthDataset", "SynthRecording", "label_map", "label_times",
-           "make_dataset", "make_simulator", "parse_formats", "scene_boxes", "simulate",
-           "split_counts", "write_recording"]
+def _reproducible_fields(recording: SynthRecording) -> dict:
+    """A recording's fields for synth_info.json: all but the wall-clock ``seconds``."""
+    fields = asdict(recording)
+    del fields["seconds"]
+    return fields
+
+
+__all__ = ["LABEL_MAP_NAME", "SYNTH_DATE", "SynthDataset", "SynthRecording", "label_map",
+           "label_times", "make_dataset", "make_simulator", "parse_formats", "raw_format_of",
+           "scene_boxes", "simulate", "split_counts", "synth_date", "trigger_events",
+           "write_recording"]

@@ -321,7 +321,7 @@ class EventSimulator:
         rng: generator for the sensor's randomness (thresholds, noise, initial references).
         start_window: ``(lo, hi)``: events before ``lo`` are dropped, and if the first event
             is not before ``hi`` one background event is added at ``lo``. RAW readers shift
-            time by an origin taken from the first event (formats.md §7.4); ``(4096, 8192)``
+            time by an origin taken from the first event (docs/formats.md §7.4); ``(4096, 8192)``
             for EVT 3.0 and ``(0, 64)`` for EVT 2.0 make that origin 0, so shifted and
             unshifted times agree with the boxes. ``hi = None``: no constraint.
     """

@@ -1,6 +1,6 @@
 """``HDF5Writer``: a growable HDF5 dataset of tensor rows with the attributes of a tensor file.
 
-Layout (``formats.md`` §9): dataset ``/<dataset_name>`` of shape ``(N, *shape)``, maxshape
+Layout (``docs/formats.md`` §9): dataset ``/<dataset_name>`` of shape ``(N, *shape)``, maxshape
 ``(None, *shape)``, chunks ``(1, *shape)`` (one row per chunk, so a reader decompresses exactly the
 rows it reads), optional dataset ``/last_timestamps`` (int64 ``(N,)``, chunks ``(1,)``) created by the
 first ``write`` that passes timestamps.

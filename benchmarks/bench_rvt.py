@@ -1,0 +1,205 @@
+"""RVT's pipeline from the original recordings (prints markdown tables; asserts nothing).
+
+Workload: Gen4-style (1 Mpx) DAT recordings, 1280x720, ``RATE`` events/s of
+``benchmarks/synthetic_stream.py`` runs (tiled in time), 60 Hz boxes (RVT's gen4 window step:
+about 50 ms), and a Gen1-style 304x240 recording with 4 Hz boxes (125 ms steps).
+
+Tables:
+
+1. **Precompute** (``evstream precompute --layout rvt`` = :func:`evstream.rvt.layout_writer.
+   precompute_rvt`, one process) against a plain-numpy implementation of RVT's rules
+   (``tests/rvt/rvt_reference.py``: whole DAT in memory, running maximum, binary-searched
+   windows, float32 bins, ``np.add.at`` into uint8, the same h5 writer and Blosc settings).
+   RVT's own script cannot be run here: it is not a package on a registry (it needs a checkout of
+   the uzh-rpg/RVT repository, which this clean-room project does not fetch, plus omegaconf and
+   its torch representation code), and it reads RVT's unpublished h5 event files, not DATs. Both
+   sides run in a fresh process each; peak RSS is that process's VmHWM.
+2. **Training batches on the fly vs from RVT's h5**: the same :class:`evstream.rvt.loader.
+   RvtLoader` (stream sampling, B = 4, L = 5, gen4) over ``RecordingSequence`` (DAT, and RAW
+   EVT 3.0 of the same events) and over ``LayoutSequence`` (the precomputed blosc h5): windows
+   per second, per worker, and the worker's peak RSS. The four batch slots play the same
+   sequence object (one recording), so with RAW every sample is a ``seek_event`` of the shared
+   reader; slots on different recordings would read sequentially.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests" / "rvt"))
+
+RATE = 5e6
+SECONDS = 3.0
+GEN1_RATE = 1e6
+GEN1_SECONDS = 6.0
+REPEAT = 2
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _tiled_events(seconds: float, rate: float, height: int, width: int):
+    from synthetic_stream import synthetic_events
+
+    block = synthetic_events(int(rate), height, width, rate_ev_s=rate, seed=0)
+    block["t"] -= block["t"][0]
+    from evstream.io import EventCD
+
+    reps = int(np.ceil(seconds))
+    out = np.empty(reps * len(block), EventCD)          # (concatenate would repack the dtype)
+    for k in range(reps):
+        part = out[k * len(block):(k + 1) * len(block)]
+        part[...] = block
+        part["t"] += k * 1_000_000
+    return out[out["t"] < seconds * 1e6]
+
+
+def make_inputs(root: str) -> dict:
+    from evstream.io import RawWriter
+    from rvt_data import boxes, write_dat
+
+    info = {}
+    for name, (h, w, rate, seconds, period) in {
+            "gen4": (720, 1280, RATE, SECONDS, 16_667), "gen1": (240, 304, GEN1_RATE,
+                                                               GEN1_SECONDS, 250_000)}.items():
+        folder = os.path.join(root, name, "in", "train")
+        os.makedirs(folder)
+        for split in ("val", "test"):
+            os.makedirs(os.path.join(root, name, "in", split))
+        ev = _tiled_events(seconds, rate, h, w)
+        write_dat(os.path.join(folder, "rec_td.dat"), ev, h, w)
+        if name == "gen4":
+            with RawWriter(os.path.join(root, name, "rec_td.raw"), h, w, "evt3") as wr:
+                wr.write(ev)
+        times = np.arange(100_000, int(seconds * 1e6), period)
+        np.save(os.path.join(folder, "rec_bbox.npy"),
+                boxes([(t, 100, 100, 80, 60, 0) for t in times]))
+        info[name] = len(ev)
+    return info
+
+
+def run_evstream(root: str, dataset: str, out: str):
+    from evstream.rvt.layout_writer import precompute_rvt
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = precompute_rvt(os.path.join(root, dataset, "in"), out, dataset)
+    return (time.perf_counter() - t0, sum(r.windows for r in results), _peak_mb(),
+            time.process_time() - c0)
+
+
+def run_numpy(root: str, dataset: str, out: str):
+    from evstream.rvt.config import dataset_preset
+    from evstream.rvt.labels import frame_labels
+    from evstream.rvt.layout_writer import write_frames_h5
+    from evstream.rvt.windows import plan_sequence
+    from rvt_reference import frames_reference, read_dat_whole
+
+    preset = dataset_preset(dataset)
+    t0, c0 = time.perf_counter(), time.process_time()
+    folder = os.path.join(root, dataset, "in", "train")
+    plan = plan_sequence(frame_labels(np.load(os.path.join(folder, "rec_bbox.npy")), preset, True))
+    x, y, p, t = read_dat_whole(os.path.join(folder, "rec_td.dat"))
+    frames = frames_reference(x, y, p, t, plan.ends, preset.height, preset.width,
+                              ds2=preset.downsample_by_2)
+    os.makedirs(out, exist_ok=True)
+    write_frames_h5(os.path.join(out, "frames.h5"), iter(frames), frames.shape[1:])
+    return time.perf_counter() - t0, len(frames), _peak_mb(), time.process_time() - c0
+
+
+def run_loader(root: str, source: str, workers: int):
+    import torch  # noqa: F401
+
+    from evstream.rvt.layout_reader import LayoutSequence
+    from evstream.rvt.loader import RvtLoader
+    from evstream.rvt.sequence import RecordingSequence
+
+    folder = os.path.join(root, "gen4", "in", "train")
+    boxes_path = os.path.join(folder, "rec_bbox.npy")
+    if source == "h5":
+        seqs = [LayoutSequence(os.path.join(root, "gen4", "out_evstream", "train", "rec"), "gen4")]
+    else:
+        path = os.path.join(folder, "rec_td.dat") if source == "dat" else \
+            os.path.join(root, "gen4", "rec_td.raw")
+        seqs = [RecordingSequence(path, boxes_path, "gen4", True)]
+    from evstream.rvt.batch import DataType
+
+    # 4 slots, each playing the whole recording once (evaluation streaming: one range)
+    loader = RvtLoader(seqs * 4, "gen4", "stream", 4, workers, sequence_length=5, train=False)
+    loader.loader.dataset.num_batches = None     # run until the workers send their statistics
+    t0 = time.perf_counter()
+    windows = 0
+    for batch in loader:
+        windows += sum(int((~m).sum()) for m in batch["data"][DataType.IS_PADDED_MASK])
+    wall = time.perf_counter() - t0
+    ws = [w for w in loader.stats["workers"] if w]
+    produce = sum(w["produce_s"] for w in ws)
+    cpu = sum(w["cpu_s"] for w in ws)
+    peak = max(w["peak_rss_mb"] for w in ws)
+    return wall, windows, produce, peak, cpu
+
+
+def _fresh(fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as root:
+        counts = make_inputs(root)
+        print(f"\n### RVT layout precompute from DAT, one process (best of {REPEAT})\n")
+        print("| dataset | events | windows | evstream s (CPU s) | evstream Mev/s | evstream peak "
+              "MiB | plain numpy s (CPU s) | numpy Mev/s | numpy peak MiB | speed-up (CPU) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for dataset in ("gen1", "gen4"):
+            best_e = best_n = None
+            for k in range(REPEAT):
+                out_e = os.path.join(root, dataset, "out_evstream" if k == 0 else f"out_e{k}")
+                e = _fresh(run_evstream, root, dataset, out_e)
+                n = _fresh(run_numpy, root, dataset, os.path.join(root, dataset, f"out_np{k}"))
+                best_e = e if best_e is None or e[0] < best_e[0] else best_e
+                best_n = n if best_n is None or n[0] < best_n[0] else best_n
+            mev = counts[dataset] / 1e6
+            print(f"| {dataset} | {counts[dataset]:,} | {best_e[1]} | {best_e[0]:.2f} "
+                  f"({best_e[3]:.2f}) | {mev / best_e[0]:.1f} | {best_e[2]:.0f} | "
+                  f"{best_n[0]:.2f} ({best_n[3]:.2f}) | {mev / best_n[0]:.1f} | {best_n[2]:.0f} | "
+                  f"{best_n[0] / best_e[0]:.1f}x ({best_n[3] / best_e[3]:.1f}x) |")
+        print(f"\n### gen4 training batches (stream sampling, B=4, L=5, 20x360x640 uint8), "
+              f"same RvtLoader, best of {REPEAT}\n")
+        print("| source | workers | windows | wall s | windows/s | windows/s per worker "
+              "(busy time) | windows per worker CPU s | worker peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|---|")
+        for source in ("h5", "dat", "raw"):
+            for workers in (0, 1):
+                best = None
+                for _ in range(REPEAT):
+                    r = _fresh(run_loader, root, source, workers)
+                    best = r if best is None or r[0] < best[0] else best
+                wall, windows, produce, peak, cpu = best
+                label = {"h5": "RVT h5 (blosc zstd-1)", "dat": "DAT on the fly",
+                         "raw": "RAW EVT 3.0 on the fly"}[source]
+                print(f"| {label} | {workers} | {windows} | {wall:.2f} | {windows / wall:.0f} | "
+                      f"{windows / produce:.0f} | {windows / cpu:.0f} | {peak:.0f} |")
+        print("\nPeak RSS: VmHWM of the process that computes the batches (the main process for "
+              "0 workers, the worker for 1), each run in a fresh spawned process. Worker CPU s "
+              "is the CPU time of that process while it produced the batches (with 0 workers it "
+              "includes the collation); it depends less than wall time on other jobs sharing "
+              "the cores.")
+
+
+if __name__ == "__main__":
+    main()

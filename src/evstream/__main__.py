@@ -1,0 +1,7 @@
+"""``python -m evstream``: the ``evstream`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

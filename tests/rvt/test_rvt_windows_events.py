@@ -1,0 +1,136 @@
+"""Window ends, the running-maximum time repair, and which events make each window."""
+
+import h5py
+import numpy as np
+import pytest
+
+import evstream.rvt.events as rvt_events
+from evstream.errors import EventArrayError, FileFormatError, RvtRuleError
+from evstream.io import RawWriter
+from evstream.rvt.events import RepairedEvents
+from evstream.rvt.window_events import iter_window_events
+from evstream.rvt.windows import repr_index_of_frames, window_ends
+from rvt_data import events, write_dat
+
+
+@pytest.mark.parametrize("f0,before", [(100_000, []), (150_000, [100_000]),
+                                       (250_000, [100_000, 150_000, 200_000]),
+                                       (300_000, [100_000, 150_000, 200_000, 250_000]),
+                                       (100_001, [50_001])])
+def test_ends_before_first_frame(f0, before):
+    assert window_ends(np.array([f0]), np.zeros(0, int)).tolist() == before + [f0]
+
+
+def test_ends_between_frames_gen1_and_linspace_truncation():
+    ends = window_ends(np.array([100_000, 350_000, 850_000]), np.array([1, 2]))
+    # gen1: 2 ends per 250 ms (125 ms apart), 4 in a 2-period gap, the last frame closes the list
+    assert ends.tolist() == [100_000, 225_000, 350_000, 475_000, 600_000, 725_000, 850_000]
+    ends = window_ends(np.array([100_000, 200_003]), np.array([1]))
+    assert ends.tolist() == [100_000, 150_001, 200_003]          # 50001.5 truncated
+    assert repr_index_of_frames(ends, np.array([100_000, 200_003])).tolist() == [0, 2]
+    with pytest.raises(RvtRuleError):
+        repr_index_of_frames(ends, np.array([150_000]))
+
+
+def test_gen4_style_ends_about_50ms_apart():
+    frames = np.array([100_000, 200_002, 300_004])
+    ends = window_ends(frames, np.array([1, 1]))
+    assert ends.tolist() == [100_000, 150_001, 200_002, 250_003, 300_004]
+
+
+def test_dat_backwards_times_are_repaired_in_file_order(tmp_path):
+    ev = events([1, 2, 3, 4, 5], 0, [0, 1, 0, 1, 1], [10, 20, 30, 40, 50])
+    path = tmp_path / "back_td.dat"
+    write_dat(path, ev, 240, 304, patched_times={2: 5, 3: 25})       # 10 20 5 25 50 on disk
+    src = RepairedEvents(path)
+    x, y, p, r = src.read(0, 5)
+    assert x.tolist() == [1, 2, 3, 4, 5]                   # not reordered
+    assert r.tolist() == [10, 20, 20, 25, 50]              # running maximum
+    assert p.tolist() == [0, 1, 0, 1, 1]
+
+
+def test_random_access_equals_sequential(tmp_path, monkeypatch):
+    monkeypatch.setattr(rvt_events, "INDEX_BLOCK", 4)
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.integers(0, 1000, 50))
+    ev = events(rng.integers(0, 304, 50), rng.integers(0, 240, 50), rng.integers(0, 2, 50), t)
+    back = {7: 1, 13: 3, 30: 2}                            # backwards steps across blocks
+    write_dat(tmp_path / "r_td.dat", ev, 240, 304, back)
+    src = RepairedEvents(tmp_path / "r_td.dat")
+    raw = t.copy()
+    for i, v in back.items():
+        raw[i] = v
+    expected = np.maximum.accumulate(raw)
+    assert src.read(0, 50)[3].tolist() == expected.tolist()
+    for start in (1, 5, 8, 14, 31, 49):
+        assert src.read(start, 50)[3].tolist() == expected[start:].tolist()
+    for tau in (0, int(expected[20]), int(expected[20]) + 1, 2000):
+        assert src.first_at_or_after(tau) == int(np.searchsorted(expected, tau, "left"))
+        assert src.first_at_or_after(tau, right=True) == int(np.searchsorted(expected, tau, "right"))
+
+
+def test_rvt_h5_polarity_clip_and_checks(tmp_path):
+    def h5(name, p, t):
+        with h5py.File(tmp_path / name, "w") as f:
+            g = f.create_group("events")
+            for k, v in (("x", [1, 2, 3]), ("y", [0, 0, 0]), ("p", p), ("t", t)):
+                g.create_dataset(k, data=np.asarray(v))
+        return RepairedEvents(tmp_path / name)
+    x, y, p, r = h5("a_td.h5", [-1, 1, 0], [0, 5, 3]).read(0, 3)
+    assert p.tolist() == [0, 1, 0] and r.tolist() == [0, 5, 5]
+    with pytest.raises(EventArrayError, match="polarity"):
+        h5("b_td.h5", [0, 2, 0], [0, 5, 6]).read(0, 3)
+    with pytest.raises(EventArrayError, match="negative"):
+        h5("c_td.h5", [0, 1, 0], [-4, 5, 6]).read(0, 3)
+    with h5py.File(tmp_path / "d_td.h5", "w") as f:
+        f.create_dataset("events/t", data=np.arange(3))
+    with pytest.raises(FileFormatError, match="events/x"):
+        RepairedEvents(tmp_path / "d_td.h5")
+
+
+def test_raw_recordings_are_read_through_evstream_io(tmp_path):
+    ev = events([1, 2, 3], [4, 5, 6], [1, 0, 1], [100, 200, 300])
+    with RawWriter(tmp_path / "s.raw", 240, 304, "evt3") as w:
+        w.write(ev)
+    src = RepairedEvents(tmp_path / "s.raw")
+    x, y, p, r = src.read(0, src.count)
+    assert x.tolist() == [1, 2, 3] and p.tolist() == [1, 0, 1]
+    assert np.diff(r).tolist() == [100, 100] and src.geometry == (240, 304)
+
+
+def test_window_membership_edges_duration_and_count(tmp_path, monkeypatch):
+    monkeypatch.setattr("evstream.rvt.window_events.READ_BLOCK", 3)
+    monkeypatch.setattr("evstream.rvt.window_events.COUNT_EVENTS", 2)
+    t = [49_999, 50_000, 100_000, 100_001, 150_000, 150_000, 150_001, 200_000]
+    write_dat(tmp_path / "e_td.dat", events(np.arange(8), 0, 0, t), 240, 304)
+    src = RepairedEvents(tmp_path / "e_td.dat")
+    ends = np.array([100_000, 150_000, 200_000])
+    got = [r.tolist() for _, _, _, r in iter_window_events(src, ends)]
+    # closed windows [end - 50 ms, end]: 50000 and 100000 are on edges; 100000 and 150000 are
+    # in two windows each
+    assert got == [[50_000, 100_000], [100_000, 100_001, 150_000, 150_000],
+                   [150_000, 150_000, 150_001, 200_000]]
+    assert [r.tolist() for *_, r in iter_window_events(src, ends, first=1)] == got[1:]
+    counted = [x.tolist() for x, *_ in iter_window_events(src, ends, "count")]
+    assert counted == [[1, 2], [4, 5], [6, 7]]                   # the last 2 events <= end
+    assert [x.tolist() for x, *_ in iter_window_events(src, ends, "count", first=2)] == [[6, 7]]
+
+
+def test_rvt_h5_geometry_is_checked(tmp_path):
+    from evstream.errors import GeometryError
+    from evstream.rvt.sequence import RecordingSequence
+    from rvt_data import boxes
+
+    for name, size in (("ok", (240, 304)), ("bad", (480, 640)), ("none", None)):
+        with h5py.File(tmp_path / f"{name}_td.dat.h5", "w") as f:
+            for k, v in (("x", [1, 2]), ("y", [0, 0]), ("p", [0, 1]), ("t", [0, 5])):
+                f.create_dataset(f"events/{k}", data=np.asarray(v))
+            if size:
+                f["events/height"], f["events/width"] = size
+        np.save(tmp_path / f"{name}_bbox.npy", boxes([(200_000, 5, 5, 40, 40, 0)]))
+        seq = RecordingSequence(tmp_path / f"{name}_td.dat.h5", tmp_path / f"{name}_bbox.npy")
+        if name == "bad":
+            with pytest.raises(GeometryError, match="640x480"):
+                seq.frames(0, 1)
+        else:
+            assert seq.frames(0, seq.num_windows).sum() == 0     # events before the windows
