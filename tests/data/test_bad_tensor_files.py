@@ -237,3 +237,15 @@ def test_clip_boxes_without_a_path_is_unchanged():
         warnings.simplefilter("error")
         kept = box_api.clip_boxes(boxes, 320, 240)
     assert kept[["x", "y", "w", "h"]].tolist() == [(10, 10, 50, 50)]
+
+
+def test_damaged_npy_header_that_still_parses(tmp_path):
+    """Found by the property test: a header length byte changed (b'\\x00\\xcf' at offset 7) made
+    numpy read the boxes from a shifted offset, silently (garbage boxes, no error)."""
+    boxes = make_boxes(np.arange(1, 12) * 25_000, x=2.0, y=3.0, w=9.0, h=8.0, dx=1.0)
+    path, box_path, lookup = labelled_file(tmp_path, boxes)
+    with open(box_path, "r+b") as f:
+        f.seek(7)
+        f.write(b"\x00\xcf")
+    with pytest.raises(FileFormatError, match=re.escape(box_path) + ".*the .npy header describes"):
+        box_api.load_box_events(FileMetadata(path, 300_000, 50_000, 2), 0, 300_000)

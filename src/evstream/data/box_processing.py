@@ -61,9 +61,14 @@ def _open_box_file(box_path: str) -> np.ndarray:
             boxes = np.load(box_path, mmap_mode="r", allow_pickle=False)
         except ValueError:                       # e.g. an empty array cannot be mapped
             boxes = np.load(box_path, allow_pickle=False)
+        data_offset = _npy_data_offset(box_path)
     except Exception as exc:    # noqa: BLE001  (np.load's header parser raises SyntaxError, ...)
         raise FileFormatError(f"not a readable .npy array ({type(exc).__name__}: {exc})",
                               box_path) from None
+    size = os.path.getsize(box_path)
+    if size != data_offset + boxes.nbytes:       # a damaged header that still parses
+        raise FileFormatError(f"the .npy header describes {data_offset + boxes.nbytes} bytes "
+                              f"({boxes.shape} {boxes.dtype}), the file has {size}", box_path)
     if boxes.dtype.names is None or boxes.ndim != 1:
         raise FileFormatError(f"expected a 1-D structured box array, got shape {boxes.shape} dtype "
                               f"{boxes.dtype}", box_path)
@@ -79,6 +84,16 @@ def _open_box_file(box_path: str) -> np.ndarray:
             raise FileFormatError(f"box field {stored!r} has dtype {field_dtype}, expected "
                                   f"{'an integer' if kinds == 'iu' else 'a number'}", box_path)
     return boxes
+
+
+def _npy_data_offset(path: str) -> int:
+    """Byte offset of the array data in a ``.npy`` file (after its header)."""
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else \
+            np.lib.format.read_array_header_2_0
+        read_header(f)
+        return f.tell()
 
 
 def load_box_events(metadata, batch_start_time, duration):
