@@ -18,11 +18,12 @@ import bench_peers  # noqa: E402
 import bench_preprocessing  # noqa: E402
 import bench_rvt  # noqa: E402
 import bench_stream  # noqa: E402
+import bench_writer  # noqa: E402
 
 BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main,
               "hdf5": bench_hdf5.main, "loader": bench_loader.main, "stream": bench_stream.main,
               "metrics": bench_metrics.main, "rvt": bench_rvt.main,
-              "peers": bench_peers.main, "fused": bench_fused.main}
+              "peers": bench_peers.main, "fused": bench_fused.main, "writer": bench_writer.main}
 
 
 def machine() -> str:

@@ -61,3 +61,12 @@ class ReaderStateError(EvstreamError, RuntimeError):
 class RvtRuleError(EvstreamError, ValueError):
     """An input on which RVT's preprocessing stops (e.g. a label 1-2 ms after a label frame, no
     label at or after 100 ms, a label rate other than 30/60 Hz); see ``evstream.rvt``."""
+
+
+class OutputWriteError(EvstreamError, OSError):
+    """An output file or folder could not be written (full disk, no permission, not a folder)."""
+
+
+class WorkerTimeoutError(EvstreamError, TimeoutError):
+    """A loader worker process sent nothing for ``timeout`` seconds (stopped, deadlocked, or
+    slower than the timeout allows); the message names the worker and the recordings it read."""

@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from evstream.errors import ArgumentError, MissingFileError
+from evstream.errors import ArgumentError, FileFormatError, MissingFileError
 from evstream.io import EventCD, EventDatReader, RawReader
 from evstream.preprocessing.hdf5 import TensorFileAttrs, open_tensor_file, read_tensor_attrs
 
@@ -123,6 +123,7 @@ class _TensorFile:
     def __init__(self, path):
         import h5py
         self._h5s = h5py.h5s
+        self.path = os.fspath(path)
         self.file = open_tensor_file(path)
         self.data = self.file["data"]
         self.rows = int(self.data.shape[0])
@@ -132,6 +133,14 @@ class _TensorFile:
         self._mspace = self._h5s.create_simple((1,) + self.row_shape)
 
     def read_rows(self, row_start: int, row_stop: int, out: np.ndarray, slot=None) -> int:
+        try:
+            return self._read_rows(row_start, row_stop, out, slot)
+        except (OSError, RuntimeError) as exc:      # a corrupt chunk, a missing filter plugin
+            raise FileFormatError(f"cannot read rows {row_start}..{row_stop} of /data (corrupt "
+                                  f"file or a compression filter that is not installed): {exc}",
+                                  self.path) from None
+
+    def _read_rows(self, row_start: int, row_stop: int, out: np.ndarray, slot=None) -> int:
         stop = min(row_stop, self.rows)
         n = max(stop - row_start, 0)
         for k in range(n):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from evstream.io.npy import convert_fields
 __all__ = ["load_boxes", "load_box_events", "nms_by_class", "nms", "clip_boxes", "rescale_boxes",
            "filter_boxes", "split_boxes", "create_class_lookup", "bboxes_to_box_vectors",
            "box_vectors_to_bboxes", "could_frame_contain_valid_gt", "filter_empty_tensor",
-           "box_file_path"]
+           "box_file_path", "load_label_map", "dropped_box_counts", "DroppedBoxesWarning"]
 
 def box_file_path(path) -> str:
     """The label file of a recording path: ``<stem>_bbox.npy`` with its ending (``_td.dat.h5``,
@@ -41,9 +42,17 @@ def box_file_path(path) -> str:
     return label_file_path(path)
 
 
+#: Fields a box file must have (``ts`` may stand for ``t``), and the numpy kinds they accept.
+BOX_FIELD_KINDS = {"t": "iu", "x": "iuf", "y": "iuf", "w": "iuf", "h": "iuf", "class_id": "iu"}
+#: Largest class id a label map may use (ids are indices of the class lookup table).
+MAX_CLASS_ID = (1 << 16) - 1
+
+
 def _open_box_file(box_path: str) -> np.ndarray:
-    """The box file's structured array, memory-mapped (nothing is kept between calls: evstream
-    keeps no process-wide state besides the preprocessing registry)."""
+    """The box file's structured array, memory-mapped (nothing is kept between calls), with its
+    fields checked (:data:`BOX_FIELD_KINDS`; other fields are ignored)."""
+    if os.path.isdir(box_path):
+        raise FileFormatError("is a directory, not a box file", box_path)
     if not os.path.isfile(box_path):
         raise MissingFileError("box file not found (it must sit next to the recording, named "
                                "<stem>_bbox.npy)", box_path)
@@ -52,15 +61,39 @@ def _open_box_file(box_path: str) -> np.ndarray:
             boxes = np.load(box_path, mmap_mode="r", allow_pickle=False)
         except ValueError:                       # e.g. an empty array cannot be mapped
             boxes = np.load(box_path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise FileFormatError(f"not a readable .npy array ({exc})", box_path) from None
+        data_offset = _npy_data_offset(box_path)
+    except Exception as exc:    # noqa: BLE001  (np.load's header parser raises SyntaxError, ...)
+        raise FileFormatError(f"not a readable .npy array ({type(exc).__name__}: {exc})",
+                              box_path) from None
+    size = os.path.getsize(box_path)
+    if size != data_offset + boxes.nbytes:       # a damaged header that still parses
+        raise FileFormatError(f"the .npy header describes {data_offset + boxes.nbytes} bytes "
+                              f"({boxes.shape} {boxes.dtype}), the file has {size}", box_path)
     if boxes.dtype.names is None or boxes.ndim != 1:
         raise FileFormatError(f"expected a 1-D structured box array, got shape {boxes.shape} dtype "
                               f"{boxes.dtype}", box_path)
     if "t" not in boxes.dtype.names and "ts" not in boxes.dtype.names:
         raise FileFormatError(f"box array without a time field ('t' or legacy 'ts'): "
                               f"{boxes.dtype}", box_path)
+    for name, kinds in BOX_FIELD_KINDS.items():
+        stored = "ts" if name == "t" and "t" not in boxes.dtype.names else name
+        if stored not in boxes.dtype.names:
+            raise FileFormatError(f"box array without a {name!r} field: {boxes.dtype}", box_path)
+        field_dtype = boxes.dtype[stored]
+        if field_dtype.kind not in kinds or field_dtype.shape:
+            raise FileFormatError(f"box field {stored!r} has dtype {field_dtype}, expected "
+                                  f"{'an integer' if kinds == 'iu' else 'a number'}", box_path)
     return boxes
+
+
+def _npy_data_offset(path: str) -> int:
+    """Byte offset of the array data in a ``.npy`` file (after its header)."""
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else \
+            np.lib.format.read_array_header_2_0
+        read_header(f)
+        return f.tell()
 
 
 def load_box_events(metadata, batch_start_time, duration):
@@ -158,15 +191,54 @@ def nms_by_class(box_events, scores, iou_thresh=0.5):
     return np.sort(np.concatenate(keep))
 
 
-def clip_boxes(box_events, width_orig, height_orig):
+def clip_boxes(box_events, width_orig, height_orig, *, path=None):
     """Clips boxes to the frame ``[0, width_orig] x [0, height_orig]`` (in place: x, y, w, h
-    recomputed from the clipped corners) and returns those with ``w > 2`` and ``h > 2``."""
+    recomputed from the clipped corners) and returns those with ``w > 2`` and ``h > 2``.
+
+    The others cannot be drawn or trained on and are dropped: boxes with a NaN or infinite
+    coordinate, and boxes that are outside the frame, of negative size or at most 2 px wide or
+    high once clipped. With ``path`` (the box file), the drops are counted in
+    :func:`dropped_box_counts` and the first drop of each file in a process is reported with a
+    :class:`DroppedBoxesWarning` naming the file.
+    """
     x1, y1, x2, y2 = _corners(box_events)
+    finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
     x1c, x2c = np.clip(x1, 0, width_orig), np.clip(x2, 0, width_orig)
     y1c, y2c = np.clip(y1, 0, height_orig), np.clip(y2, 0, height_orig)
     box_events["x"], box_events["y"] = x1c, y1c
     box_events["w"], box_events["h"] = x2c - x1c, y2c - y1c
-    return box_events[(box_events["w"] > 2) & (box_events["h"] > 2)]
+    keep = finite & (box_events["w"] > 2) & (box_events["h"] > 2)
+    if path is not None and not keep.all():
+        _count_dropped(os.fspath(path), int(np.count_nonzero(~finite)),
+                       int(np.count_nonzero(finite & ~keep)), len(keep))
+    return box_events[keep]
+
+
+class DroppedBoxesWarning(UserWarning):
+    """Boxes of a box file were dropped because they cannot be drawn or trained on."""
+
+
+#: box file -> [non-finite boxes dropped, degenerate / out-of-frame boxes dropped] (this process)
+_DROPPED: dict[str, list[int]] = {}
+
+
+def _count_dropped(path: str, non_finite: int, degenerate: int, total: int) -> None:
+    counts = _DROPPED.get(path)
+    if counts is None:
+        counts = _DROPPED[path] = [0, 0]
+        warnings.warn(f"{path}: {non_finite + degenerate} of {total} boxes dropped ({non_finite} "
+                      f"with a NaN or infinite coordinate, {degenerate} outside the frame, of "
+                      f"negative size or at most 2 px once clipped); later drops in this file are "
+                      f"counted in box_processing.dropped_box_counts()", DroppedBoxesWarning,
+                      stacklevel=3)
+    counts[0] += non_finite
+    counts[1] += degenerate
+
+
+def dropped_box_counts() -> dict[str, dict[str, int]]:
+    """Boxes dropped by :func:`clip_boxes` in this process (each DataLoader worker counts its
+    own): ``{box file: {"non_finite": n, "degenerate": n}}``."""
+    return {p: {"non_finite": c[0], "degenerate": c[1]} for p, c in _DROPPED.items()}
 
 
 def rescale_boxes(box_events, width_orig, height_orig, width_dst, height_dst):
@@ -181,17 +253,19 @@ def rescale_boxes(box_events, width_orig, height_orig, width_dst, height_dst):
     return box_events
 
 
-def filter_boxes(box_events, class_lookup, idx_to_filter=(), ignore_filtered=False):
+def filter_boxes(box_events, class_lookup, idx_to_filter=(), ignore_filtered=False, *,
+                 path=None):
     """Maps ``class_id`` through ``class_lookup`` and keeps the boxes of wanted classes (> 0).
 
     Boxes at positions ``idx_to_filter`` are dropped, or, with ``ignore_filtered``, kept with
     class -1 (stored as 4294967295 in the unsigned field: "ignore"). Returns a new array.
+    ``path``: the box file, named by the error of a class id outside the lookup.
     """
     class_lookup = np.asarray(class_lookup)
     ids = box_events["class_id"].astype(np.int64)
     if ids.size and ids.max() >= len(class_lookup):
         raise ArgumentError(f"class id {int(ids.max())} outside the class lookup (size "
-                            f"{len(class_lookup)}): is the label map complete?")
+                            f"{len(class_lookup)}): is the label map complete?", path)
     classes = class_lookup[ids].astype(np.int64)
     if np.any(classes == 0):
         raise ArgumentError("the class lookup maps a class to 0, reserved for the background")
@@ -217,18 +291,7 @@ def create_class_lookup(labelmap_path, wanted_keys=[]):
     ``["car", "pedestrian"]`` gives ``[2, -1, 1, -1]``.
     """
     labelmap_path = os.fspath(labelmap_path)
-    try:
-        with open(labelmap_path) as f:
-            raw = json.load(f)
-    except FileNotFoundError:
-        raise MissingFileError("label map not found", labelmap_path) from None
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"not a JSON label map ({exc})", labelmap_path) from None
-    try:
-        id_to_name = {int(k): v for k, v in raw.items()}
-    except (ValueError, AttributeError):
-        raise FileFormatError("label map keys must be class ids as decimal strings",
-                              labelmap_path) from None
+    id_to_name = load_label_map(labelmap_path)
     names = list(id_to_name.values())
     wanted_keys = list(wanted_keys)
     if wanted_keys:
@@ -246,6 +309,45 @@ def create_class_lookup(labelmap_path, wanted_keys=[]):
         if name in wanted_keys:
             lookup[class_id] = 1 + wanted_keys.index(name)
     return lookup
+
+
+def load_label_map(labelmap_path) -> dict[int, str]:
+    """A ``label_map_dictionary.json`` as ``{class id: name}``, in file order.
+
+    Keys must be class ids written as decimal digits (``"0"`` .. ``"65535"``,
+    :data:`MAX_CLASS_ID`: they index the class lookup table, so a negative id would alias another
+    class and a huge one would allocate a huge table); values non-empty strings. Anything else is
+    a :class:`~evstream.errors.FileFormatError` naming the file.
+    """
+    labelmap_path = os.fspath(labelmap_path)
+    if os.path.isdir(labelmap_path):
+        raise FileFormatError("is a directory, not a label map", labelmap_path)
+    try:
+        with open(labelmap_path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise MissingFileError("label map not found", labelmap_path) from None
+    except UnicodeDecodeError:
+        raise FileFormatError("not a JSON label map (not UTF-8 text)", labelmap_path) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise FileFormatError(f"not a JSON label map ({exc})", labelmap_path) from None
+    except OSError as exc:
+        raise FileFormatError(f"cannot read the label map: {exc}", labelmap_path) from None
+    if not isinstance(raw, dict):
+        raise FileFormatError(f"a label map is a JSON object {{\"id\": \"name\"}}, got "
+                              f"{type(raw).__name__}", labelmap_path)
+    id_to_name = {}
+    for key, name in raw.items():
+        if not (key.isascii() and key.isdigit()) or int(key) > MAX_CLASS_ID:
+            raise FileFormatError(f"label map key {key!r:.40}: class ids are integers in [0, "
+                                  f"{MAX_CLASS_ID}] written as decimal strings", labelmap_path)
+        if not isinstance(name, str) or not name.strip():
+            raise FileFormatError(f"label map name of class {key} must be a non-empty string, got "
+                                  f"{name!r:.40}", labelmap_path)
+        if int(key) in id_to_name:
+            raise FileFormatError(f"class id {int(key)} appears twice ({key!r})", labelmap_path)
+        id_to_name[int(key)] = name
+    return id_to_name
 
 
 def bboxes_to_box_vectors(bbox):
@@ -365,6 +467,7 @@ def load_boxes(metadata, batch_start_time, duration, tensor, **kwargs):
     height_orig, width_orig = metadata.get_original_size()
     num_tbins, _, height_dst, width_dst = tensor.shape
     time_per_bin = duration // num_tbins
+    box_path = box_file_path(metadata.path)
     boxes = load_box_events(metadata, batch_start_time, duration)
     box_filter = kwargs.get("box_filter")
     if box_filter is not None:
@@ -374,12 +477,12 @@ def load_boxes(metadata, batch_start_time, duration, tensor, **kwargs):
     split = split_boxes(boxes, batch_start_time, time_per_bin, num_tbins)
     frame_is_labeled = np.array([len(b) > 0 for b in split], dtype=bool)
     shift = int(round(math.log2(width_orig / width_dst)))
-    boxes = clip_boxes(boxes, width_orig, height_orig)
+    boxes = clip_boxes(boxes, width_orig, height_orig, path=box_path)
     idx = filter_empty_tensor(tensor, boxes, area_box_filter=0.1, shift=shift,
                               time_per_bin=time_per_bin,
                               last_time_to_filter=500000 - batch_start_time,
                               batch_start_time=batch_start_time)
-    boxes = filter_boxes(boxes, class_lookup, idx, ignore_filtered=False)
+    boxes = filter_boxes(boxes, class_lookup, idx, ignore_filtered=False, path=box_path)
     out = []
     m = float(min_box_diag_network)
     for b in split_boxes(boxes, batch_start_time, time_per_bin, num_tbins):

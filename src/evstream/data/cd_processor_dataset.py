@@ -46,6 +46,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from evstream.data._workers import DEFAULT_WORKER_TIMEOUT_S
 from evstream.data.cd_processor_iterator import (MODES, CDProcessorIterator, TensorFileChunks,
                                                  resize_plan)
 from evstream.data.scheduler import FileMetadata
@@ -347,7 +348,7 @@ class CDProcessorDataLoader(StreamDataLoader):
             are decoded once, so pass ``lengths`` or ``durations`` for large RAW datasets).
         durations: time of the last event of each recording, µs (keyword-only; delta_t mode),
             to compute ``lengths`` without reading the files.
-        prefetch_factor, ring_depth, multiprocessing_context: see
+        prefetch_factor, ring_depth, multiprocessing_context, timeout: see
             :class:`~evstream.data.stream.StreamDataLoader` (keyword-only).
     """
 
@@ -356,7 +357,7 @@ class CDProcessorDataLoader(StreamDataLoader):
                  preprocess_kwargs={}, load_labels=None, padding_mode="zeros", transforms=None,
                  *, start_ts=0, seed=0, shuffle=False, reader_kwargs=None, prefetch_factor=2,
                  ring_depth=3, multiprocessing_context=None, rank=None, world_size=None,
-                 lengths=None, durations=None, epoch=0):
+                 lengths=None, durations=None, epoch=0, timeout=DEFAULT_WORKER_TIMEOUT_S):
         if isinstance(files, (str, os.PathLike)):
             files = [files]
         files = [os.fspath(f) for f in files]
@@ -421,7 +422,8 @@ class CDProcessorDataLoader(StreamDataLoader):
                                 batch_size, padding_mode, fill_value, seed, shuffle=shuffle,
                                 epoch=epoch, rank=rank, world_size=world_size, lengths=lengths)
         super().__init__(dataset, num_workers, collate_fn, prefetch_factor=prefetch_factor,
-                         ring_depth=ring_depth, multiprocessing_context=multiprocessing_context)
+                         ring_depth=ring_depth, multiprocessing_context=multiprocessing_context,
+                         timeout=timeout)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch: it seeds the shuffle and the transforms (see

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 
 import cv2
-import h5py
 import numpy as np
 import torch
 
@@ -174,7 +173,7 @@ class HDF5Iterator:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._file = h5py.File(self.path, "r")
+        self._file = open_tensor_file(self.path)     # errors name the file in a worker too
         self._data = self._file[TENSOR_DATASET]
 
 

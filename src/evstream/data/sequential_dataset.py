@@ -42,7 +42,9 @@ from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _r
 from evstream.data.sharding import (DatasetShardView, assign_to_ranks, check_seed, epoch_seed,
                                       permutation, resolve_rank)
 from evstream.data.transformations import transform_sequence
-from evstream.errors import ArgumentError, GeometryError, MissingFileError
+from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
+                                    is_timeout, pending_tasks, stop_workers, waiting_worker)
+from evstream.errors import ArgumentError, GeometryError, MissingFileError, WorkerTimeoutError
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
 
 logger = logging.getLogger(__name__)
@@ -571,8 +573,13 @@ class SequentialDataLoader(DatasetShardView):
     """Batches of :class:`SequentialDataset` items, one batch per step of the schedule.
 
     Args: those of :class:`SequentialDataset`, plus ``num_workers`` (worker processes; each has
-    its own open files) and ``shuffle`` (random order of *items*: breaks the continuity of the
-    sequences, only for models without memory).
+    its own open files), ``shuffle`` (random order of *items*: breaks the continuity of the
+    sequences, only for models without memory) and ``timeout`` (keyword-only, seconds to wait for
+    a worker's next batch, default 300, 0 or None: forever; see :mod:`evstream.data._workers`).
+
+    Errors: an exception raised while a batch is made (in the main process or a worker) stops
+    every worker of the iteration before it reaches the caller; a worker silent for ``timeout``
+    seconds is a :class:`~evstream.errors.WorkerTimeoutError` naming it and its recordings.
 
     Iterating yields batch dicts (see the module docstring) with ``inputs`` as float32 on
     :attr:`device`. One iteration is active at a time (``iter()`` returns the loader itself).
@@ -590,8 +597,10 @@ class SequentialDataLoader(DatasetShardView):
                  load_labels=load_labels_stub, durations=[], batch_size=8, num_workers=2,
                  preprocess_kwargs={}, shuffle=False, padding=False, transforms=None, *,
                  balanced=False, max_open_files=None, rank=None, world_size=None, seed=0,
-                 epoch=0, shuffle_files=False, random_start=False):
+                 epoch=0, shuffle_files=False, random_start=False,
+                 timeout=DEFAULT_WORKER_TIMEOUT_S):
         self.num_workers = int(num_workers)
+        self.timeout = check_timeout(timeout)
         self.shuffle = shuffle
         self.device = torch.device("cpu")
         self.max_consecutive_batch = None
@@ -642,7 +651,7 @@ class SequentialDataLoader(DatasetShardView):
         k = int(state["batches_yielded"])
         self.step = k
         self._resume_step = k if k < len(self) else None
-        self._iterator = None
+        self._stop_workers()
 
     def _batch_indices(self, first_step: int) -> list:
         size = max(1, self.batch_size)
@@ -665,20 +674,56 @@ class SequentialDataLoader(DatasetShardView):
         if self.num_workers > 0:
             self.dataset.close()      # workers open their own files
         first, self._resume_step = self._resume_step or 0, None
+        self._stop_workers()                 # a previous iteration's, if it was left running
+        self._batches = self._batch_indices(first)
         self._loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self._batch_indices(first), num_workers=self.num_workers,
-            collate_fn=collate_fn, pin_memory=False)
+            self.dataset, batch_sampler=self._batches, num_workers=self.num_workers,
+            collate_fn=collate_fn, pin_memory=False,
+            timeout=self.timeout if self.num_workers > 0 else 0)
         self._iterator = iter(self._loader)
-        self.step = first
+        self.step = self._first_step = first
         return self
+
+    def _stop_workers(self) -> None:
+        iterator, self._iterator = getattr(self, "_iterator", None), None
+        stop_workers(iterator)
+
+    def _timeout_error(self, iterator, worker=None) -> WorkerTimeoutError:
+        worker = waiting_worker(iterator) if worker is None else worker
+        tasks = [self.step - self._first_step] if worker is None else \
+            pending_tasks(iterator, worker)
+        paths = []
+        for task in tasks:
+            for n in self._batches[task] if 0 <= task < len(self._batches) else []:
+                meta = self.dataset._schedule_item(n)[0]
+                if not meta.is_padding() and meta.path not in paths:
+                    paths.append(meta.path)
+        who = "a worker" if worker is None else f"worker {worker}"
+        batches = ", ".join(str(self._first_step + t) for t in tasks)
+        return WorkerTimeoutError(f"{who} of the SequentialDataLoader sent nothing for "
+                                  f"{self.timeout:g} s (stopped or deadlocked?) while making "
+                                  f"batch(es) {batches} from {', '.join(paths) or 'padding only'}; "
+                                  f"the workers were stopped (timeout= sets the limit)")
 
     def __next__(self):
         if self._iterator is None:
             iter(self)
         if self.step >= len(self):
-            self._iterator = None
+            self._stop_workers()
             raise StopIteration
-        batch = next(self._iterator)
+        iterator = self._iterator
+        dog = Watchdog(iterator if self.num_workers > 0 else None, self.timeout)
+        try:
+            with dog:
+                batch = next(iterator)
+        except BaseException as exc:
+            # stop the workers now, not when the loader is deleted
+            timed_out = is_timeout(exc) or dog.fired
+            error = self._timeout_error(iterator, dog.waiting) if timed_out else None
+            self._stop_workers()
+            if error is not None:
+                raise error from None
+            raise
         batch["inputs"] = batch["inputs"].to(self.device).float()
         batch["mask_keep_memory"] = batch["mask_keep_memory"].to(self.device)
         self.step += 1

@@ -224,6 +224,5 @@ def render_video(files, path=None, png_dir=None, preprocess_function_name="histo
 
 
 def _label_names(label_map_path) -> list:
-    import json
-    with open(label_map_path) as f:
-        return list(json.load(f).values())
+    from evstream.data.box_processing import load_label_map
+    return list(load_label_map(label_map_path).values())

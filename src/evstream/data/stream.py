@@ -47,7 +47,9 @@ usual torch way.
 An exception raised while a worker reads a stream reaches the main process (through torch's
 worker error forwarding) and names the stream: errors of the :class:`~evstream.errors.EvstreamError`
 family that already name a file pass unchanged, anything else becomes a :class:`StreamReadError`
-naming the stream and its slot. A worker that dies is reported by torch; nothing waits forever.
+naming the stream and its slot. A worker that dies is reported by torch; a worker that stops
+without dying is a :class:`~evstream.errors.WorkerTimeoutError` after ``timeout`` seconds
+(default 300); nothing waits forever.
 
 Differences from OpenEB's ``metavision_core_ml.data.stream_dataloader`` (whose behaviour this
 follows otherwise): no ``batch_size <= number of streams`` assertion; streams are not reshuffled per
@@ -70,7 +72,9 @@ import torch
 
 from evstream.data.sharding import DatasetShardView, assign_to_ranks, check_seed, resolve_rank
 from evstream.data.stream_plan import StreamPlan, make_stream_plan
-from evstream.errors import ArgumentError, EvstreamError
+from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
+                                    is_timeout, stop_workers, waiting_worker)
+from evstream.errors import ArgumentError, EvstreamError, WorkerTimeoutError
 
 __all__ = ["StreamDataset", "StreamDataLoader", "StreamReadError", "StreamMessage",
            "stream_output", "PADDING_MODES"]
@@ -564,6 +568,10 @@ class StreamDataLoader(DatasetShardView):
         ring_depth: shared-memory ring buffers per slot output (see the module docstring); a
             worker can be this many steps ahead of the main process.
         multiprocessing_context: torch's ``multiprocessing_context`` (default: the platform's).
+        timeout: seconds to wait for a worker's next step (default 300; 0 or None: forever). A
+            silent worker is a :class:`~evstream.errors.WorkerTimeoutError` naming it and the
+            recordings of its slots, and the iteration's workers are stopped (see
+            :mod:`evstream.data._workers`).
 
     Iterating yields batches (every ``torch.Tensor`` moved to :attr:`device`); several iterations
     may run at once, each with its own workers. :attr:`stats` holds the timings of the last (or
@@ -576,7 +584,8 @@ class StreamDataLoader(DatasetShardView):
     """
 
     def __init__(self, dataset: StreamDataset, num_workers: int, collate_fn, *,
-                 prefetch_factor: int = 2, ring_depth: int = 3, multiprocessing_context=None):
+                 prefetch_factor: int = 2, ring_depth: int = 3, multiprocessing_context=None,
+                 timeout=DEFAULT_WORKER_TIMEOUT_S):
         if not isinstance(dataset, StreamDataset):
             raise ArgumentError(f"dataset must be a StreamDataset, got {type(dataset).__name__}")
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
@@ -590,6 +599,7 @@ class StreamDataLoader(DatasetShardView):
         self.prefetch_factor = int(prefetch_factor)
         self.ring_depth = int(ring_depth)
         self.multiprocessing_context = multiprocessing_context
+        self.timeout = check_timeout(timeout)
         self.device = torch.device("cpu")
         self.stats: dict = {}
         self._state = self._fresh_state()
@@ -706,7 +716,7 @@ class StreamDataLoader(DatasetShardView):
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
                 prefetch_factor=self.prefetch_factor,
-                multiprocessing_context=self.multiprocessing_context)
+                multiprocessing_context=self.multiprocessing_context, timeout=self.timeout)
             messages = torch_iter = iter(loader)
         ctl = None if control is None else control.numpy()
         buffers = [dict() for _ in range(workers)]
@@ -719,11 +729,19 @@ class StreamDataLoader(DatasetShardView):
                     break
                 t0 = time.perf_counter()
                 while any(not q and not e for q, e in zip(queues, ended)):
+                    dog = Watchdog(torch_iter if self.num_workers else None, self.timeout)
                     try:
-                        msg = next(messages)
+                        with dog:
+                            msg = next(messages)
                     except StopIteration:
                         raise RuntimeError("a stream worker stopped without its last "
                                            "message") from None
+                    except Exception as exc:
+                        if not (dog.fired or is_timeout(exc)):
+                            raise
+                        worker = dog.waiting if dog.fired else waiting_worker(torch_iter)
+                        raise self._timeout_error(worker, plan, positions,
+                                                  first + step) from None
                     if msg.step < 0:
                         ended[msg.worker] = True
                         stats["workers"][msg.worker] = msg.stats
@@ -777,6 +795,21 @@ class StreamDataLoader(DatasetShardView):
             if self.num_workers == 0:
                 messages.close()
             else:
-                shutdown = getattr(torch_iter, "_shutdown_workers", None)
-                if shutdown is not None:
-                    shutdown()
+                stop_workers(torch_iter)
+
+    def _timeout_error(self, worker, plan: StreamPlan, positions: dict,
+                       batch: int) -> WorkerTimeoutError:
+        """The error of a worker silent for ``timeout`` s: its slots and their recordings."""
+        slots = plan.worker_slots[worker] if worker is not None else []
+        streams = self.dataset.slot_stream_lists(plan)
+        names = []
+        for slot in slots:                # the stream at the last step received and the next
+            pos = max(int(positions.get(slot, (0,))[0]), 0)
+            for stream in streams[slot][pos:pos + 2]:
+                if _stream_name(stream) not in names:
+                    names.append(_stream_name(stream))
+        who = "a stream worker" if worker is None else f"stream worker {worker}"
+        return WorkerTimeoutError(f"{who} sent nothing for {self.timeout:g} s (stopped or "
+                                  f"deadlocked?) while making batch {batch}, slots "
+                                  f"{list(slots)}, reading {', '.join(names) or 'nothing'}; the "
+                                  f"workers were stopped (timeout= sets the limit)")

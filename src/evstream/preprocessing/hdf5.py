@@ -28,10 +28,18 @@ Decisions (the original's where it does not lose data):
 * **Atomic output**: every file is written under ``<final name>.partial-<pid>`` and renamed when
   the whole input is done (the ``_0`` / unsplit name last). An interrupted or failed run leaves at
   most ``*.partial-*`` files, never a file with the final name; a failure deletes its partial files.
-* **Skip existing**: an input whose first output (``name.h5`` or ``name_0.h5``) exists is skipped
-  without being read (because of the rename order, the first output exists only if every output of
-  a previous run was completed). ``overwrite=True`` rewrites them and removes stale
-  ``name_{i}.h5`` left by a previous run with more splits.
+* **Skip existing**: an input is skipped without being read when its outputs are those of the
+  same request: every tensor file carries the request that made it in its root attribute
+  ``evstream_request`` (input name, size and modification time, box file, every option; see
+  :func:`request_fingerprint`), its split index (``evstream_split``) and, in the first one, the
+  number of splits (``evstream_split_count``). Outputs of another request, an incomplete split
+  set (an interrupted ``overwrite``) or missing label files are written again, with a warning.
+  ``overwrite=True`` rewrites them whatever they are. A run with fewer splits than the previous
+  one removes the stale ``name_{i}.h5``.
+* **Labels** (``box_labels``) are written before the tensor files are renamed: a failed label
+  file fails the input and leaves nothing under a final name.
+* **Write errors** (full disk, no permission, an ``output_folder`` that cannot be created) are
+  :class:`~evstream.errors.OutputWriteError` naming the final file or the folder.
 * **Compression**: ``"gzip"`` (default, what the original writes), ``"blosc"`` (opt-in fast codec,
   Blosc2 + Zstd level 1 + bit shuffle: 3-4x faster to read and 4-8x faster to write than gzip, at
   about gzip's size; see :mod:`evstream.utils.h5_writer`), ``"none"``. Readers handle all three.
@@ -45,6 +53,7 @@ This module never imports torch.
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -60,11 +69,11 @@ import hdf5plugin  # noqa: F401  (registers the Blosc filter for readers)
 import numpy as np
 
 from evstream.errors import (ArgumentError, EvstreamError, FileFormatError, GeometryError,
-                             MissingFileError)
+                             MissingFileError, OutputWriteError)
 from evstream.io import EventNpyReader, EventsIterator, RawReader
 from evstream.preprocessing import registry
 from evstream.preprocessing.processor import CDProcessor
-from evstream.utils.h5_writer import COMPRESSIONS, HDF5Writer
+from evstream.utils.h5_writer import COMPRESSIONS, HDF5Writer, write_error
 
 TENSOR_DATASET = "data"
 MODES = ("delta_t", "n_events")
@@ -77,6 +86,8 @@ PROGRESS_PERIOD_S = 0.2
 #: (14.6 h at 50 ms). A recording whose events span more (a time base that loops or jumps)
 #: is refused before any row is computed; pass ``max_rows`` to allow more.
 MAX_ROWS = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- reading
@@ -131,8 +142,10 @@ class TensorFileAttrs:
 
 
 def open_tensor_file(path: str | os.PathLike) -> h5py.File:
-    """Open a tensor file for reading, checking that it has a 4-D ``/data`` dataset."""
+    """Open a tensor file for reading, checking that it has a 4-D numeric ``/data`` dataset."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FileFormatError("is a directory, not a tensor file", path)
     if not os.path.isfile(path):
         raise MissingFileError("no such tensor file", path)
     try:
@@ -140,17 +153,110 @@ def open_tensor_file(path: str | os.PathLike) -> h5py.File:
     except OSError as exc:
         raise FileFormatError(f"not a readable HDF5 file (truncated or corrupt?): {exc}",
                               path) from None
-    data = f.get(TENSOR_DATASET)
+    try:
+        data = f.get(TENSOR_DATASET)
+    except (KeyError, OSError, RuntimeError) as exc:     # a broken link or object header
+        f.close()
+        raise FileFormatError(f"cannot open /data: {exc}", path) from None
     if not isinstance(data, h5py.Dataset) or data.ndim != 4:
         what = "an HDF5 event file (/CD/events), not a tensor file" if "CD" in f else \
             "no 4-D /data dataset: not a tensor file"
         f.close()
         raise FileFormatError(what, path)
+    if data.dtype.kind not in "fiub" or data.dtype.names is not None or data.dtype.shape:
+        dtype = data.dtype
+        f.close()
+        raise FileFormatError(f"/data has dtype {dtype}: tensor rows are numbers (float, int or "
+                              f"uint8)", path)
     return f
 
 
+#: Largest accepted ``delta_t`` / ``n_events`` attribute (µs / events): 2**62, so that
+#: ``rows · delta_t`` stays an int64.
+MAX_ATTR_VALUE = 2 ** 62
+#: Largest accepted ``downsampling_factor`` / legacy ``shift`` (as the kernels' bound).
+MAX_DOWNSAMPLING = 14
+
+
+def _attr_text(attrs, key: str, path: str, default: str | None = None) -> str:
+    """A text attribute (str or UTF-8 bytes, scalar); FileFormatError otherwise."""
+    if key not in attrs:
+        if default is None:
+            raise FileFormatError(f"/data has no {key!r} attribute", path)
+        return default
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FileFormatError(f"attribute {key!r} is not UTF-8 text: {bytes(value)[:40]!r}",
+                                  path) from None
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise FileFormatError(f"attribute {key!r} must be a non-empty text, got {value!r:.80}",
+                              path)
+    return value
+
+
+def _attr_int(attrs, key: str, path: str, default: int, lo: int, hi: int) -> int:
+    """An integer attribute in ``[lo, hi]`` (an integer, or a float with an integral value, as
+    a scalar or a one-element array); FileFormatError otherwise."""
+    if key not in attrs:
+        return default
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        value = value.reshape(())[()]
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        value, ok = int(value), True
+    if not ok or not lo <= int(value) <= hi:
+        raise FileFormatError(f"attribute {key}={_plain(value)!r:.80} is not an integer in "
+                              f"[{lo}, {hi}]", path)
+    return int(value)
+
+
+def _attr_bool(attrs, key: str, path: str) -> bool:
+    if key not in attrs:
+        return False
+    value = attrs[key]
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
+                                               and int(value) in (0, 1)):
+        return bool(value)
+    raise FileFormatError(f"attribute {key}={_plain(value)!r:.80} is not a boolean", path)
+
+
+def _sensor_size(attrs, shape, path: str) -> tuple[int, int, int]:
+    """``(height, width, k)``: the sensor size and the downsampling exponent, checked against
+    the stored row size ``shape = (C, h, w)``: ``height = h << k`` and ``width = w << k``."""
+    _, h, w = shape
+    if "event_input_height" in attrs or "event_input_width" in attrs:
+        limit = 1 << 20
+        height = _attr_int(attrs, "event_input_height", path, -1, 1, limit)
+        width = _attr_int(attrs, "event_input_width", path, -1, 1, limit)
+        if height < 0 or width < 0:
+            raise FileFormatError("/data has one of event_input_height / event_input_width but "
+                                  "not the other", path)
+        for k in range(MAX_DOWNSAMPLING + 1):
+            if (h << k, w << k) == (height, width):
+                return height, width, k
+        raise FileFormatError(f"attributes event_input_height={height}, event_input_width={width} "
+                              f"are not the stored {h}x{w} (HxW) rows times a power of two", path)
+    keys = [key for key in ("downsampling_factor", "shift") if key in attrs]
+    k = _attr_int(attrs, keys[0], path, 0, 0, MAX_DOWNSAMPLING) if keys else 0
+    return h << k, w << k, k
+
+
 def read_tensor_attrs(path: str | os.PathLike, file: h5py.File | None = None) -> TensorFileAttrs:
-    """Validate a tensor file and return its :class:`TensorFileAttrs` (``file``: already open)."""
+    """Validate a tensor file and return its :class:`TensorFileAttrs` (``file``: already open).
+
+    Every attribute with a meaning is checked against its type, its range and the ``/data``
+    dataset (sensor size = stored size times ``2**k``; ``store_as_uint8`` only on uint8 rows;
+    ``shape`` = the row shape; n_events files: a non-decreasing ``/last_timestamps`` of one
+    int per row): a :class:`~evstream.errors.FileFormatError` names the file and the attribute.
+    """
     path = os.fspath(path)
     f = open_tensor_file(path) if file is None else file
     try:
@@ -159,40 +265,58 @@ def read_tensor_attrs(path: str | os.PathLike, file: h5py.File | None = None) ->
         if "events_to_tensor" not in attrs:
             raise FileFormatError("/data has no 'events_to_tensor' attribute: not a tensor file "
                                   "written by evstream or the Prophesee tools", path)
-        name = _text(attrs["events_to_tensor"])
-        mode = _text(attrs["mode"]) if "mode" in attrs else "delta_t"
+        name = _attr_text(attrs, "events_to_tensor", path)
+        mode = _attr_text(attrs, "mode", path, default="delta_t")
         if mode not in MODES:
             raise FileFormatError(f"unknown mode attribute {mode!r} (expected one of {MODES})", path)
-        delta_t = int(attrs.get("delta_t", 0))
-        n_events = int(attrs.get("n_events", 0))
+        delta_t = _attr_int(attrs, "delta_t", path, 0, 0, MAX_ATTR_VALUE)
+        n_events = _attr_int(attrs, "n_events", path, 0, 0, MAX_ATTR_VALUE)
         if mode == "delta_t" and delta_t <= 0:
             raise FileFormatError(f"delta_t mode with delta_t attribute {delta_t}", path)
         rows = int(data.shape[0])
-        if mode == "n_events":
-            ts = f.get("last_timestamps")
-            if not isinstance(ts, h5py.Dataset) or len(ts) < rows:
-                raise FileFormatError("n_events mode file without a /last_timestamps dataset of one "
-                                      "entry per row", path)
         shape = tuple(int(s) for s in data.shape[1:])
-        if "event_input_height" in attrs and "event_input_width" in attrs:
-            height, width = int(attrs["event_input_height"]), int(attrs["event_input_width"])
-            ratio = height // shape[1] if shape[1] else 1
-            factor = int(math.log2(ratio)) if ratio >= 1 and ratio & (ratio - 1) == 0 else 0
-        else:
-            factor = int(attrs.get("downsampling_factor", attrs.get("shift", 0)))
-            height, width = shape[1] << factor, shape[2] << factor
+        if 0 in shape:
+            raise FileFormatError(f"/data rows have an empty shape {shape}", path)
+        if "shape" in attrs and not _same_shape(attrs["shape"], shape):
+            raise FileFormatError(f"attribute shape={_plain(attrs['shape'])!r:.80} is not the "
+                                  f"stored row shape {shape}", path)
+        if mode == "n_events":
+            _check_last_timestamps(f, rows, path)
+        height, width, factor = _sensor_size(attrs, shape, path)
+        store_as_uint8 = _attr_bool(attrs, "store_as_uint8", path)
+        if store_as_uint8 and data.dtype != np.uint8:
+            raise FileFormatError(f"attribute store_as_uint8 is set on rows of dtype {data.dtype} "
+                                  f"(it means uint8 rows holding round(255·x))", path)
         kwargs = {k: _plain(v) for k, v in attrs.items() if k not in RESERVED_ATTRS}
         plist = data.id.get_create_plist()
         return TensorFileAttrs(path=path, name=name, delta_t=delta_t, mode=mode, n_events=n_events,
                                shape=shape, rows=rows, dtype=data.dtype, height=height,
                                width=width, downsampling_factor=factor,
-                               store_as_uint8=bool(attrs.get("store_as_uint8", False)),
-                               kwargs=kwargs,
+                               store_as_uint8=store_as_uint8, kwargs=kwargs,
                                compression=tuple(plist.get_filter(i)[0]
                                                  for i in range(plist.get_nfilters())))
+    except (OSError, RuntimeError, KeyError) as exc:     # unreadable attribute / object header
+        raise FileFormatError(f"unreadable tensor file metadata: {exc}", path) from None
     finally:
         if file is None:
             f.close()
+
+
+def _same_shape(value, shape) -> bool:
+    value = np.asarray(value)
+    return value.dtype.kind in "iu" and value.shape == (len(shape),) and \
+        tuple(int(v) for v in value) == tuple(shape)
+
+
+def _check_last_timestamps(f: h5py.File, rows: int, path: str) -> None:
+    ts = f.get("last_timestamps")
+    if not isinstance(ts, h5py.Dataset) or ts.ndim != 1 or ts.dtype.kind not in "iu" \
+            or len(ts) < rows:
+        raise FileFormatError("n_events mode file without a /last_timestamps dataset of one "
+                              "integer per row", path)
+    values = np.asarray(ts[:rows], dtype=np.int64)
+    if values.size and (values[0] < 0 or np.any(np.diff(values) < 0)):
+        raise FileFormatError("/last_timestamps is not a non-decreasing list of times >= 0", path)
 
 
 def get_tensor_file_duration(path: str | os.PathLike) -> int:
@@ -250,6 +374,9 @@ def _save_npy_atomic(path: str, array: np.ndarray) -> None:
         with open(partial, "wb") as f:
             np.save(f, array)
         os.replace(partial, path)
+    except OSError as exc:
+        _remove_quietly(partial)
+        raise write_error(exc, path) from None
     except BaseException:
         _remove_quietly(partial)
         raise
@@ -282,13 +409,26 @@ def split_label(box_path, output_folder, start_ts=0, max_duration=None, n_splits
     if n_splits is None:
         n_splits = int(split_of.max()) + 1 if len(boxes) else 1
     written = []
-    for i in range(int(n_splits)):
-        part = boxes[split_of == i]
-        part["t"] -= i * md
-        out = _split_name(box_path, output_folder, i)
-        _save_npy_atomic(out, part)
-        written.append(out)
+    try:
+        for i in range(int(n_splits)):
+            part = boxes[split_of == i]
+            part["t"] -= i * md
+            out = _split_name(box_path, output_folder, i)
+            _save_npy_atomic(out, part)
+            written.append(out)
+    except BaseException:
+        for out in written:             # all the splits or none
+            _remove_quietly(out)
+        raise
     return written
+
+
+def label_outputs(box_path, output_folder, n_splits: int | None) -> list[str]:
+    """The files :func:`split_label` writes for ``n_splits`` splits (None: not split)."""
+    box_path, output_folder = os.fspath(box_path), os.fspath(output_folder)
+    if n_splits is None:
+        return [_split_name(box_path, output_folder, None)]
+    return [_split_name(box_path, output_folder, i) for i in range(int(n_splits))]
 
 
 # --------------------------------------------------------------------------- writing
@@ -393,10 +533,18 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
     path, output_folder = os.fspath(path), os.fspath(output_folder)
     delta_t, n_events = check_options(preprocess, delta_t, mode, n_events, max_duration,
                                       store_as_uint8, compression)
-    first = output_path(path, output_folder, None if max_duration is None else 0)
-    if os.path.exists(first) and not overwrite:
-        return WriteResult(path, "skipped", outputs=[first], seconds=time.perf_counter() - t_start)
-    os.makedirs(output_folder, exist_ok=True)
+    request = request_fingerprint(path, start_ts=start_ts, delta_t=delta_t, preprocess=preprocess,
+                                  height=height, width=width, max_duration=max_duration,
+                                  store_as_uint8=store_as_uint8, mode=mode, n_events=n_events,
+                                  preprocess_kwargs=preprocess_kwargs, compression=compression,
+                                  box_labels=box_labels, reader_kwargs=reader_kwargs)
+    if not overwrite:
+        done = _outputs_of_request(path, output_folder, request, max_duration is not None,
+                                   box_labels)
+        if done is not None:
+            return WriteResult(path, "skipped", outputs=done,
+                               seconds=time.perf_counter() - t_start)
+    make_output_folder(output_folder)
 
     iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode,
                               delta_t=max(delta_t, 1), n_events=max(n_events, 1),
@@ -428,11 +576,13 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
     writers: list[HDF5Writer] = []
     partials: list[str] = []
     finals: list[str] = []
+    renamed: list[str] = []     # finals in place (removed again if a later step fails)
+    labels: list[str] = []
 
     def writer_for(split: int) -> HDF5Writer:
         while len(writers) <= split:
             index = len(writers)
-            if writers:
+            if len(writers) > 1:        # the first split stays open: it gets the split count
                 writers[-1].close()
             final = output_path(path, output_folder, None if rows_per_split is None else index)
             partial = _partial_name(final)
@@ -440,7 +590,8 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
             partials.append(partial)
             writers.append(HDF5Writer(partial, TENSOR_DATASET, row_shape, dtype=proc.dtype,
                                       attrs=attrs, store_as_uint8=store_as_uint8,
-                                      compression=compression))
+                                      compression=compression,
+                                      file_attrs={REQUEST_ATTR: request, SPLIT_ATTR: index}))
         return writers[split]
 
     total_events = 0
@@ -488,28 +639,33 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
                 last.rows_written = min(last.rows_written, keep - (len(writers) - 1) * rows_per_split)
             row = keep
         rows = sum(w.rows_written for w in writers)
+        writers[0].file.attrs[SPLIT_COUNT_ATTR] = len(writers)
         for w in writers:
             w.close()
-        # rename the last split first: the first output exists only when all of them do
+        # the labels first, then the tensor files, the last split first: the first output exists
+        # only when every other output of the input does
+        if box_labels:
+            labels = split_label(box_labels, output_folder, start_ts,
+                                 None if rows_per_split is None else max_duration,
+                                 n_splits=None if rows_per_split is None else len(finals))
         for partial, final in reversed(list(zip(partials, finals))):
             os.replace(partial, final)
-        if overwrite and rows_per_split is not None:
-            i = len(finals)
-            while os.path.exists(output_path(path, output_folder, i)):
-                _remove_quietly(output_path(path, output_folder, i))
-                i += 1
-        if box_labels:
-            split_label(box_labels, output_folder, start_ts,
-                        None if rows_per_split is None else max_duration,
-                        n_splits=None if rows_per_split is None else len(finals))
-    except BaseException:
+            renamed.append(final)
+        if rows_per_split is not None:
+            _remove_stale_splits(path, output_folder, len(finals))
+    except BaseException as exc:
         for w in writers:
             try:
                 w.close()
-            except Exception:
+            except Exception:       # noqa: BLE001  (the first error is the one reported)
                 pass
-        for p in partials:
+        # once a file is renamed, the older outputs of the input are a mixed set: remove them all
+        for p in partials + (finals if renamed else []) + labels:
             _remove_quietly(p)
+        if isinstance(exc, OutputWriteError) and exc.path in partials:
+            raise OutputWriteError(exc.problem, finals[partials.index(exc.path)]) from None
+        if isinstance(exc, OSError) and not isinstance(exc, EvstreamError):
+            raise write_error(exc, exc.filename or output_folder) from None
         raise
     finally:
         reader = iterator.reader
@@ -520,6 +676,85 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
     return WriteResult(path, "written", outputs=finals, rows=rows,
                        bytes=sum(os.path.getsize(f) for f in finals), events=total_events,
                        seconds=time.perf_counter() - t_start)
+
+
+# --------------------------------------------------------------------------- reruns
+#: Root attribute of every written tensor file: the request that made it (JSON, see
+#: :func:`request_fingerprint`).
+REQUEST_ATTR = "evstream_request"
+#: Root attributes: the file's split index and the number of splits of its input.
+SPLIT_ATTR, SPLIT_COUNT_ATTR = "evstream_split", "evstream_split_count"
+
+
+def _file_identity(path) -> dict:
+    st = os.stat(path)
+    return {"name": os.path.basename(os.fspath(path)), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns}
+
+
+def request_fingerprint(path, *, box_labels=None, **options) -> str:
+    """What a tensor file was made from, as a JSON string stored in its :data:`REQUEST_ATTR`:
+    the input (name, size, modification time), the box file (same), and every option of
+    :func:`write_to_hdf5` that changes the output. A rerun without ``overwrite`` keeps an output
+    only when its fingerprint is the current request's."""
+    import json
+    request = {"input": _file_identity(path),
+               "box_labels": None if not box_labels else _file_identity(box_labels),
+               **{k: v for k, v in sorted(options.items())}}
+    return json.dumps(request, sort_keys=True, default=repr)
+
+
+def _outputs_of_request(path, output_folder, request: str, split: bool, box_labels):
+    """The complete outputs of a previous run of the same request, or None when they are
+    missing, incomplete or made by another request (then they are redone)."""
+    first = output_path(path, output_folder, 0 if split else None)
+    if not os.path.exists(first):
+        return None
+    outputs, count, i = [], 1, 0
+    while i < count:
+        out = output_path(path, output_folder, i if split else None)
+        try:
+            with h5py.File(out, "r") as f:
+                made_by = _text(f.attrs.get(REQUEST_ATTR, ""))
+                index = int(f.attrs.get(SPLIT_ATTR, -1))
+                if i == 0:      # the first split knows how many there are
+                    count = int(f.attrs.get(SPLIT_COUNT_ATTR, 0))
+        except (OSError, ValueError, TypeError):
+            made_by = None
+        if made_by != request or index != i or count < 1:
+            logger.warning("%s: not the output of this request (%s): written again", out,
+                           "unreadable" if made_by is None else
+                           "another input, option or split" if made_by else
+                           "no evstream request attribute")
+            return None
+        outputs.append(out)
+        i += 1
+    if box_labels:
+        missing = [p for p in label_outputs(box_labels, output_folder, count if split else None)
+                   if not os.path.isfile(p)]
+        if missing:
+            logger.warning("%s: label file(s) %s missing: written again", first, missing)
+            return None
+    return outputs
+
+
+def _remove_stale_splits(path, output_folder, count: int) -> None:
+    """Remove ``name_{i}.h5`` for ``i >= count`` left by a run with more splits."""
+    i = count
+    while os.path.exists(output_path(path, output_folder, i)):
+        _remove_quietly(output_path(path, output_folder, i))
+        i += 1
+
+
+def make_output_folder(folder) -> None:
+    """Create ``folder`` (and its parents); an :class:`~evstream.errors.OutputWriteError` naming
+    it when that is impossible (a file in the way, no permission)."""
+    folder = os.fspath(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create the output folder: "
+                               f"{os.strerror(exc.errno) if exc.errno else exc}", folder) from None
 
 
 # --------------------------------------------------------------------------- many files
@@ -636,7 +871,7 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
     box_labels = list(box_labels or [])
     if box_labels and len(box_labels) != len(paths):
         raise ArgumentError(f"{len(box_labels)} box label files for {len(paths)} paths")
-    os.makedirs(os.fspath(output_folder), exist_ok=True)
+    make_output_folder(output_folder)
     jobs = [dict(path=p, start_ts=int(s), output_folder=os.fspath(output_folder), delta_t=delta_t,
                  preprocess=preprocess, height=height, width=width, max_duration=max_duration,
                  store_as_uint8=store_as_uint8, mode=mode, n_events=n_events,

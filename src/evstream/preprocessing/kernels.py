@@ -510,11 +510,11 @@ def _prepare(name, events, output_array, total_tbins_delta_t, downsampling_facto
 
 def _increment(max_incr_per_pixel, k: int) -> float:
     """``1 / (max_incr_per_pixel * 4**k)``, or 1 if ``max_incr_per_pixel`` is None."""
-    if max_incr_per_pixel is None:
+    max_incr = _v.check_number(max_incr_per_pixel, "max_incr_per_pixel", "kernels", lo=0,
+                               lo_open=True, allow_none=True)
+    if max_incr is None:
         return 1.0
-    if not max_incr_per_pixel > 0:
-        raise EventArrayError(f"max_incr_per_pixel must be > 0 or None, got {max_incr_per_pixel!r}")
-    return 1.0 / (max_incr_per_pixel * 4 ** k)
+    return 1.0 / (max_incr * 4 ** k)
 
 
 def _integral(inc: float) -> bool:
@@ -627,7 +627,8 @@ def diff_quantized(events, output_array, total_tbins_delta_t, downsampling_facto
     by ``2**(nb-1)``; with ``downsampling_factor = k > 0`` a float, computed at full resolution
     and average-pooled over ``2**k x 2**k`` blocks (see :func:`_quantized`).
     """
-    nb = int(negative_bit_length)
+    nb = _v.check_number(negative_bit_length, "negative_bit_length", "diff_quantized", lo=2, hi=8,
+                         integer=True)
     if not 2 <= nb <= 8:
         raise EventArrayError(f"diff_quantized: negative_bit_length must be in [2, 8], got {negative_bit_length!r}")
     half = 1 << (nb - 1)
@@ -645,7 +646,10 @@ def histo_quantized(events, output_array, total_tbins_delta_t, downsampling_fact
     Output: an integer (uint8 by default) or float; with ``normalization`` a float divided by the
     larger clamp; with ``downsampling_factor > 0`` a float, average-pooled (see :func:`_quantized`).
     """
-    nb, tb = int(negative_bit_length), int(total_bit_length)
+    nb = _v.check_number(negative_bit_length, "negative_bit_length", "histo_quantized", lo=1, hi=15,
+                         integer=True)
+    tb = _v.check_number(total_bit_length, "total_bit_length", "histo_quantized", lo=2, hi=30,
+                         integer=True)
     if not (1 <= nb < tb and tb - nb <= 15 and nb <= 15):
         raise EventArrayError(f"histo_quantized: need 1 <= negative_bit_length < total_bit_length with both "
                               f"parts <= 15 bits, got {negative_bit_length!r}, {total_bit_length!r}")
@@ -746,10 +750,9 @@ def stacked_histogram(events, output_array, total_tbins_delta_t, downsampling_fa
         cap = int(np.iinfo(output_array.dtype).max)
     else:
         cap = 2 ** 24  # float32 counts stay exact up to here
-    if count_cutoff is not None:
-        if count_cutoff < 0:
-            raise EventArrayError(f"{name}: count_cutoff must be >= 0 or None, got {count_cutoff!r}")
-        cap = min(cap, int(count_cutoff))
+    cutoff = _v.check_number(count_cutoff, "count_cutoff", name, lo=0, allow_none=True)
+    if cutoff is not None:
+        cap = min(cap, int(cutoff))
     n_t, n_c, h, w = output_array.shape
     nbins = n_t * (n_c // 2)
     flat, tmp = _flat_output(output_array)

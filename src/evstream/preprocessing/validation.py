@@ -57,6 +57,9 @@ def event_fields(events, fn_name: str):
     out = []
     for name, want in _FIELD_DTYPES.items():
         col = events[name]
+        if col.ndim != 1:
+            raise EventArrayError(f"{fn_name}: field {name!r} must hold one value per event, got "
+                                  f"{events.dtype[name]} (shape {col.shape})")
         if col.dtype != want:
             if col.dtype.kind not in "iub":
                 raise EventArrayError(f"{fn_name}: field {name!r} must be an integer, got {col.dtype}")
@@ -81,16 +84,45 @@ def check_downsampling(downsampling_factor, fn_name: str) -> int:
     return int(k)
 
 
+#: Accepted window lengths in µs: ``[MIN_TOTAL_US, MAX_TOTAL_US]``. At least 1 µs (a shorter
+#: window holds only ``t = 0`` and makes ``bins / total`` overflow); at most 2**62 µs (146,000
+#: years), so that the window's integer limit and the bin edges stay int64.
+MIN_TOTAL_US, MAX_TOTAL_US = 1, 2 ** 62
+
+
 def check_total(total_tbins_delta_t, fn_name: str) -> float:
-    """Window length in µs: a finite number > 0."""
+    """Window length in µs: a real number in ``[MIN_TOTAL_US, MAX_TOTAL_US]``."""
+    if isinstance(total_tbins_delta_t, (bool, np.bool_)):
+        raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be a number, got {total_tbins_delta_t!r}")
     try:
         total = float(total_tbins_delta_t)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be a number, "
-                              f"got {total_tbins_delta_t!r}") from None
-    if not math.isfinite(total) or total <= 0:
-        raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be > 0, got {total_tbins_delta_t!r}")
+                              f"got {total_tbins_delta_t!r:.80}") from None
+    if not (math.isfinite(total) and MIN_TOTAL_US <= total <= MAX_TOTAL_US):
+        raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be a finite number of µs in "
+                              f"[{MIN_TOTAL_US}, 2**62], got {total_tbins_delta_t!r:.80}")
     return total
+
+
+def check_number(value, name: str, fn_name: str, *, lo: float, integer: bool = False,
+                 hi: float = math.inf, allow_none: bool = False, lo_open: bool = False):
+    """A keyword argument of a kernel: a finite real (or integer) in ``[lo, hi]`` (``(lo, hi]``
+    with ``lo_open``), or None when ``allow_none``. Returns it as float / int."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        number = float(value)
+        ok = math.isfinite(number) and (lo < number if lo_open else lo <= number) and number <= hi
+        if integer:
+            ok = ok and number == int(number)
+    if not ok:
+        what = "an integer" if integer else "a finite number"
+        bound = f"{'(' if lo_open else '['}{lo}, {hi}]"
+        raise EventArrayError(f"{fn_name}: {name} must be {what} in {bound}"
+                              + (" or None" if allow_none else "") + f", got {value!r:.80}")
+    return int(value) if integer else float(value)
 
 
 def check_output(output, fn_name: str, *, kinds: str, channels: int | None = None,
