@@ -201,3 +201,17 @@ def test_info_lists_box_files(tmp_path, capsys):
     assert "boxes (NPY)" in box_row and "4 boxes" in box_row and "0.200000" in box_row
     ev_row = next(r for r in rows if r.startswith("ev.npy"))
     assert "NPY" in ev_row and "boxes" not in ev_row
+
+
+def test_damaged_npy_header_is_a_format_error(tmp_path):
+    boxes = np.zeros(3, dtype=EventBbox)
+    path = tmp_path / "rec_bbox.npy"
+    np.save(path, boxes)
+    data = bytearray(path.read_bytes())
+    data[20:24] = b"(((("                   # inside the header's dict literal
+    path.write_bytes(bytes(data))
+    from evstream.io import EventNpyReader
+    with pytest.raises(FileFormatError, match="rec_bbox.npy: not a readable .npy array"):
+        EventNpyReader(path)
+    with pytest.raises(FileFormatError, match="rec_bbox.npy"):
+        load_events(path)

@@ -43,7 +43,7 @@ def npy_dtype(path: str) -> np.dtype:
     """The dtype of the array in a ``.npy`` file (memory-mapped: no row is read)."""
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False).dtype
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:   # noqa: BLE001 - a damaged header raises SyntaxError, TokenError, ...
         raise FileFormatError(f"not a readable .npy array ({exc})", path) from None
 
 
@@ -72,7 +72,7 @@ class EventNpyReader(EventReader):
             raise MissingFileError("no such .npy file", path)
         try:
             self._array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except Exception as exc:   # noqa: BLE001 - a damaged header raises SyntaxError, TokenError, ...
             raise FileFormatError(f"not a readable .npy array ({exc})", path) from None
         stored = self._array.dtype
         if self._array.ndim != 1 or stored.names is None:
