@@ -13,7 +13,6 @@ DAT file cannot hold times beyond 2^32 µs (about 71.6 minutes) and the writer r
 
 from __future__ import annotations
 
-import bisect
 import datetime
 import os
 
@@ -24,7 +23,7 @@ from ..errors import EventArrayError, FileFormatError, MissingFileError, Unsuppo
 from .dtypes import EventCD
 from .file_date import file_date
 from .header import parse_sensor_side, read_header
-from .reader import EventReader, OutOfBounds
+from .reader import OutOfBounds, RecordFileReader
 
 RECORD_BYTES = 8
 CD_TYPES = {0x00: "Event2d", 0x0C: "EventCD"}
@@ -104,7 +103,7 @@ def _header_side(fields: dict[str, str], key: str, path: str) -> int | None:
     return None
 
 
-class EventDatReader(EventReader):
+class EventDatReader(RecordFileReader):
     """Sequential and random-access reader of a DAT file (see :class:`EventReader`).
 
     Args:
@@ -123,7 +122,7 @@ class EventDatReader(EventReader):
         self._height = _header_side(self.header, "height", path)
         self._width = _header_side(self.header, "width", path)
         self._file = open(path, "rb")
-        self._record = 0  # index of the next record the source decodes
+        self._row = 0  # index of the next record the source decodes
         self._furthest_record = 0  # records before it have had their dropped events counted
         self._words = np.empty(0, dtype="<u4")  # reused read buffer
         super().__init__(path, buffer_events, out_of_bounds)
@@ -131,7 +130,7 @@ class EventDatReader(EventReader):
 
     # source hooks
     def _decode_into(self, out: np.ndarray) -> int:
-        n_records = min(len(out), self._count - self._record)
+        n_records = min(len(out), self._count - self._row)
         if n_records <= 0:
             return 0
         block = min(n_records, READ_RECORDS)
@@ -140,8 +139,8 @@ class EventDatReader(EventReader):
         ev = out.view(np.int64).reshape(-1, 2)   # the reader's buffers are contiguous
         check = self.out_of_bounds != "keep" and self._width is not None and self._height is not None
         width, height = (self._width, self._height) if check else (NO_LIMIT, NO_LIMIT)
-        prev_t = self._time_at(self._record - 1) if self._record else -1
-        self._file.seek(self._data_offset + self._record * RECORD_BYTES)
+        prev_t = self._time_at(self._row - 1) if self._row else -1
+        self._file.seek(self._data_offset + self._row * RECORD_BYTES)
         n = dropped = done = 0
         while done < n_records:              # blocks of READ_RECORDS: the words stay in cache
             k = min(block, n_records - done)
@@ -149,47 +148,26 @@ class EventDatReader(EventReader):
             got = self._file.readinto(words)
             if got != words.nbytes:
                 raise FileFormatError(f"file shrank while reading: expected {words.nbytes} bytes "
-                                      f"at record {self._record + done}, got {got}", self.path)
+                                      f"at record {self._row + done}, got {got}", self.path)
             m, d, backwards = _decode_records(words, ev[n:], width, height, prev_t,
-                                              self._furthest_record - self._record - done)
+                                              self._furthest_record - self._row - done)
             if backwards >= 0:
                 raise FileFormatError(f"time goes backwards at record "
-                                      f"{self._record + done + backwards} (DAT records are "
+                                      f"{self._row + done + backwards} (DAT records are "
                                       f"chronological): corrupted or not a DAT file", self.path)
             prev_t = int(words[2 * k - 2])
             n += m
             dropped += d
             done += k
-        self._record += n_records
-        self._furthest_record = max(self._furthest_record, self._record)
+        self._row += n_records
+        self._furthest_record = max(self._furthest_record, self._row)
         self._report_out_of_bounds(dropped, self._height, self._width)
         return n
-
-    def _rewind(self) -> None:
-        self._record = 0
-
-    def _size_hint(self) -> int:
-        return self._count
 
     def _time_at(self, i: int) -> int:
         """Timestamp of record ``i``, read directly from the file."""
         self._file.seek(self._data_offset + i * RECORD_BYTES)
         return int.from_bytes(self._file.read(4), "little")
-
-    def _seek_hint_event(self, n: int) -> int:
-        self._record = min(n, self._count)
-        return self._record
-
-    def _seek_hint_time(self, t: int) -> int:
-        # records are chronological in a valid DAT file: binary search on the time field
-        self._record = bisect.bisect_left(range(self._count), t, key=self._time_at)
-        return self._record
-
-    def _time_before_cursor(self) -> int:
-        return self._time_at(self._record - 1) if self._record > 0 else 0
-
-    def _last_time_of_file(self) -> int:
-        return self._time_at(self._count - 1) if self._count else 0
 
     # metavision_core API
     def get_size(self) -> list[int] | None:
@@ -197,17 +175,6 @@ class EventDatReader(EventReader):
         if self._height is None or self._width is None:
             return None
         return [self._height, self._width]
-
-    def event_count(self) -> int:
-        """Number of records in the file."""
-        return self._count
-
-    @property
-    def duration_s(self) -> float:
-        """Span between the first and last event, in seconds (metavision_core's definition)."""
-        if self._count == 0:
-            return 0.0
-        return (self._time_at(self._count - 1) - self._time_at(0)) * 1e-6
 
     def close(self) -> None:
         """Close the file handle (also done when the reader is garbage-collected)."""

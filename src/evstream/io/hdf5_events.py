@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import (ArgumentError, FileFormatError, GeometryError, MissingFileError,
                       UnsupportedFormatError)
 from .dtypes import EventCD, EventExtTrigger
-from .reader import EventReader, OutOfBounds
+from .reader import EventReader, OutOfBounds, RecordFileReader
 
 ECF_FILTER_ID = 0x8ECF
 INDEX_PERIOD_US = 2000
@@ -159,7 +159,7 @@ def _read_rows(dataset: h5py.Dataset, start: int, stop: int, out: np.ndarray, pa
                               path) from None
 
 
-class HDF5EventsReader(EventReader):
+class HDF5EventsReader(RecordFileReader):
     """Reader of a Prophesee HDF5 event file (see :class:`EventReader` for the cursor).
 
     Args:
@@ -235,12 +235,6 @@ class HDF5EventsReader(EventReader):
         self._furthest_row = max(self._furthest_row, self._row)
         return n
 
-    def _rewind(self) -> None:
-        self._row = 0
-
-    def _size_hint(self) -> int:
-        return self._count
-
     def _time_at(self, i: int) -> int:
         block = i // 16384
         times = self._t_cache.get(block)
@@ -252,10 +246,6 @@ class HDF5EventsReader(EventReader):
             _read_rows(self._events, lo, lo + len(buf), buf, self.path)
             times = self._t_cache[block] = buf["t"].copy()
         return int(times[i - block * 16384])
-
-    def _seek_hint_event(self, n: int) -> int:
-        self._row = min(n, self._count)
-        return self._row
 
     def _seek_hint_time(self, t: int) -> int:
         lo, hi = 0, self._count
@@ -278,26 +268,10 @@ class HDF5EventsReader(EventReader):
         except (OSError, ValueError):
             return None
 
-    def _time_before_cursor(self) -> int:
-        return self._time_at(self._row - 1) if self._row > 0 else 0
-
-    def _last_time_of_file(self) -> int:
-        return self._time_at(self._count - 1) if self._count else 0
-
     # metavision_core API
     def get_size(self) -> tuple[int, int] | None:
         """``(height, width)`` from the ``geometry`` attribute (or the given size), else None."""
         return None if self._height is None else (self._height, self._width)
-
-    def event_count(self) -> int:
-        return self._count
-
-    @property
-    def duration_s(self) -> float:
-        """Span between the first and last event, in seconds."""
-        if self._count == 0:
-            return 0.0
-        return (self._last_time_of_file() - self._time_at(0)) * 1e-6
 
     def get_ext_trigger_events(self) -> np.ndarray:
         """Every external trigger of the file (``/EXT_TRIGGER/events``), as EventExtTrigger."""
@@ -387,7 +361,7 @@ def _scalar(f: h5py.File, group: h5py.Group, name: str):
     return None
 
 
-class HDF5EventArraysReader(EventReader):
+class HDF5EventArraysReader(RecordFileReader):
     """Reader of HDF5 event files with an ``events`` group of ``x``, ``y``, ``p``, ``t`` arrays
     (eTraM, RVT, DSEC-Detection; layout in the module docstring). Cursor: :class:`EventReader`.
 
@@ -557,9 +531,6 @@ class HDF5EventArraysReader(EventReader):
         self._row = 0
         self._running_max = None
 
-    def _size_hint(self) -> int:
-        return self._count
-
     def _seek_hint_event(self, n: int) -> int:
         self._row = min(n, self._count)
         self._running_max = self._max_before(self._row)
@@ -584,12 +555,6 @@ class HDF5EventArraysReader(EventReader):
         except (OSError, ValueError):
             return None
 
-    def _time_before_cursor(self) -> int:
-        return self._time_at(self._row - 1) if self._row > 0 else 0
-
-    def _last_time_of_file(self) -> int:
-        return self._time_at(self._count - 1) if self._count else 0
-
     # ----------------------------------------------------------------- metavision_core API
     def get_size(self) -> tuple[int, int] | None:
         """``(height, width)`` stored in the file (or given), else None."""
@@ -602,16 +567,6 @@ class HDF5EventArraysReader(EventReader):
     @property
     def width(self) -> int | None:
         return self._width
-
-    def event_count(self) -> int:
-        return self._count
-
-    @property
-    def duration_s(self) -> float:
-        """Span between the first and last event, in seconds."""
-        if self._count == 0:
-            return 0.0
-        return (self._last_time_of_file() - self._time_at(0)) * 1e-6
 
     def close(self) -> None:
         """Close the HDF5 file."""

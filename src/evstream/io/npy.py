@@ -9,14 +9,13 @@ matched by name, missing fields 0); anything else keeps its (renamed) dtype.
 
 from __future__ import annotations
 
-import bisect
 import os
 
 import numpy as np
 
 from ..errors import FileFormatError, MissingFileError
 from .dtypes import EventBbox, EventCD
-from .reader import EventReader
+from .reader import RecordFileReader
 
 LEGACY_FIELD_NAMES = {"ts": "t", "confidence": "class_confidence"}
 
@@ -58,7 +57,7 @@ def convert_fields(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-class EventNpyReader(EventReader):
+class EventNpyReader(RecordFileReader):
     """Reader of a structured ``.npy`` array of events or boxes (see :class:`EventReader`).
 
     The file is memory-mapped; each load copies only the requested rows.
@@ -82,12 +81,12 @@ class EventNpyReader(EventReader):
         if "t" not in self.dtype.names:
             raise FileFormatError(f"no time field ('t' or 'ts') in dtype {stored}", path)
         self._time_field = next(n for n in stored.names if LEGACY_FIELD_NAMES.get(n, n) == "t")
-        self._row = 0
+        self._row, self._count = 0, len(self._array)
         super().__init__(path, buffer_events, out_of_bounds="keep")
-        self.done = len(self._array) == 0
+        self.done = self._count == 0
 
     def _decode_into(self, out: np.ndarray) -> int:
-        n = min(len(out), len(self._array) - self._row)
+        n = min(len(out), self._count - self._row)
         if n <= 0:
             return 0
         rows = self._array[self._row:self._row + n]
@@ -100,44 +99,14 @@ class EventNpyReader(EventReader):
         self._row += n
         return n
 
-    def _rewind(self) -> None:
-        self._row = 0
-
-    def _size_hint(self) -> int:
-        return len(self._array)
-
     def _time_at(self, i: int) -> int:
         return int(self._array[self._time_field][i])
-
-    def _seek_hint_event(self, n: int) -> int:
-        self._row = min(n, len(self._array))
-        return self._row
-
-    def _seek_hint_time(self, t: int) -> int:
-        self._row = bisect.bisect_left(range(len(self._array)), t, key=self._time_at)
-        return self._row
-
-    def _time_before_cursor(self) -> int:
-        return self._time_at(self._row - 1) if self._row > 0 else 0
-
-    def _last_time_of_file(self) -> int:
-        return self._time_at(len(self._array) - 1) if len(self._array) else 0
 
     def close(self) -> None:
         """Release the memory map (the reader holds no rows afterwards)."""
         self._array = np.empty(0, dtype=self._array.dtype)
+        self._count = 0
 
     def get_size(self) -> None:
         """A ``.npy`` file carries no sensor geometry: always None."""
         return None
-
-    def event_count(self) -> int:
-        """Number of rows in the file."""
-        return len(self._array)
-
-    @property
-    def duration_s(self) -> float:
-        """Span between the first and last row, in seconds (metavision_core's definition)."""
-        if len(self._array) == 0:
-            return 0.0
-        return (self._last_time_of_file() - self._time_at(0)) * 1e-6

@@ -32,6 +32,7 @@ here, once, for every format.
 
 from __future__ import annotations
 
+import bisect
 import os
 import warnings
 from typing import Literal
@@ -430,3 +431,49 @@ class EventReader:
                           f"total is in reader.out_of_bounds_count; pass out_of_bounds='keep' to "
                           f"keep them or height=/width= if the geometry is wrong)", stacklevel=4)
 
+
+
+class RecordFileReader(EventReader):
+    """Base of the readers whose file holds one record per event, readable by index (DAT, NPY,
+    HDF5): subclasses keep the record count in ``_count`` and the source position (the next
+    record ``_decode_into`` reads) in ``_row``, and read one record's time with ``_time_at(i)``.
+    The seek hints, sizes and durations below follow from those, once for every such format."""
+
+    _count: int = 0
+    _row: int = 0
+
+    def _time_at(self, i: int) -> int:
+        """Timestamp (µs) of record ``i``, read directly from the file."""
+        raise NotImplementedError
+
+    def _rewind(self) -> None:
+        self._row = 0
+
+    def _size_hint(self) -> int:
+        return self._count
+
+    def _seek_hint_event(self, n: int) -> int:
+        self._row = min(n, self._count)
+        return self._row
+
+    def _seek_hint_time(self, t: int) -> int:
+        # records are chronological in a valid file: binary search on the time field
+        self._row = bisect.bisect_left(range(self._count), t, key=self._time_at)
+        return self._row
+
+    def _time_before_cursor(self) -> int:
+        return self._time_at(self._row - 1) if self._row > 0 else 0
+
+    def _last_time_of_file(self) -> int:
+        return self._time_at(self._count - 1) if self._count else 0
+
+    def event_count(self) -> int:
+        """Number of records (events) in the file."""
+        return self._count
+
+    @property
+    def duration_s(self) -> float:
+        """Span between the first and last event, in seconds (metavision_core's definition)."""
+        if self._count == 0:
+            return 0.0
+        return (self._last_time_of_file() - self._time_at(0)) * 1e-6
