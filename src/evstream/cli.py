@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"evstream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="format, geometry, counts, times and rates of recordings")
-    info.add_argument("files", nargs="+", help="RAW, DAT or NPY files")
+    info.add_argument("files", nargs="+", help="RAW, DAT, NPY or HDF5 event files, or _bbox.npy box files")
     info.add_argument("--height-width", nargs=2, type=int, metavar=("H", "W"),
                       help="sensor size for RAW files whose header has none")
     info.set_defaults(run=cmd_info)
