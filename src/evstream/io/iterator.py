@@ -91,7 +91,7 @@ class EventsIterator:
                                    "are decoded with the events)", self.path)
         if not hasattr(self.reader, "get_ext_trigger_events"):
             raise UnsupportedFormatError(f"{type(self.reader).__name__} input carries no external "
-                                         f"trigger events (only RAW files do)", self.path)
+                                         f"trigger events (RAW and Prophesee HDF5 files do)", self.path)
         return self.reader.get_ext_trigger_events()
 
     def __iter__(self) -> Iterator[np.ndarray]:
