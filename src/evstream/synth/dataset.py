@@ -211,7 +211,9 @@ def write_recording(out_stem: str | os.PathLike, height: int, width: int, durati
     """Simulate recording ``index`` and write ``<stem>.raw`` and / or ``<stem>_td.dat`` plus
     ``<stem>_bbox.npy``. Events stream to the writers chunk by chunk (bounded memory).
 
-    ``trigger_rate_hz > 0`` adds :func:`trigger_events` to the RAW file (DAT has no triggers);
+    ``trigger_rate_hz > 0`` adds :func:`trigger_events` to the RAW file (DAT has no triggers),
+    from the first event time of the format on (EVT 3.0: 4096 µs), so that the file's
+    time-shifting origin is the same with and without triggers;
     ``evt21_layout`` is the EVT 2.1 word layout (``"little"`` or ``"legacy"``)."""
     formats = parse_formats(format)
     if not 0 <= trigger_rate_hz <= 100_000 or (trigger_rate_hz and not raw_format_of(formats)):
@@ -243,7 +245,9 @@ def write_recording(out_stem: str | os.PathLike, height: int, width: int, durati
         for t_reached, ev in sim.chunks(chunk_us=100_000):
             for w in writers:
                 if isinstance(w, RawWriter) and trigger_rate_hz:
-                    triggers = trigger_events(t_prev, t_reached, trigger_rate_hz)
+                    # from the recording's first event time on: an earlier trigger would move
+                    # the first TIME_HIGH, hence the time-shifting origin, of the file
+                    triggers = trigger_events(max(t_prev, window[0]), t_reached, trigger_rate_hz)
                     w.write(ev, triggers)
                     n_triggers += len(triggers)
                 else:
