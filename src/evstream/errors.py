@@ -54,6 +54,12 @@ class ArgumentError(EvstreamError, ValueError):
     """A call's argument is out of its documented range (e.g. ``load_delta_t(0)``)."""
 
 
+class KernelArgumentError(ArgumentError, EventArrayError):
+    """An argument of an event-to-tensor function other than the events (the output array, the
+    window length, the downsampling factor, a bound) is wrong. An :class:`ArgumentError` like
+    every argument problem, and an :class:`EventArrayError` as the kernels raised before."""
+
+
 class ReaderStateError(EvstreamError, RuntimeError):
     """A call made in a state that does not allow it (e.g. triggers asked for before iterating)."""
 
@@ -70,3 +76,18 @@ class OutputWriteError(EvstreamError, OSError):
 class WorkerTimeoutError(EvstreamError, TimeoutError):
     """A loader worker process sent nothing for ``timeout`` seconds (stopped, deadlocked, or
     slower than the timeout allows); the message names the worker and the recordings it read."""
+
+
+class PreprocessingNameError(EvstreamError, ValueError, AssertionError):
+    """An unknown preprocessing name, or a name registered twice (also an ``AssertionError``,
+    which the original raises)."""
+
+
+class ArrayDimError(GeometryError, AssertionError):
+    """``array_dim`` does not fit a file: the sensor is not an integer (power-of-two for event
+    files) multiple of ``H x W`` with the same ratio on both axes. Also an ``AssertionError``,
+    which the original raised."""
+
+
+class StreamReadError(EvstreamError, RuntimeError):
+    """Reading a stream failed with an error that did not name it (the stream is the path)."""

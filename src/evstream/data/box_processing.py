@@ -11,7 +11,7 @@ end of the bin ``(t0, t0 + delta_t]`` that contains it; a chunk starting at ``bs
 with ``bst < t <= bst + duration``. :func:`load_box_events` and :func:`split_boxes` both use it, so
 a box exactly on a chunk or bin boundary is counted once, in the bin that ends there. (The
 original loads ``[bst, bst + duration)`` but splits ``(t0, t0 + dt]`` and loses boxes exactly on
-chunk boundaries.)
+chunk boundaries.) The rule is implemented once, in :mod:`evstream.timebins`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from evstream.datasets.labels import label_file_path, label_time_offset
 from evstream.errors import ArgumentError, FileFormatError, MissingFileError
 from evstream.io import EventBbox
 from evstream.io.npy import convert_fields
+from evstream.timebins import label_bins, label_slice
 
 __all__ = ["load_boxes", "load_box_events", "nms_by_class", "nms", "clip_boxes", "rescale_boxes",
            "filter_boxes", "split_boxes", "create_class_lookup", "bboxes_to_box_vectors",
@@ -116,9 +117,7 @@ def load_box_events(metadata, batch_start_time, duration):
     if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
         boxes = np.asarray(boxes)[np.argsort(t, kind="stable")]
         t = boxes[time_field]
-    lo = int(np.searchsorted(t, batch_start_time, side="right"))
-    hi = int(np.searchsorted(t, batch_start_time + duration, side="right"))
-    part = boxes[lo:hi]
+    part = boxes[label_slice(t, batch_start_time, batch_start_time + duration)]
     if part.dtype == EventBbox:
         return np.array(part, copy=True)
     return convert_fields(part, EventBbox)
@@ -135,11 +134,11 @@ def split_boxes(box_events, batch_start_time=0, delta_t=None, num_tbins=None):
     if delta_t < 1 or num_tbins < 1:
         raise ArgumentError(f"split_boxes needs delta_t >= 1 and num_tbins >= 1, got {delta_t}, "
                             f"{num_tbins}")
-    t = box_events[box_events.dtype.names[0]]
+    owner = label_bins(box_events[box_events.dtype.names[0]], batch_start_time,
+                       delta_t * num_tbins, num_tbins)
     bins = []
     for b in range(num_tbins):
-        t0 = batch_start_time + b * delta_t
-        sel = box_events[(t > t0) & (t <= t0 + delta_t)]
+        sel = box_events[owner == b]
         if len(sel) > 1:
             sel = sel[nms(sel, sel[sel.dtype.names[0]], iou_thresh=0.5)]
         bins.append(sel)
@@ -412,7 +411,7 @@ def filter_empty_tensor(array, box_events, area_box_filter=0.1, shift=0, time_pe
         if area == 0:
             to_filter.append(i)
             continue
-        tmax = min(max(math.ceil(ts / tpb), 1), n_tbins)
+        tmax = min(max(int(label_bins(ts, 0, tpb)) + 1, 1), n_tbins)
         min_t = max(0, tmax - int(100000 / tpb))
         window = array[min_t:tmax, :, y0:y1, x0:x1]
         active = np.count_nonzero(np.any(window != 0, axis=(0, 1)))
@@ -432,14 +431,11 @@ def could_frame_contain_valid_gt(batch_start_time, duration, labelling_delta_t, 
         raise ArgumentError(f"could_frame_contain_valid_gt needs duration, labelling_delta_t, "
                             f"num_tbins > 0 and batch_start_time >= 0, got {duration}, "
                             f"{labelling_delta_t}, {num_tbins}, {batch_start_time}")
-    dt = duration / num_tbins
     first = (batch_start_time // labelling_delta_t + 1) * labelling_delta_t
     label_ts = np.arange(first, batch_start_time + duration + 1, labelling_delta_t)
-    label_ts = label_ts[label_ts <= batch_start_time + duration]
-    bin_ends = batch_start_time + dt * np.arange(1, num_tbins + 1)
+    owner = label_bins(label_ts, batch_start_time, duration, num_tbins)
     out = np.zeros(num_tbins, dtype=bool)
-    idx = np.searchsorted(bin_ends, label_ts, side="left")
-    out[idx[idx < num_tbins]] = True
+    out[owner[(owner >= 0) & (owner < num_tbins)]] = True
     return out
 
 

@@ -1,4 +1,4 @@
-"""A small recurrent detector and its training loop, to show the loaders in use (issue 7).
+"""A small recurrent detector and its training loop, to show the loaders in use.
 
 Not part of the data stack: nothing in ``evstream.io`` / ``preprocessing`` / ``data`` imports it.
 

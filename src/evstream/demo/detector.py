@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evstream.errors import ArgumentError
 from evstream.io import EventBbox
 
 __all__ = ["ConvGRUCell", "RecurrentDetector", "make_targets", "detection_loss",
@@ -89,9 +90,9 @@ class RecurrentDetector(nn.Module):
                  head_channels: int | None = None):
         super().__init__()
         if stride not in (2, 4, 8, 16):
-            raise ValueError(f"stride must be 2, 4, 8 or 16, got {stride}")
+            raise ArgumentError(f"stride must be 2, 4, 8 or 16, got {stride}")
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise ArgumentError(f"num_classes must be >= 1, got {num_classes}")
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
         self.hidden, self.stride = int(hidden), int(stride)
         layers, ch = [], self.in_channels
@@ -174,7 +175,7 @@ def make_targets(labels_of_one_bin, N: int, out_h: int, out_w: int, stride: int,
     a center cell, the later one's size and offset win.
     """
     if len(labels_of_one_bin) != N:
-        raise ValueError(f"{len(labels_of_one_bin)} label slots for N={N}")
+        raise ArgumentError(f"{len(labels_of_one_bin)} label slots for N={N}")
     heat = np.zeros((N, num_classes, out_h, out_w), np.float32)
     size = np.zeros((N, 2, out_h, out_w), np.float32)
     offset = np.zeros((N, 2, out_h, out_w), np.float32)

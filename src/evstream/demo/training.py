@@ -45,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from evstream.demo.detector import boxes_of, decode_detections, detection_loss, make_targets
+from evstream.errors import ArgumentError
 from evstream.io import EventBbox
 
 __all__ = ["train", "evaluate", "detection_metrics", "trivial_baseline", "mean_box_predictor",
@@ -195,7 +196,7 @@ def detection_metrics(predictions, ground_truths, num_classes: int, iou_thresh: 
     "num_frames", "num_gt", "num_detections"}``.
     """
     if len(predictions) != len(ground_truths):
-        raise ValueError(f"{len(predictions)} prediction frames for {len(ground_truths)} "
+        raise ArgumentError(f"{len(predictions)} prediction frames for {len(ground_truths)} "
                          "ground-truth frames")
     scores = {k: [] for k in range(1, num_classes + 1)}
     flags = {k: [] for k in range(1, num_classes + 1)}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from evstream.errors import ArgumentError
+
 #: 255 colours: OpenCV's HSV colour map applied to 0..254, used as-is (as the original does) on
 #: the RGB frames; a box's colour is ``COLORS[(value * 60) % 255]`` with ``value`` its class or
 #: track id.
@@ -49,7 +51,7 @@ def draw_box_events(frame, box_events, label_map, force_color=None, draw_score=T
     if len(box_events) == 0:
         return frame
     if confidence_field not in box_events.dtype.names:
-        raise ValueError(f"draw_box_events: confidence field {confidence_field!r} not in the box "
+        raise ArgumentError(f"draw_box_events: confidence field {confidence_field!r} not in the box "
                          f"dtype {box_events.dtype.names}")
     height, width = frame.shape[:2]
     if dic_history is None:

@@ -35,8 +35,9 @@ except ImportError:  # pragma: no cover
             n += 1
         return n
 
-from ..errors import EventArrayError, GeometryError
-from .dtypes import MAX_SENSOR_SIDE, EventCD, EventExtTrigger
+from ..errors import EventArrayError
+from .dtypes import EventCD, EventExtTrigger
+from .header import check_sensor_side
 
 # ---- state vector layout (int64), shared by every format --------------------------------------
 ST_STARTED = 0        #: 1 once the first TIME_HIGH has been seen
@@ -133,12 +134,8 @@ class WordDecoder:
     _shift_offset: int = 0
 
     def __init__(self, width: int, height: int) -> None:
-        for name, v in (("width", width), ("height", height)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= MAX_SENSOR_SIDE:
-                raise GeometryError(f"{type(self).__name__}: {name} must be an integer in "
-                                    f"[1, {MAX_SENSOR_SIDE}], got {v!r}")
-        self.width = int(width)
-        self.height = int(height)
+        self.width = check_sensor_side(width, f"{type(self).__name__}: width")
+        self.height = check_sensor_side(height, f"{type(self).__name__}: height")
         self._state = self._initial_state()
 
     # ---- state -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ EventCD = np.dtype({"names": ["x", "y", "p", "t"],
 
 #: Largest sensor side (pixels) evstream reads: decoded x and y must fit EventCD's ``<u2`` fields.
 MAX_SENSOR_SIDE = 65536
+#: Largest sensor side (pixels) the RAW writers encode: 11-bit coordinates in EVT 2.0 / 2.1 / 3.0.
+MAX_WRITABLE_SIDE = 2048
 
 #: External trigger events: ``p`` edge (0 falling, 1 rising), ``t`` µs, ``id`` channel.
 EventExtTrigger = np.dtype({"names": ["p", "t", "id"],

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import FileFormatError, GeometryError, MissingFileError, UnsupportedFormatError
+import numpy as np
+
 from .dtypes import MAX_SENSOR_SIDE
 
 _BLOCK = 512
@@ -230,18 +232,27 @@ def _encoding(low: dict[str, str], path: str) -> str:
     raise FileFormatError("no '% evt' or '% format' line in the header: not a RAW event file", path)
 
 
-def parse_sensor_side(text: str, what: str, path: str) -> int:
-    """A sensor height or width from a header value: an integer in ``1..MAX_SENSOR_SIDE``.
+def check_sensor_side(value, what: str, path: str | None = None, lo: int = 1,
+                      hi: int = MAX_SENSOR_SIDE, error: type = GeometryError) -> int:
+    """A sensor height or width given as a number: an integer (not a bool) in ``lo..hi``.
 
-    The one geometry rule of every header (RAW and DAT). Raises GeometryError naming the file.
-    """
+    The one geometry rule of evstream (headers, readers, writers, synth); ``error`` (a
+    :class:`~evstream.errors.EvstreamError` class) names ``path`` and the value."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise error(f"{what} must be an integer number of pixels, got {value!r}", path)
+    if not lo <= int(value) <= hi:
+        raise error(f"{what}: {int(value)} is outside {lo}..{hi} pixels", path)
+    return int(value)
+
+
+def parse_sensor_side(text: str, what: str, path: str) -> int:
+    """A sensor height or width from a header value: an integer in ``1..MAX_SENSOR_SIDE``
+    (:func:`check_sensor_side`). Raises GeometryError naming the file."""
     try:
         v = int(text.strip())
     except ValueError:
         raise GeometryError(f"{what}: {text.strip()!r} is not an integer", path) from None
-    if not 1 <= v <= MAX_SENSOR_SIDE:
-        raise GeometryError(f"{what}: {v} is outside 1..{MAX_SENSOR_SIDE} pixels", path)
-    return v
+    return check_sensor_side(v, what, path)
 
 
 def _geometry(low: dict[str, str], path: str, height: int | None,

@@ -39,12 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ..errors import EventArrayError, FileFormatError, GeometryError
-from .dtypes import EventCD, EventExtTrigger
+from ..errors import EventArrayError, FileFormatError
+from .dtypes import MAX_WRITABLE_SIDE, EventCD, EventExtTrigger
 from .file_date import file_date
+from .header import check_sensor_side
 
-#: Sensors up to 2048 x 2048 (11-bit coordinates in EVT 2.0 and EVT 3.0).
-MAX_SIDE = 2048
 _WRAP_UNITS = 10          # decoders' wrap threshold, in time-high units
 _BUFFER_WORDS = 1 << 20   # words per file write
 
@@ -394,11 +393,9 @@ class RawWriter:
                  endianness_in_format: bool = True) -> None:
         self.path = os.fspath(path)
         self._fmt = _check_format(format, evt21_layout, self.path)
-        for name, v in (("height", height), ("width", width)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_SIDE:
-                raise GeometryError(f"{name} must be an integer in [1, {MAX_SIDE}], got {v!r}",
-                                    self.path)
-        self.height, self.width, self.format = int(height), int(width), format
+        self.height = check_sensor_side(height, "height", self.path, hi=MAX_WRITABLE_SIDE)
+        self.width = check_sensor_side(width, "width", self.path, hi=MAX_WRITABLE_SIDE)
+        self.format = format
         self.evt21_layout = evt21_layout
         lines = {"date": file_date().strftime("%Y-%m-%d %H:%M:%S")}
         extra = dict(header or {})

@@ -37,7 +37,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from evstream.errors import EventArrayError
+from evstream.errors import KernelArgumentError
 from evstream.preprocessing import validation as _v
 
 
@@ -594,7 +594,7 @@ def _quantized(name, events, output_array, total_tbins_delta_t, downsampling_fac
     if direct and output_array.dtype.kind in "iu":
         info = np.iinfo(output_array.dtype)
         if lo < info.min or max(hi_off, hi_on) > info.max:
-            raise EventArrayError(f"{name}: output dtype {output_array.dtype} cannot hold counts in "
+            raise KernelArgumentError(f"{name}: output dtype {output_array.dtype} cannot hold counts in "
                                   f"[{lo}, {max(hi_off, hi_on)}]")
     n_t, _, h, w = output_array.shape
     edges, inv = _v.time_edges(total, n_t), n_t / total
@@ -630,7 +630,7 @@ def diff_quantized(events, output_array, total_tbins_delta_t, downsampling_facto
     nb = _v.check_number(negative_bit_length, "negative_bit_length", "diff_quantized", lo=2, hi=8,
                          integer=True)
     if not 2 <= nb <= 8:
-        raise EventArrayError(f"diff_quantized: negative_bit_length must be in [2, 8], got {negative_bit_length!r}")
+        raise KernelArgumentError(f"diff_quantized: negative_bit_length must be in [2, 8], got {negative_bit_length!r}")
     half = 1 << (nb - 1)
     return _quantized("diff_quantized", events, output_array, total_tbins_delta_t, downsampling_factor, reset,
                       on_out_of_range, include_end, signed=True, lo=-half, hi_off=half - 1, hi_on=half - 1,
@@ -651,7 +651,7 @@ def histo_quantized(events, output_array, total_tbins_delta_t, downsampling_fact
     tb = _v.check_number(total_bit_length, "total_bit_length", "histo_quantized", lo=2, hi=30,
                          integer=True)
     if not (1 <= nb < tb and tb - nb <= 15 and nb <= 15):
-        raise EventArrayError(f"histo_quantized: need 1 <= negative_bit_length < total_bit_length with both "
+        raise KernelArgumentError(f"histo_quantized: need 1 <= negative_bit_length < total_bit_length with both "
                               f"parts <= 15 bits, got {negative_bit_length!r}, {total_bit_length!r}")
     hi_off, hi_on = (1 << nb) - 1, (1 << (tb - nb)) - 1
     return _quantized("histo_quantized", events, output_array, total_tbins_delta_t, downsampling_factor, reset,

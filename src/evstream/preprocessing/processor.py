@@ -6,7 +6,7 @@ import inspect
 
 import numpy as np
 
-from evstream.errors import EventArrayError
+from evstream.errors import KernelArgumentError
 from evstream.preprocessing import registry
 from evstream.preprocessing.validation import OUT_OF_RANGE_POLICIES
 
@@ -42,7 +42,7 @@ class CDProcessor:
     def __init__(self, height, width, num_tbins=5, preprocessing="histo", downsampling_factor=0,
                  preprocess_kwargs={}, *, on_out_of_range="drop"):
         if on_out_of_range not in OUT_OF_RANGE_POLICIES:
-            raise EventArrayError(f"CDProcessor: on_out_of_range must be one of {OUT_OF_RANGE_POLICIES}, "
+            raise KernelArgumentError(f"CDProcessor: on_out_of_range must be one of {OUT_OF_RANGE_POLICIES}, "
                                   f"got {on_out_of_range!r}")
         entry = registry.get_preprocess_dict(preprocessing)
         self.preprocessing = preprocessing
@@ -50,7 +50,7 @@ class CDProcessor:
         self.height, self.width, self.num_tbins = int(height), int(width), int(num_tbins)
         self.downsampling_factor = int(downsampling_factor)
         if min(self.height, self.width, self.num_tbins) < 1 or self.downsampling_factor < 0:
-            raise EventArrayError(f"CDProcessor: need height, width, num_tbins >= 1 and downsampling_factor >= 0, "
+            raise KernelArgumentError(f"CDProcessor: need height, width, num_tbins >= 1 and downsampling_factor >= 0, "
                                   f"got {height}, {width}, {num_tbins}, {downsampling_factor}")
         kwargs = dict(entry["kwargs"])
         kwargs.update(preprocess_kwargs)

@@ -16,13 +16,8 @@ import copy
 
 import numpy as np
 
-from evstream.errors import EvstreamError
+from evstream.errors import PreprocessingNameError
 from evstream.preprocessing import kernels, viz
-
-
-class PreprocessingNameError(EvstreamError, ValueError, AssertionError):
-    """An unknown preprocessing name, or a name registered twice."""
-
 
 PREPROCESSING_DICT: dict[str, dict] = {}
 

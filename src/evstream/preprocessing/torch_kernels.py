@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from evstream.errors import EventArrayError
+from evstream.errors import EventArrayError, KernelArgumentError
 from evstream.preprocessing import validation as _v
 from evstream.preprocessing.kernels import _increment
 
@@ -76,9 +76,9 @@ def _prepare(name, events, output, total_tbins_delta_t, downsampling_factor, res
     k = _v.check_downsampling(downsampling_factor, name)
     total = _v.check_total(total_tbins_delta_t, name)
     if not isinstance(output, torch.Tensor):
-        raise EventArrayError(f"{name}: output_array must be a torch tensor, got {type(output).__name__}")
+        raise KernelArgumentError(f"{name}: output_array must be a torch tensor, got {type(output).__name__}")
     if output.dtype not in _TORCH_TO_NUMPY or output.dtype in (torch.float16, torch.bfloat16):
-        raise EventArrayError(f"{name}: output_array dtype {output.dtype} not supported")
+        raise KernelArgumentError(f"{name}: output_array dtype {output.dtype} not supported")
     _v.check_output_meta(tuple(output.shape), np.dtype(_TORCH_TO_NUMPY[output.dtype]), name, **output_checks)
     ev = events_to_torch(events, output.device)
     _, _, h, w = output.shape
@@ -267,7 +267,7 @@ def stacked_histogram(events, output_array, total_tbins_delta_t, downsampling_fa
         cap = int(torch.iinfo(output_array.dtype).max)
     if count_cutoff is not None:
         if count_cutoff < 0:
-            raise EventArrayError(f"{name}: count_cutoff must be >= 0 or None, got {count_cutoff!r}")
+            raise KernelArgumentError(f"{name}: count_cutoff must be >= 0 or None, got {count_cutoff!r}")
         cap = min(cap, int(count_cutoff))
     m = _bins(ev.t, total, n_t * nb)
     cells = ((m // nb) * n_c + _on(ev) * nb + m % nb) * (h * w) + _pixel(ev, k, h, w)

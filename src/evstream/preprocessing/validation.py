@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from evstream.errors import EventArrayError
+from evstream.errors import EventArrayError, KernelArgumentError
 
 #: The accepted values of the ``on_out_of_range`` keyword, the first is the default.
 OUT_OF_RANGE_POLICIES = ("drop", "warn", "raise")
@@ -72,14 +72,14 @@ def event_fields(events, fn_name: str):
 
 def check_policy(on_out_of_range: str, fn_name: str) -> None:
     if on_out_of_range not in OUT_OF_RANGE_POLICIES:
-        raise EventArrayError(f"{fn_name}: on_out_of_range must be one of {OUT_OF_RANGE_POLICIES}, "
+        raise KernelArgumentError(f"{fn_name}: on_out_of_range must be one of {OUT_OF_RANGE_POLICIES}, "
                               f"got {on_out_of_range!r}")
 
 
 def check_downsampling(downsampling_factor, fn_name: str) -> int:
     k = downsampling_factor
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= int(k) <= 14:
-        raise EventArrayError(f"{fn_name}: downsampling_factor must be an integer in [0, 14] (a power-of-two "
+        raise KernelArgumentError(f"{fn_name}: downsampling_factor must be an integer in [0, 14] (a power-of-two "
                               f"exponent), got {downsampling_factor!r}")
     return int(k)
 
@@ -93,14 +93,14 @@ MIN_TOTAL_US, MAX_TOTAL_US = 1, 2 ** 62
 def check_total(total_tbins_delta_t, fn_name: str) -> float:
     """Window length in µs: a real number in ``[MIN_TOTAL_US, MAX_TOTAL_US]``."""
     if isinstance(total_tbins_delta_t, (bool, np.bool_)):
-        raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be a number, got {total_tbins_delta_t!r}")
+        raise KernelArgumentError(f"{fn_name}: total_tbins_delta_t must be a number, got {total_tbins_delta_t!r}")
     try:
         total = float(total_tbins_delta_t)
     except (TypeError, ValueError, OverflowError):
-        raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be a number, "
+        raise KernelArgumentError(f"{fn_name}: total_tbins_delta_t must be a number, "
                               f"got {total_tbins_delta_t!r:.80}") from None
     if not (math.isfinite(total) and MIN_TOTAL_US <= total <= MAX_TOTAL_US):
-        raise EventArrayError(f"{fn_name}: total_tbins_delta_t must be a finite number of µs in "
+        raise KernelArgumentError(f"{fn_name}: total_tbins_delta_t must be a finite number of µs in "
                               f"[{MIN_TOTAL_US}, 2**62], got {total_tbins_delta_t!r:.80}")
     return total
 
@@ -120,7 +120,7 @@ def check_number(value, name: str, fn_name: str, *, lo: float, integer: bool = F
     if not ok:
         what = "an integer" if integer else "a finite number"
         bound = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        raise EventArrayError(f"{fn_name}: {name} must be {what} in {bound}"
+        raise KernelArgumentError(f"{fn_name}: {name} must be {what} in {bound}"
                               + (" or None" if allow_none else "") + f", got {value!r:.80}")
     return int(value) if integer else float(value)
 
@@ -132,10 +132,10 @@ def check_output(output, fn_name: str, *, kinds: str, channels: int | None = Non
     ``kinds`` uses numpy kind letters: ``f`` float (32 or 64 bits), ``i`` signed, ``u`` unsigned.
     """
     if not isinstance(output, np.ndarray):
-        raise EventArrayError(f"{fn_name}: output_array must be a numpy array, got {type(output).__name__} "
+        raise KernelArgumentError(f"{fn_name}: output_array must be a numpy array, got {type(output).__name__} "
                               "(use evstream.preprocessing.torch_kernels for torch tensors)")
     if not output.flags.writeable:
-        raise EventArrayError(f"{fn_name}: output_array is read-only")
+        raise KernelArgumentError(f"{fn_name}: output_array is read-only")
     check_output_meta(tuple(output.shape), output.dtype, fn_name, kinds=kinds, channels=channels,
                       even_channels=even_channels, why=why)
     return output
@@ -145,19 +145,19 @@ def check_output_meta(shape: tuple, dtype: np.dtype, fn_name: str, *, kinds: str
                       even_channels: bool = False, why: str = "") -> None:
     """Shape and dtype rules shared by the numpy and torch outputs (``dtype`` as a numpy dtype)."""
     if len(shape) != 4 or 0 in shape:
-        raise EventArrayError(f"{fn_name}: output_array must be a non-empty [T, C, H, W] array, got shape {shape}")
+        raise KernelArgumentError(f"{fn_name}: output_array must be a non-empty [T, C, H, W] array, got shape {shape}")
     if dtype.kind not in kinds:
         names = {"f": "float", "i": "signed integer", "u": "unsigned integer"}
         allowed = " or ".join(names[k] for k in kinds)
-        raise EventArrayError(f"{fn_name}: output_array dtype {dtype} not supported, needs {allowed}"
+        raise KernelArgumentError(f"{fn_name}: output_array dtype {dtype} not supported, needs {allowed}"
                               + (f" ({why})" if why else ""))
     if dtype.kind == "f" and dtype.itemsize not in (4, 8):
-        raise EventArrayError(f"{fn_name}: output_array dtype {dtype} not supported, use float32 or float64")
+        raise KernelArgumentError(f"{fn_name}: output_array dtype {dtype} not supported, use float32 or float64")
     c = shape[1]
     if channels is not None and c != channels:
-        raise EventArrayError(f"{fn_name}: output_array must have {channels} channels, got shape {shape}")
+        raise KernelArgumentError(f"{fn_name}: output_array must have {channels} channels, got shape {shape}")
     if even_channels and c % 2:
-        raise EventArrayError(f"{fn_name}: output_array needs an even channel count (polarity pairs), "
+        raise KernelArgumentError(f"{fn_name}: output_array needs an even channel count (polarity pairs), "
                               f"got shape {shape}")
 
 

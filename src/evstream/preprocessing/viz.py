@@ -20,6 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from evstream.errors import ArgumentError
+
 BG_COLOR = np.array([30, 37, 52], np.uint8)
 POS_COLOR = np.array([216, 223, 236], np.uint8)
 NEG_COLOR = np.array([64, 126, 201], np.uint8)
@@ -37,7 +39,7 @@ def _planes(im) -> np.ndarray:
     if im.ndim == 2:
         im = im[None]
     if im.ndim != 3:
-        raise ValueError(f"expected a [C, H, W] or [H, W] array, got shape {im.shape}")
+        raise ArgumentError(f"expected a [C, H, W] or [H, W] array, got shape {im.shape}")
     return im
 
 

@@ -27,14 +27,17 @@ import numpy as np
 
 from ..errors import ArgumentError
 from ..io import DatWriter, EventBbox, EventCD, EventExtTrigger, RawWriter
+from ..io.dtypes import MAX_WRITABLE_SIDE
 from ..io.file_date import SOURCE_DATE_EPOCH, file_date
+from ..io.header import check_sensor_side
 from .scene import Scene, SceneConfig
 from .simulator import EventSimulator, SensorConfig
 
 LABEL_MAP_NAME = "label_map_dictionary.json"
 INFO_NAME = "synth_info.json"
-#: Sizes from Gen1 to 1 Mpx are the intended range; the writers accept up to 2048 x 2048.
-MAX_SIDE = 2048
+#: Smallest simulated sensor side (pixels); the largest is the writers' MAX_WRITABLE_SIDE.
+#: Sizes from Gen1 to 1 Mpx are the intended range.
+MIN_SIDE = 16
 _RAW_FORMATS = ("evt3", "evt2", "evt21")
 _START_WINDOWS = {"evt3": (4096, 8192), "evt2": (0, 64), "evt21": (0, 64)}
 #: Channel id of the simulated external trigger (a frame-sync square wave).
@@ -168,8 +171,7 @@ def _rngs(seed: int, index: int):
 
 def _check_size(height, width):
     for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 16 <= v <= MAX_SIDE:
-            raise ArgumentError(f"{name} must be an integer in [16, {MAX_SIDE}], got {v!r}")
+        check_sensor_side(v, name, lo=MIN_SIDE, hi=MAX_WRITABLE_SIDE, error=ArgumentError)
 
 
 def synth_date() -> datetime.datetime:
