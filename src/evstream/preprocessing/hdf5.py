@@ -71,7 +71,7 @@ from evstream.preprocessing.label_split import label_outputs, split_label
 from evstream.preprocessing.output_names import (output_basename, output_path, partial_name,
                                                  remove_quietly)
 from evstream.preprocessing.processor import CDProcessor
-from evstream.preprocessing.tensor_file import (MODES, RESERVED_ATTRS, TENSOR_DATASET,
+from evstream.preprocessing.tensor_file import (MODES, TENSOR_DATASET,
                                                 TensorFileAttrs, get_tensor_file_duration,
                                                 open_tensor_file, read_tensor_attrs)
 from evstream.utils.h5_writer import COMPRESSIONS, HDF5Writer, write_error

@@ -20,12 +20,13 @@ rows, and the one resize rule of every loader.
   (:meth:`TensorFile.read`), with ``last_timestamps`` read once at open.
 * **The resize rule** (:func:`resize_method`, :func:`resize_rows`, :func:`check_output_size`):
   rows ``[n, C, h, w]`` reach any positive size ``(H, W)``: unchanged when equal; else in float32
-  with ``torch.nn.functional.interpolate``: ``mode="area"`` when neither axis grows (an integer
-  ratio ``k`` gives the mean of each ``k x k`` block), else ``mode="bilinear",
-  align_corners=True`` (the original ``CDProcessorDataLoader``'s resize). ``HDF5Iterator``,
-  ``SequentialDataset``, ``CDProcessorDataLoader`` (tensor files, and event files built at
-  another size) all resize with it, so one tensor file gives the same tensors through every
-  loader.
+  with torch: the mean over the covered cells when neither axis grows (``mode="area"`` of
+  ``torch.nn.functional.interpolate``; for integer ratios ``kh x kw`` the mean of each block,
+  computed with ``avg_pool2d``, which is the correctly rounded mean of integer-valued rows), else
+  ``mode="bilinear", align_corners=True`` (the original ``CDProcessorDataLoader``'s resize).
+  ``HDF5Iterator``, ``SequentialDataset``, ``CDProcessorDataLoader`` (tensor files, and event
+  files built at another size) all resize with it, so one tensor file gives the same tensors
+  through every loader.
 
 This module does not import torch at import time (:func:`resize_rows` imports it when it
 resizes).
@@ -359,7 +360,12 @@ def resize_rows(rows: np.ndarray, out_hw, out: np.ndarray | None = None) -> np.n
     import torch
     import torch.nn.functional as F
     source = torch.from_numpy(np.ascontiguousarray(rows))
-    if how == "area":
+    (h0, w0), (h, w) = rows.shape[-2:], out_hw
+    if how == "area" and h0 % h == 0 and w0 % w == 0:
+        # an integer ratio: the mean of each block (avg_pool2d sums the block, then divides: the
+        # correctly rounded mean of integer-valued rows; adaptive pooling can be 1 ulp off)
+        resized = F.avg_pool2d(source, (h0 // h, w0 // w))
+    elif how == "area":
         resized = F.interpolate(source, size=out_hw, mode="area")
     else:
         resized = F.interpolate(source, size=out_hw, mode="bilinear", align_corners=True)
