@@ -202,136 +202,219 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
                                seconds=time.perf_counter() - t_start)
     make_output_folder(output_folder)
 
-    iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode,
-                              delta_t=max(delta_t, 1), n_events=max(n_events, 1),
-                              relative_timestamps=True, **(reader_kwargs or {}))
-    if mode == "delta_t":
-        _check_row_count(iterator.reader, int(start_ts), delta_t, int(max_rows), path)
-    sensor = iterator.get_size()
-    if sensor is None or None in tuple(sensor):
-        if height is None or width is None:
-            raise GeometryError("the file does not give the sensor size: pass height and width",
-                                path)
-        sensor = (height, width)
-    sensor = (int(sensor[0]), int(sensor[1]))
-    out_hw = (int(height) if height is not None else sensor[0],
-              int(width) if width is not None else sensor[1])
-    k = downsampling_factor(sensor, out_hw, path)
-    proc = CDProcessor(out_hw[0], out_hw[1], num_tbins=1, preprocessing=preprocess,
-                       downsampling_factor=k, preprocess_kwargs=preprocess_kwargs)
-    kwargs = dict(registry.get_preprocess_dict(preprocess)["kwargs"])
-    kwargs.update(preprocess_kwargs)
-    kwargs.pop("preprocess_dtype", None)
-    attrs = {"events_to_tensor": np.bytes_(preprocess.encode("utf-8")),
-             "delta_t": np.uint32(delta_t), "event_input_height": sensor[0],
-             "event_input_width": sensor[1], "shape": proc.array.shape[1:], "mode": mode,
-             "n_events": n_events, **kwargs}
-    row_shape = proc.array.shape[1:]
-    rows_per_split = None if max_duration is None else int(max_duration) // delta_t
-
-    writers: list[HDF5Writer] = []
-    partials: list[str] = []
-    finals: list[str] = []
-    renamed: list[str] = []     # finals in place (removed again if a later step fails)
-    labels: list[str] = []
-
-    def writer_for(split: int) -> HDF5Writer:
-        while len(writers) <= split:
-            index = len(writers)
-            if len(writers) > 1:        # the first split stays open: it gets the split count
-                writers[-1].close()
-            final = output_path(path, output_folder, None if rows_per_split is None else index)
-            partial = partial_name(final)
-            finals.append(final)
-            partials.append(partial)
-            writers.append(HDF5Writer(partial, TENSOR_DATASET, row_shape, dtype=proc.dtype,
-                                      attrs=attrs, store_as_uint8=store_as_uint8,
-                                      compression=compression,
-                                      file_attrs={REQUEST_ATTR: request, SPLIT_ATTR: index}))
-        return writers[split]
-
-    total_events = 0
-    reported_events = reported_rows = 0
-    last_report = time.perf_counter()
+    iterator, sensor, out_hw, k = _open_recording(path, start_ts, mode, delta_t, n_events, height,
+                                                  width, reader_kwargs, max_rows)
     try:
-        if progress is not None:
-            progress("start", {"path": path, "total_events": estimate_event_count(iterator.reader)})
-        writer_for(0)
-        row = 0
-        last_ts = None          # last event time relative to start_ts
-        for events in iterator:
-            n = len(events)
-            total_events += n
-            if mode == "delta_t":
-                if n:
-                    last_ts = row * delta_t + int(events["t"][-1])
-                tensor = proc(events, delta_t)
-                split = 0 if rows_per_split is None else row // rows_per_split
-                writer_for(split).write(tensor[0])
-                row += 1
-            else:
-                if n < n_events:
-                    break
-                tensor = proc(events, int(events["t"][-1]) + 1)
-                # current_time = absolute time of the slice's last event in n_events mode
-                writers[0].write(tensor[0], last_timestamps=[iterator.current_time - int(start_ts)])
-                row += 1
-            now = time.perf_counter()
-            if progress is not None and now - last_report >= PROGRESS_PERIOD_S:
-                progress("advance", {"events": total_events - reported_events,
-                                     "rows": row - reported_rows})
-                reported_events, reported_rows, last_report = total_events, row, now
-        if mode == "delta_t":
-            keep = 0 if last_ts is None else last_ts // delta_t + 1   # rows up to the last event
-            if rows_per_split is None:
-                writers[0].rows_written = min(writers[0].rows_written, keep)
-            else:
-                n_files = max(1, -(-keep // rows_per_split))
-                for i in range(n_files, len(writers)):     # a split made only of a dropped row
-                    writers[i].close()
-                    remove_quietly(partials[i])
-                del writers[n_files:], partials[n_files:], finals[n_files:]
-                last = writers[-1]
-                last.rows_written = min(last.rows_written, keep - (len(writers) - 1) * rows_per_split)
-            row = keep
-        rows = sum(w.rows_written for w in writers)
-        writers[0].file.attrs[SPLIT_COUNT_ATTR] = len(writers)
-        for w in writers:
-            w.close()
-        # the labels first, then the tensor files, the last split first: the first output exists
-        # only when every other output of the input does
-        if box_labels:
-            labels = split_label(box_labels, output_folder, start_ts,
-                                 None if rows_per_split is None else max_duration,
-                                 n_splits=None if rows_per_split is None else len(finals))
-        for partial, final in reversed(list(zip(partials, finals))):
-            os.replace(partial, final)
-            renamed.append(final)
-        if rows_per_split is not None:
-            _remove_stale_splits(path, output_folder, len(finals))
-    except BaseException as exc:
-        for w in writers:
-            try:
-                w.close()
-            except Exception:       # noqa: BLE001  (the first error is the one reported)
-                pass
-        # once a file is renamed, the older outputs of the input are a mixed set: remove them all
-        for p in partials + (finals if renamed else []) + labels:
-            remove_quietly(p)
-        if isinstance(exc, OutputWriteError) and exc.path in partials:
-            raise OutputWriteError(exc.problem, finals[partials.index(exc.path)]) from None
-        if isinstance(exc, OSError) and not isinstance(exc, EvstreamError):
-            raise write_error(exc, exc.filename or output_folder) from None
-        raise
+        proc = CDProcessor(out_hw[0], out_hw[1], num_tbins=1, preprocessing=preprocess,
+                           downsampling_factor=k, preprocess_kwargs=preprocess_kwargs)
+        row_shape = proc.array.shape[1:]
+        outputs = _Outputs(path, output_folder,
+                           None if max_duration is None else int(max_duration) // delta_t,
+                           row_shape=row_shape, dtype=proc.dtype,
+                           attrs=_row_attrs(preprocess, preprocess_kwargs, delta_t, mode,
+                                            n_events, sensor, row_shape),
+                           store_as_uint8=store_as_uint8, compression=compression,
+                           request=request)
+        report = _Progress(progress)
+        try:
+            if progress is not None:
+                progress("start", {"path": path,
+                                   "total_events": estimate_event_count(iterator.reader)})
+            total_events, rows = _write_rows(iterator, proc, outputs, mode, delta_t, n_events,
+                                             int(start_ts), report)
+            outputs.publish(box_labels, start_ts, max_duration)
+        except BaseException as exc:
+            outputs.discard()
+            if isinstance(exc, OutputWriteError) and exc.path in outputs.partials:
+                raise OutputWriteError(exc.problem, outputs.final_of(exc.path)) from None
+            if isinstance(exc, OSError) and not isinstance(exc, EvstreamError):
+                raise write_error(exc, exc.filename or output_folder) from None
+            raise
     finally:
         reader = iterator.reader
         if hasattr(reader, "close"):
             reader.close()
-    if progress is not None:
-        progress("advance", {"events": total_events - reported_events, "rows": rows - reported_rows})
+    report.advance(total_events, rows, final=True)
+    finals = outputs.finals
     return WriteResult(path, "written", outputs=finals, rows=rows,
                        bytes=sum(os.path.getsize(f) for f in finals), events=total_events,
                        seconds=time.perf_counter() - t_start)
+
+
+def _open_recording(path, start_ts, mode, delta_t, n_events, height, width, reader_kwargs,
+                    max_rows):
+    """The recording's rows as an :class:`~evstream.io.EventsIterator` (times relative to each
+    row), its sensor ``(height, width)``, the output size and its downsampling exponent ``k``
+    (the reader is closed again when the size is refused)."""
+    iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode,
+                              delta_t=max(delta_t, 1), n_events=max(n_events, 1),
+                              relative_timestamps=True, **(reader_kwargs or {}))
+    try:
+        if mode == "delta_t":
+            _check_row_count(iterator.reader, int(start_ts), delta_t, int(max_rows), path)
+        sensor = iterator.get_size()
+        if sensor is None or None in tuple(sensor):
+            if height is None or width is None:
+                raise GeometryError("the file does not give the sensor size: pass height and "
+                                    "width", path)
+            sensor = (height, width)
+        sensor = (int(sensor[0]), int(sensor[1]))
+        out_hw = (int(height) if height is not None else sensor[0],
+                  int(width) if width is not None else sensor[1])
+        return iterator, sensor, out_hw, downsampling_factor(sensor, out_hw, path)
+    except BaseException:
+        reader = iterator.reader
+        if hasattr(reader, "close"):
+            reader.close()
+        raise
+
+
+def _row_attrs(preprocess, preprocess_kwargs, delta_t, mode, n_events, sensor, row_shape) -> dict:
+    """The ``/data`` attributes of a tensor file (``docs/formats.md`` §9)."""
+    kwargs = dict(registry.get_preprocess_dict(preprocess)["kwargs"])
+    kwargs.update(preprocess_kwargs)
+    kwargs.pop("preprocess_dtype", None)
+    return {"events_to_tensor": np.bytes_(preprocess.encode("utf-8")),
+            "delta_t": np.uint32(delta_t), "event_input_height": sensor[0],
+            "event_input_width": sensor[1], "shape": row_shape, "mode": mode,
+            "n_events": n_events, **kwargs}
+
+
+class _Progress:
+    """``progress("advance", {"events", "rows"})`` with the increments since the last report,
+    at most every :data:`PROGRESS_PERIOD_S` (and once more with ``final``)."""
+
+    def __init__(self, progress: Callable | None):
+        self.progress = progress
+        self.events = self.rows = 0
+        self.last = time.perf_counter()
+
+    def advance(self, events: int, rows: int, final: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if final or now - self.last >= PROGRESS_PERIOD_S:
+            self.progress("advance", {"events": events - self.events, "rows": rows - self.rows})
+            self.events, self.rows, self.last = events, rows, now
+
+
+def _write_rows(iterator, proc, outputs: "_Outputs", mode, delta_t, n_events, start_ts,
+                report: _Progress) -> tuple[int, int]:
+    """Compute and write every row of the recording (the rules of the module docstring);
+    returns ``(events read, rows kept)``."""
+    total_events = 0
+    rows_per_split = outputs.rows_per_split
+    outputs.writer(0)
+    row = 0
+    last_ts = None          # last event time relative to start_ts
+    for events in iterator:
+        n = len(events)
+        total_events += n
+        if mode == "delta_t":
+            if n:
+                last_ts = row * delta_t + int(events["t"][-1])
+            tensor = proc(events, delta_t)
+            split = 0 if rows_per_split is None else row // rows_per_split
+            outputs.writer(split).write(tensor[0])
+            row += 1
+        else:
+            if n < n_events:
+                break
+            tensor = proc(events, int(events["t"][-1]) + 1)
+            # current_time = absolute time of the slice's last event in n_events mode
+            outputs.writer(0).write(tensor[0], last_timestamps=[iterator.current_time - start_ts])
+            row += 1
+        report.advance(total_events, row)
+    if mode == "delta_t":
+        outputs.keep_rows(0 if last_ts is None else last_ts // delta_t + 1)   # up to the last event
+    return total_events, outputs.finish()
+
+
+class _Outputs:
+    """The tensor files of one input while they are written: one :class:`HDF5Writer` per split
+    (``rows_per_split`` rows each, or one file when None) under its partial name, renamed to the
+    final names by :meth:`publish`, or removed by :meth:`discard`."""
+
+    def __init__(self, path, output_folder, rows_per_split, *, row_shape, dtype, attrs,
+                 store_as_uint8, compression, request):
+        self.path, self.output_folder = path, output_folder
+        self.rows_per_split = rows_per_split
+        self._writer_args = dict(dtype=dtype, attrs=attrs, store_as_uint8=store_as_uint8,
+                                 compression=compression)
+        self.row_shape, self.request = row_shape, request
+        self.writers: list[HDF5Writer] = []
+        self.partials: list[str] = []
+        self.finals: list[str] = []
+        self.renamed: list[str] = []     # finals in place (removed again if a later step fails)
+        self.labels: list[str] = []
+
+    def writer(self, split: int) -> HDF5Writer:
+        """The writer of split ``split`` (the splits before it are opened on the way)."""
+        writers = self.writers
+        while len(writers) <= split:
+            index = len(writers)
+            if len(writers) > 1:        # the first split stays open: it gets the split count
+                writers[-1].close()
+            final = output_path(self.path, self.output_folder,
+                                None if self.rows_per_split is None else index)
+            partial = partial_name(final)
+            self.finals.append(final)
+            self.partials.append(partial)
+            writers.append(HDF5Writer(partial, TENSOR_DATASET, self.row_shape,
+                                      file_attrs={REQUEST_ATTR: self.request, SPLIT_ATTR: index},
+                                      **self._writer_args))
+        return writers[split]
+
+    def final_of(self, partial: str) -> str:
+        return self.finals[self.partials.index(partial)]
+
+    def keep_rows(self, keep: int) -> None:
+        """Keep the first ``keep`` rows written (delta_t mode: the rows up to the last event);
+        a split made only of dropped rows is removed."""
+        writers, per_split = self.writers, self.rows_per_split
+        if per_split is None:
+            writers[0].rows_written = min(writers[0].rows_written, keep)
+            return
+        n_files = max(1, -(-keep // per_split))
+        for i in range(n_files, len(writers)):
+            writers[i].close()
+            remove_quietly(self.partials[i])
+        del writers[n_files:], self.partials[n_files:], self.finals[n_files:]
+        last = writers[-1]
+        last.rows_written = min(last.rows_written, keep - (len(writers) - 1) * per_split)
+
+    def finish(self) -> int:
+        """Write the split count into the first file and close every file; the row count."""
+        rows = sum(w.rows_written for w in self.writers)
+        self.writers[0].file.attrs[SPLIT_COUNT_ATTR] = len(self.writers)
+        for w in self.writers:
+            w.close()
+        return rows
+
+    def publish(self, box_labels, start_ts, max_duration) -> None:
+        """The labels first, then the tensor files, the last split first: the first output
+        exists only when every other output of the input does."""
+        split = self.rows_per_split is not None
+        if box_labels:
+            self.labels = split_label(box_labels, self.output_folder, start_ts,
+                                      max_duration if split else None,
+                                      n_splits=len(self.finals) if split else None)
+        for partial, final in reversed(list(zip(self.partials, self.finals))):
+            os.replace(partial, final)
+            self.renamed.append(final)
+        if split:
+            _remove_stale_splits(self.path, self.output_folder, len(self.finals))
+
+    def discard(self) -> None:
+        """After a failure: close every file and remove the partial files, the labels and (once
+        a file is renamed, the older outputs of the input being a mixed set) the final files."""
+        for w in self.writers:
+            try:
+                w.close()
+            except Exception:       # noqa: BLE001  (the first error is the one reported)
+                pass
+        for p in self.partials + (self.finals if self.renamed else []) + self.labels:
+            remove_quietly(p)
 
 
 # --------------------------------------------------------------------------- reruns
