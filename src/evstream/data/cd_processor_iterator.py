@@ -26,8 +26,8 @@ size times ``2^k`` on both axes, the events' coordinates are shifted right by ``
 ``CDProcessor``'s ``downsampling_factor``). Any other size is reached by building the tensor at the
 largest power-of-two reduction of the sensor that is still at least as large on both axes, then
 resizing it with the one resize rule of every loader,
-:func:`~evstream.preprocessing.tensor_file.resize_rows` (in torch: the mean over the covered
-cells when neither axis grows, else bilinear with ``align_corners=True``, the original's resize);
+:func:`~evstream.preprocessing.tensor_file.resize_rows` (the mean over the covered cells when
+neither axis grows, else bilinear with ``align_corners=True``, the original's resize);
 precomputed tensor files are resized from their stored size with the same function. A file
 that gives no sensor size (a DAT without ``Width``/``Height``) is read as if the sensor had the
 requested size; events outside it are dropped (counted in ``stats["dropped"]``).
