@@ -85,8 +85,12 @@ def test_uint8_rows_are_divided_in_float_and_resized_by_area(tmp_path):
     np.testing.assert_allclose(small, expected, rtol=1e-6)
     np.testing.assert_allclose(small, full.reshape(6, 2, 4, 2, 8, 2).mean((3, 5)), rtol=1e-5)
     assert small.dtype == np.float32 and len(np.unique(small)) > 256     # not re-quantized
-    with pytest.raises(GeometryError, match="power of two"):
-        HDF5Iterator(path, height=3, width=6)
+    # any positive size: the one resize rule of every loader (area when neither axis grows)
+    odd = torch.cat(list(HDF5Iterator(path, num_tbins=2, height=3, width=6)))
+    assert torch.equal(odd, torch.nn.functional.interpolate(torch.from_numpy(full), size=(3, 6),
+                                                            mode="area"))
+    with pytest.raises(GeometryError, match="positive"):
+        HDF5Iterator(path, height=0, width=6)
 
 
 def test_n_events_mode_and_start_ts(tmp_path):

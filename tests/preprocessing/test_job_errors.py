@@ -2,7 +2,7 @@
 trigger-file defect surfaced as 'decode: events buffer holds 0 slots' with no file name)."""
 
 from evstream.errors import ArgumentError, FileFormatError
-from evstream.preprocessing.hdf5 import _run_job
+from evstream.utils.parallel import _run_job
 
 
 def failing(error):

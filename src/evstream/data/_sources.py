@@ -5,8 +5,9 @@ open handles (one per process, so each DataLoader worker has its own).
   request that starts where the previous one on the same file ended continues reading from the
   cursor; any other request seeks (a binary search for DAT, the nearest index checkpoint for
   RAW, a binary search on the times for HDF5 event files).
-* Tensor files (``.h5``, ``.hdf5``, ``docs/formats.md`` §9): an open ``h5py.File`` per file; rows are
-  read straight into the caller's array.
+* Tensor files (``.h5``, ``.hdf5``, ``docs/formats.md`` §9): an open
+  :class:`~evstream.preprocessing.tensor_file.TensorFile` per file; rows are read straight into
+  the caller's array.
 
 Handles are never shared across processes: a cache created in one process and used in another
 (a forked DataLoader worker) starts empty there and leaves the parent's handles alone.
@@ -19,35 +20,30 @@ from collections import OrderedDict
 
 import numpy as np
 
-from evstream.errors import ArgumentError, FileFormatError, MissingFileError
+from evstream.errors import ArgumentError, MissingFileError
 from evstream.io import EventCD, EventDatReader, RawReader
-from evstream.preprocessing.hdf5 import TensorFileAttrs, open_tensor_file, read_tensor_attrs
+from evstream.preprocessing.tensor_file import (TENSOR_FILE_EXTENSIONS, TensorFile,
+                                                TensorFileAttrs, is_tensor_file,
+                                                read_tensor_attrs)
 
-#: Extension (lower case) -> kind of file.
-KINDS = {".dat": "dat", ".raw": "raw", ".h5": "h5", ".hdf5": "h5", ".npy": "npy"}
+#: Extension (lower case) -> kind of file (``.h5`` / ``.hdf5``: see :func:`file_kind`).
+KINDS = {".dat": "dat", ".raw": "raw", ".npy": "npy",
+         **{extension: "h5" for extension in TENSOR_FILE_EXTENSIONS}}
 
 
 def file_kind(path) -> str | None:
     """``"dat"``, ``"raw"``, ``"h5"`` (tensor file), ``"h5_events"`` (an HDF5 event file:
-    ``/CD/events`` or ``/events/{x,y,p,t}``), ``"npy"`` or None. By extension, and by content
-    for ``.h5``/``.hdf5`` files that exist (a missing one is ``"h5"``: the tensor-file path
-    reports it)."""
+    ``/CD/events`` or ``/events/{x,y,p,t}``), ``"npy"`` or None. By extension, and for
+    ``.h5``/``.hdf5`` by :func:`~evstream.preprocessing.tensor_file.is_tensor_file`."""
     kind = KINDS.get(os.path.splitext(os.fspath(path))[1].lower())
-    if kind == "h5" and os.path.isfile(path):
-        from evstream.io.hdf5_events import hdf5_content
-        if hdf5_content(path) in ("events", "event_arrays"):
-            return "h5_events"
+    if kind == "h5" and not is_tensor_file(path):
+        return "h5_events"
     return kind
 
 
 def read_tensor_file_info(path) -> TensorFileAttrs:
     """The attributes of an HDF5 tensor file (layer 2's reader; errors name the file)."""
     return read_tensor_attrs(path)
-
-
-def tensor_output_dtype(attrs: TensorFileAttrs) -> np.dtype:
-    """dtype of the values read from a tensor file (float32 for uint8-stored rows)."""
-    return np.dtype(np.float32) if attrs.store_as_uint8 else np.dtype(attrs.dtype)
 
 
 def open_event_reader(path):
@@ -115,48 +111,6 @@ class _EventSource:
             close()
 
 
-class _TensorFile:
-    """An open tensor file and its ``data`` dataset, read row by row into the caller's memory
-    with HDF5's low-level calls (one hyperslab per row: h5py's generic selection code costs
-    more than the read of a small row, and HDF5 scatters strided memory selections slowly)."""
-
-    def __init__(self, path):
-        import h5py
-        self._h5s = h5py.h5s
-        self.path = os.fspath(path)
-        self.file = open_tensor_file(path)
-        self.data = self.file["data"]
-        self.rows = int(self.data.shape[0])
-        self.row_shape = tuple(int(s) for s in self.data.shape[1:])
-        self.dtype = self.data.dtype
-        self._fspace = self.data.id.get_space()
-        self._mspace = self._h5s.create_simple((1,) + self.row_shape)
-
-    def read_rows(self, row_start: int, row_stop: int, out: np.ndarray, slot=None) -> int:
-        try:
-            return self._read_rows(row_start, row_stop, out, slot)
-        except (OSError, RuntimeError) as exc:      # a corrupt chunk, a missing filter plugin
-            raise FileFormatError(f"cannot read rows {row_start}..{row_stop} of /data (corrupt "
-                                  f"file or a compression filter that is not installed): {exc}",
-                                  self.path) from None
-
-    def _read_rows(self, row_start: int, row_stop: int, out: np.ndarray, slot=None) -> int:
-        stop = min(row_stop, self.rows)
-        n = max(stop - row_start, 0)
-        for k in range(n):
-            dest = out[k] if slot is None else out[k, slot]
-            if dest.dtype == self.dtype and dest.flags.c_contiguous and dest.flags.writeable:
-                self._fspace.select_hyperslab((row_start + k,) + (0,) * len(self.row_shape),
-                                              (1,) + self.row_shape)
-                self.data.id.read(self._mspace, self._fspace, dest)
-            else:
-                dest[...] = self.data[row_start + k]
-        return n
-
-    def close(self) -> None:
-        self.file.close()
-
-
 class SourceCache:
     """LRU of open files for one process.
 
@@ -211,8 +165,11 @@ class SourceCache:
         """Reads rows ``[row_start, row_stop)`` of a tensor file's ``data`` into ``out[:n]``, or
         into ``out[:n, slot]`` when ``out`` is a ``[T, N, C, H, W]`` batch; rows past the end
         of the file are left as they are. Returns n."""
-        tensor_file = self._handle(path, _TensorFile)
-        return tensor_file.read_rows(row_start, row_stop, out, slot)
+        return self.tensor_file(path).read_into(row_start, row_stop, out, slot)
+
+    def tensor_file(self, path: str) -> TensorFile:
+        """The open :class:`~evstream.preprocessing.tensor_file.TensorFile` of ``path``."""
+        return self._handle(path, TensorFile)
 
     def close(self) -> None:
         """Closes every file this process opened."""

@@ -47,8 +47,7 @@ import numpy as np
 import torch
 
 from evstream.data._workers import DEFAULT_WORKER_TIMEOUT_S
-from evstream.data.cd_processor_iterator import (MODES, CDProcessorIterator, TensorFileChunks,
-                                                 resize_plan)
+from evstream.data.cd_processor_iterator import CDProcessorIterator, TensorFileChunks
 from evstream.data.scheduler import FileMetadata
 from evstream.data.sequential_dataset import load_labels_stub
 from evstream.data.sharding import epoch_seed, resolve_rank
@@ -57,18 +56,11 @@ from evstream.data.transformations import transform_sequence
 from evstream.errors import ArgumentError, GeometryError, MissingFileError
 from evstream.io import open_reader
 from evstream.preprocessing import get_preprocess_dict
+from evstream.preprocessing.tensor_file import (MODES, check_output_size, is_tensor_file,
+                                                read_tensor_attrs)
 
 __all__ = ["CDProcessorDatasetIterator", "CDProcessorDataLoader", "collate_fn", "is_tensor_file",
            "native_size", "count_chunks"]
-
-
-def is_tensor_file(path) -> bool:
-    """True for a precomputed tensor file (an HDF5 file with ``/data``), by content."""
-    path = os.fspath(path)
-    if os.path.splitext(path)[1].lower() not in (".h5", ".hdf5"):
-        return False
-    from evstream.io.hdf5_events import hdf5_content
-    return hdf5_content(path) == "tensors"
 
 
 def native_size(path):
@@ -76,7 +68,6 @@ def native_size(path):
     file (None if the file does not say), the stored size of a tensor file."""
     path = os.fspath(path)
     if is_tensor_file(path):
-        from evstream.preprocessing.hdf5 import read_tensor_attrs
         shape = read_tensor_attrs(path).shape
         return int(shape[1]), int(shape[2])
     reader = open_reader(path)
@@ -387,7 +378,7 @@ class CDProcessorDataLoader(StreamDataLoader):
                                     files[0])
             height = size[0] if height is None else height
             width = size[1] if width is None else width
-        resize_plan((int(height), int(width)), (int(height), int(width)))   # validates the size
+        check_output_size((height, width))
         self.files = files
         self.mode = mode
         self.delta_t = int(delta_t) if mode == "delta_t" else 0

@@ -25,8 +25,10 @@ positive multiple of ``T`` (so a label loader that splits ``duration // T`` per 
 size times ``2^k`` on both axes, the events' coordinates are shifted right by ``k`` (exact,
 ``CDProcessor``'s ``downsampling_factor``). Any other size is reached by building the tensor at the
 largest power-of-two reduction of the sensor that is still at least as large on both axes, then
-resizing it with ``torch.nn.functional.interpolate``: ``mode="area"`` (mean over the covered cells)
-when both axes shrink, else ``mode="bilinear", align_corners=True`` (the original's resize). A file
+resizing it with the one resize rule of every loader,
+:func:`~evstream.preprocessing.tensor_file.resize_rows` (the mean over the covered cells when
+neither axis grows, else bilinear with ``align_corners=True``, the original's resize);
+precomputed tensor files are resized from their stored size with the same function. A file
 that gives no sensor size (a DAT without ``Width``/``Height``) is read as if the sensor had the
 requested size; events outside it are dropped (counted in ``stats["dropped"]``).
 """
@@ -39,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from evstream.preprocessing import fused as _fused
 
@@ -48,11 +49,11 @@ from evstream.data.transformations import transform_ev_tensor
 from evstream.errors import ArgumentError, GeometryError
 from evstream.io import EventsIterator, RawReader
 from evstream.preprocessing import CDProcessor, get_preprocess_dict
+from evstream.preprocessing.tensor_file import (MODES, check_output_size, resize_method,
+                                                resize_rows)
 
 __all__ = ["CDProcessorIterator", "HDF5Iterator", "TensorFileChunks", "ChunkInfo", "resize_plan",
-           "resize_tensor", "MODES"]
-
-MODES = ("delta_t", "n_events")
+           "MODES"]
 
 
 @dataclass(frozen=True)
@@ -76,25 +77,15 @@ def resize_plan(sensor_hw, out_hw) -> tuple[int, tuple[int, int], str | None]:
     """How to reach ``out_hw`` from ``sensor_hw``: ``(k, built_hw, resize)``.
 
     ``k`` is the event-domain downsampling factor, ``built_hw`` the size the tensor is built at
-    and ``resize`` None (exact), ``"area"`` or ``"bilinear"`` (see the module docstring).
+    and ``resize`` None (exact), ``"area"`` or ``"bilinear"``
+    (:func:`~evstream.preprocessing.tensor_file.resize_method` from ``built_hw``).
     """
-    (h0, w0), (h, w) = (int(sensor_hw[0]), int(sensor_hw[1])), (int(out_hw[0]), int(out_hw[1]))
-    if h < 1 or w < 1:
-        raise GeometryError(f"tensor size must be positive, got {h}x{w} (HxW)")
+    (h0, w0), (h, w) = (int(sensor_hw[0]), int(sensor_hw[1])), check_output_size(out_hw)
     k = 0
     while (-(-h0 // (2 << k)) >= h) and (-(-w0 // (2 << k)) >= w):
         k += 1
     built = (-(-h0 // (1 << k)), -(-w0 // (1 << k)))
-    if built == (h, w):
-        return k, built, None
-    return k, built, "area" if built[0] >= h and built[1] >= w else "bilinear"
-
-
-def resize_tensor(x: torch.Tensor, out_hw, how: str) -> torch.Tensor:
-    """``x`` ``[N, C, h, w]`` resized to ``out_hw`` with ``how`` (``"area"`` or ``"bilinear"``)."""
-    if how == "area":
-        return F.interpolate(x, size=tuple(out_hw), mode="area")
-    return F.interpolate(x, size=tuple(out_hw), mode="bilinear", align_corners=True)
+    return k, built, resize_method(built, (h, w))
 
 
 def _check_mode(mode, delta_t, n_events, path):
@@ -316,14 +307,9 @@ class CDProcessorIterator:
         self._deliver(array, out)
 
     def _deliver(self, array, out) -> None:
-        """``out`` = the processor's ``array``, cast to float32 and resized if needed."""
-        if self.resize is None:
-            np.copyto(out, array, casting="unsafe")
-        else:
-            if array.dtype != np.float32:
-                array = array.astype(np.float32)
-            source = torch.from_numpy(array)
-            torch.from_numpy(out).copy_(resize_tensor(source, out.shape[-2:], self.resize))
+        """``out`` = the processor's ``array``, cast to float32 and resized if needed (the one
+        resize rule, :func:`~evstream.preprocessing.tensor_file.resize_rows`)."""
+        resize_rows(array, out.shape[-2:], out=out)
 
     def _tensorize_by_count(self, events, out) -> None:
         per_bin = self.n_events
@@ -348,11 +334,11 @@ class TensorFileChunks:
     """A precomputed tensor file (``.h5``) read in chunks of ``num_tbins`` rows, with the same
     ``next_chunk(out)`` interface and :class:`ChunkInfo` windows as :class:`CDProcessorIterator`.
 
-    Unlike :class:`HDF5Iterator` (which it uses to open, validate and read the file), a trailing
-    chunk of fewer than ``num_tbins`` rows is returned, padded with zero bins. The file must have
-    been made with ``preprocess_function_name`` and the loader's mode and ``delta_t`` /
-    ``n_events`` (:meth:`HDF5Iterator.checks`). Rows are resized to ``(height, width)`` with the
-    rule of :func:`resize_plan` (``"area"`` when shrinking, else bilinear).
+    Unlike :class:`HDF5Iterator` (which it uses to open, validate, read and resize the file), a
+    trailing chunk of fewer than ``num_tbins`` rows is returned, padded with zero bins. The file
+    must have been made with ``preprocess_function_name`` and the loader's mode and ``delta_t`` /
+    ``n_events`` (:meth:`HDF5Iterator.checks`). Rows are resized to ``(height, width)`` with
+    :func:`~evstream.preprocessing.tensor_file.resize_rows`, as every loader does.
     """
 
     def __init__(self, path, preprocess_function_name, mode="delta_t", start_ts=0,
@@ -362,28 +348,22 @@ class TensorFileChunks:
         _check_mode(mode, delta_t, n_events, path)
         self.path, self.mode, self.num_tbins = path, mode, int(num_tbins)
         user_kwargs = {k: v for k, v in dict(preprocess_kwargs).items() if k != "preprocess_dtype"}
-        self.h5 = HDF5Iterator(path, num_tbins=self.num_tbins, preprocess_kwargs=user_kwargs)
+        self.h5 = HDF5Iterator(path, num_tbins=self.num_tbins, preprocess_kwargs=user_kwargs,
+                               height=height, width=width)
         self.h5.checks(preprocess_function_name, delta_t if mode == "delta_t" else None, mode,
                        n_events if mode == "n_events" else 0)
         attrs = self.h5.attrs
-        c, h0, w0 = attrs.shape
-        self.height = h0 if height is None else int(height)
-        self.width = w0 if width is None else int(width)
-        self.resize = None if (self.height, self.width) == (h0, w0) else \
-            ("area" if h0 >= self.height and w0 >= self.width else "bilinear")
-        self.cin = c
+        self.height, self.width = self.h5.height, self.h5.width
+        self.cin = attrs.shape[0]
         self.start_ts = int(start_ts)
         rows = attrs.rows
-        self._last_ts = None
+        self._last_ts = self.h5.tensor_file.last_timestamps     # None in delta_t mode
         if mode == "delta_t":
             self.delta_t = int(attrs.delta_t)
             first = self.start_ts // self.delta_t
             stop = rows if max_duration is None else \
                 -(-(self.start_ts + int(max_duration)) // self.delta_t)
         else:
-            import h5py
-            with h5py.File(path, "r") as f:
-                self._last_ts = np.asarray(f["last_timestamps"][:rows], dtype=np.int64)
             first = int(np.searchsorted(self._last_ts, self.start_ts, side="left"))
             stop = rows if max_duration is None else \
                 int(np.searchsorted(self._last_ts, self.start_ts + int(max_duration), side="left"))
@@ -405,11 +385,7 @@ class TensorFileChunks:
         rows = self.h5.read_rows(r0, r1)
         t1 = time.perf_counter()
         n = r1 - r0
-        if self.resize is None:
-            out[:n] = rows
-        else:
-            torch.from_numpy(out[:n]).copy_(resize_tensor(torch.from_numpy(rows),
-                                                          (self.height, self.width), self.resize))
+        out[:n] = rows
         out[n:] = 0
         if self.mode == "delta_t":
             start, duration = r0 * self.delta_t, self.num_tbins * self.delta_t

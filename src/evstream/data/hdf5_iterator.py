@@ -9,9 +9,10 @@ defects of the original fixed:
   resize, in float (the original writes the resized floats back into a uint8 buffer).
 
 Other rules: integer dtypes written without ``store_as_uint8`` (the quantized preprocessings) are
-converted to float32 unchanged; a requested ``height`` / ``width`` smaller than the stored size by the
-same power of two is reached with area interpolation (``cv2.INTER_AREA``, i.e. the mean of each
-``2^k x 2^k`` block); ``start_ts`` skips the rows before it (``start_ts // delta_t`` rows, or the rows
+converted to float32 unchanged; any positive ``height`` / ``width`` is reached with the one resize
+rule of every loader (:func:`~evstream.preprocessing.tensor_file.resize_rows`: area when neither
+axis grows, so an integer ratio ``k`` gives the mean of each ``k x k`` block; else bilinear with
+``align_corners=True``); ``start_ts`` skips the rows before it (``start_ts // delta_t`` rows, or the rows
 whose ``last_timestamps`` are ``< start_ts``); files compressed with gzip, hdf5plugin's Blosc
 (``evstream precompute --compression blosc``) or not at all read transparently.
 """
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 import torch
 
-from evstream.errors import ArgumentError, FileFormatError, GeometryError
-from evstream.preprocessing.hdf5 import TENSOR_DATASET, open_tensor_file, read_tensor_attrs
+from evstream.errors import ArgumentError
+from evstream.preprocessing.tensor_file import TensorFile, check_output_size
 
 
 class HDF5Iterator:
@@ -38,12 +38,13 @@ class HDF5Iterator:
             attribute of the same name raises (the tensors are already computed; the original ignores it).
         start_ts: first time to return (µs, relative to the file's start).
         device: torch device of the returned tensors.
-        height, width: output size; default the stored size; smaller by a power of two -> area
-            interpolation.
+        height, width: output size; default the stored size; any other positive size is reached
+            with :func:`~evstream.preprocessing.tensor_file.resize_rows`.
         transforms: optional callable applied to each ``[T, C, h, w]`` tensor.
         base_seed: seed of a ``torch.Generator`` set as ``self.generator`` for random transforms.
 
-    Attributes: ``attrs`` (:class:`~evstream.preprocessing.hdf5.TensorFileAttrs`), ``mode``,
+    Attributes: ``attrs`` (:class:`~evstream.preprocessing.tensor_file.TensorFileAttrs`),
+    ``tensor_file`` (the open :class:`~evstream.preprocessing.tensor_file.TensorFile`), ``mode``,
     ``delta_t``, ``n_events``, ``preprocess`` (its preprocessing name), ``height``, ``width``.
     """
 
@@ -54,9 +55,8 @@ class HDF5Iterator:
         self.num_tbins = int(num_tbins)
         if self.num_tbins < 1:
             raise ArgumentError(f"num_tbins must be >= 1, got {num_tbins}", self.path)
-        self._file = open_tensor_file(self.path)
-        self.attrs = attrs = read_tensor_attrs(self.path, self._file)
-        self._data = self._file[TENSOR_DATASET]
+        self.tensor_file = TensorFile(self.path)
+        self.attrs = attrs = self.tensor_file.attrs
         self.mode, self.delta_t, self.n_events = attrs.mode, attrs.delta_t, attrs.n_events
         self.preprocess = attrs.name
         for key, value in dict(preprocess_kwargs).items():
@@ -65,22 +65,12 @@ class HDF5Iterator:
                                     f"{attrs.kwargs[key]!r}: the tensors were computed with it; "
                                     f"precompute the file again to change it", self.path)
         self.device = torch.device(device)
-        c, h0, w0 = attrs.shape
-        self.height = h0 if height is None else int(height)
-        self.width = w0 if width is None else int(width)
-        self._factor = 1
-        if (self.height, self.width) != (h0, w0):
-            ratio = h0 // self.height if self.height else 0
-            if (self.height < 1 or self.width < 1 or h0 % self.height or w0 % self.width
-                    or ratio != w0 // self.width or ratio & (ratio - 1)):
-                raise GeometryError(f"cannot resize stored {h0}x{w0} (HxW) rows to "
-                                    f"{self.height}x{self.width}: only a downscale by a power of "
-                                    f"two is supported", self.path)
-            self._factor = ratio
+        _, h0, w0 = attrs.shape
+        self.height, self.width = check_output_size((h0 if height is None else height,
+                                                     w0 if width is None else width), self.path)
         self.transforms = transforms
         self.generator = torch.Generator().manual_seed(int(base_seed))
-        self._last_ts = (np.asarray(self._file["last_timestamps"][:attrs.rows], dtype=np.int64)
-                         if self.mode == "n_events" else None)
+        self._last_ts = self.tensor_file.last_timestamps
         self.start_ts = int(start_ts)
         if self.start_ts < 0:
             raise ArgumentError(f"start_ts must be >= 0, got {start_ts}", self.path)
@@ -125,7 +115,7 @@ class HDF5Iterator:
 
     def __next__(self) -> torch.Tensor:
         start, stop = self._row, self._row + self.num_tbins
-        if stop > self.attrs.rows or self._file is None:
+        if stop > self.attrs.rows or self.tensor_file is None:
             raise StopIteration
         tensor = torch.from_numpy(self.read_rows(start, stop))
         self._row = stop
@@ -134,47 +124,34 @@ class HDF5Iterator:
         return tensor.to(self.device) if self.device.type != "cpu" else tensor
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` as a float32 numpy array ``[n, C, h, w]`` (uint8-stored / 255,
+        """Rows ``[start, stop)`` as a float32 numpy array ``[n, C, height, width]``
+        (:meth:`~evstream.preprocessing.tensor_file.TensorFile.read`: uint8-stored / 255,
         resized when asked)."""
-        try:
-            raw = self._data[start:stop]
-        except OSError as exc:
-            raise FileFormatError(f"cannot read rows {start}..{stop} of /data (corrupt file or a "
-                                  f"compression filter that is not installed): {exc}",
-                                  self.path) from None
-        if raw.dtype == np.float32:
-            rows = raw
-        elif self.attrs.store_as_uint8:
-            rows = np.divide(raw, np.float32(255), dtype=np.float32)
-        else:
-            rows = raw.astype(np.float32)
-        if self._factor > 1:
-            rows = _area_resize(rows, self.height, self.width)
-        return rows
+        rows = self.tensor_file.read(start, stop, (self.height, self.width))
+        return rows if rows.dtype == np.float32 else rows.astype(np.float32)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self.tensor_file is not None:
+            self.tensor_file.close()
+            self.tensor_file = None
 
     def __del__(self):
-        f = getattr(self, "_file", None)
-        if f is not None:
+        tensor_file = getattr(self, "tensor_file", None)
+        if tensor_file is not None:
             try:
-                f.close()
+                tensor_file.close()
             except Exception:
                 pass
 
     # pickling (DataLoader workers): reopen the file on the other side
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_file"] = state["_data"] = None
+        state["tensor_file"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._file = open_tensor_file(self.path)     # errors name the file in a worker too
-        self._data = self._file[TENSOR_DATASET]
+        self.tensor_file = TensorFile(self.path)     # errors name the file in a worker too
 
 
 def _differs(stored, given) -> bool:
@@ -183,12 +160,3 @@ def _differs(stored, given) -> bool:
     except (TypeError, ValueError):
         return str(stored) != str(given)
 
-
-def _area_resize(rows: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``cv2.resize(..., INTER_AREA)`` of every ``[H, W]`` plane of ``rows`` (float32)."""
-    n, c, h0, w0 = rows.shape
-    planes = rows.reshape(n * c, h0, w0)
-    out = np.empty((n * c, height, width), dtype=np.float32)
-    for i in range(n * c):
-        out[i] = cv2.resize(planes[i], (width, height), interpolation=cv2.INTER_AREA)
-    return out.reshape(n, c, height, width)

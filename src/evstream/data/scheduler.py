@@ -31,6 +31,7 @@ import numpy as np
 
 from evstream.errors import ArgumentError, FileFormatError, MissingFileError
 from evstream.data._sources import file_kind, last_event_time, read_tensor_file_info
+from evstream.preprocessing.tensor_file import is_tensor_file
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +185,9 @@ class FileMetadata:
                             path)
 
     def is_precomputed(self) -> bool:
-        """True for tensor files (``.h5``/``.hdf5``, any case)."""
-        return not self.padding and os.path.splitext(os.fspath(self.path))[1].lower() in (".h5",
-                                                                                         ".hdf5")
+        """True for tensor files (:func:`~evstream.preprocessing.tensor_file.is_tensor_file`:
+        ``.h5``/``.hdf5``, any case, that are not HDF5 event files)."""
+        return not self.padding and is_tensor_file(self.path)
 
     def is_padding(self) -> bool:
         return self.padding

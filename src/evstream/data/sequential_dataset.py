@@ -31,12 +31,10 @@ import math
 import os
 from functools import partial
 
-import cv2
 import numpy as np
 import torch
 
-from evstream.data._sources import (SourceCache, file_kind, read_tensor_file_info,
-                                    tensor_output_dtype)
+from evstream.data._sources import SourceCache, file_kind, read_tensor_file_info
 from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _rounding,
                                      quiet_logs)
 from evstream.data.sharding import (DatasetShardView, assign_to_ranks, check_seed, epoch_seed,
@@ -46,6 +44,7 @@ from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_ti
                                     is_timeout, pending_tasks, stop_workers, waiting_worker)
 from evstream.errors import ArgumentError, GeometryError, MissingFileError, WorkerTimeoutError
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
+from evstream.preprocessing.tensor_file import tensor_output_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +84,6 @@ def load_labels_stub(metadata, start_time, duration, tensor):
     return [torch.empty(0)] * num, np.zeros(num, dtype=bool)
 
 
-def _downsample_clip(frames, array):
-    """Writes ``frames`` ``[T, C, h, w]`` into ``array`` ``[T, C, H, W]``: copied when the sizes
-    match, else each plane resized with area interpolation (OpenCV ``INTER_AREA``)."""
-    if len(frames) != len(array):
-        raise ArgumentError(f"{len(frames)} frames for {len(array)} time bins")
-    height, width = array.shape[-2:]
-    if frames.shape[-2:] == (height, width):
-        array[...] = frames
-        return array
-    work = frames if frames.dtype in (np.float32, np.float64) else frames.astype(np.float32)
-    for t in range(frames.shape[0]):
-        for c in range(frames.shape[1]):
-            array[t, c] = cv2.resize(np.ascontiguousarray(work[t, c]), (width, height),
-                                     interpolation=cv2.INTER_AREA)
-    return array
-
-
 def _padding_item(array_dim, dtype, meta):
     num_tbins = array_dim[0]
     return (torch.zeros(tuple(array_dim), dtype=_torch_dtype(dtype)), [float("nan")] * num_tbins,
@@ -129,7 +111,8 @@ class SequentialDataset(torch.utils.data.Dataset):
         preprocess_function_name: registry name (``"histo"``, ``"event_cube"``, ...): computes
             the tensors of event recordings and gives the visualisation.
         array_dim: ``[T, C, H, W]`` of one item. The sensor of every file must be ``H x W``
-            times ``2**k`` (event files; any integer ratio for tensor files, which are resized).
+            times ``2**k`` (event files; any integer ratio for tensor files, whose stored rows
+            are resized with :func:`~evstream.preprocessing.tensor_file.resize_rows`, float32).
         load_labels: ``fn(metadata, start_time, duration, tensor) -> (labels, frame_is_labeled)``.
         durations: the files' durations (µs), or ``[]`` to measure them.
         batch_size: number of recordings played side by side (reduced, with a warning, when
@@ -226,10 +209,12 @@ class SequentialDataset(torch.utils.data.Dataset):
             self.height_orig = self.width_orig = None
             self.downsampling_factor = 0
 
-        # dtype of the items: the first tensor file's (as the original), else the kernel's
+        # dtype of the items: the first tensor file's values (as the original; float32 when
+        # uint8-stored or resized), else the kernel's
         tensor_files = [p for p in self._tensor_info]
         if tensor_files:
-            self.dtype = tensor_output_dtype(self._tensor_info[tensor_files[0]])
+            self.dtype = tensor_output_dtype(self._tensor_info[tensor_files[0]],
+                                             self.array_dim[-2:])
         else:
             self.dtype = get_output_dtype(preprocess_function_name, self.downsampling_factor, kwargs)
         self.events_to_tensor = partial(self.preprocess_dict["events_to_tensor"],
@@ -459,11 +444,10 @@ class SequentialDataset(torch.utils.data.Dataset):
                 if n < self.num_tbins:                      # past the end of the file
                     batch[n:, slot] = 0
                 return None
-            frames = np.zeros((row1 - row0,) + tuple(info.shape), dtype=info.dtype)
-            self._sources.read_rows(path, row0, row1, frames)
-            if info.store_as_uint8:
-                frames = frames.astype(np.float32) / 255
-            array = _downsample_clip(frames, np.zeros(self.array_dim, self.dtype))
+            # the values of every loader: uint8-stored / 255, the one resize rule
+            rows = self._sources.tensor_file(path).read(row0, row1, tuple(self.array_dim[-2:]))
+            array = np.zeros(self.array_dim, self.dtype)
+            array[:len(rows)] = rows
         else:
             k = self._downsampling[path]
             events = self._sources.read_events(path, start, duration)

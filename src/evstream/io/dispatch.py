@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ArgumentError, FileFormatError
 from .dat import EventDatReader
-from .hdf5_events import is_hdf5_file, open_hdf5_reader
+from .hdf5_events import HDF5_EXTENSIONS, is_hdf5_file, open_hdf5_reader
 from .npy import EventNpyReader, is_box_dtype, npy_dtype
 from .raw import RawReader
 from .reader import EventReader
@@ -42,7 +42,7 @@ def open_reader(path: str | os.PathLike, do_time_shifting: bool = True,
                                   "w, h, ...), not events: read it with EventNpyReader or "
                                   "evstream.data.box_processing", path)
         return EventNpyReader(path, **reader_kwargs)
-    if extension in (".hdf5", ".h5") or is_hdf5_file(path):
+    if extension in HDF5_EXTENSIONS or is_hdf5_file(path):
         return open_hdf5_reader(path, **reader_kwargs)    # by content
     return RawReader(path, do_time_shifting=do_time_shifting, **reader_kwargs)
 

@@ -44,6 +44,9 @@ from ..errors import (ArgumentError, FileFormatError, GeometryError, MissingFile
 from .dtypes import EventCD, EventExtTrigger
 from .reader import EventReader, OutOfBounds, RecordFileReader
 
+#: File name extensions of HDF5 files (event files and tensor files alike, told apart by
+#: :func:`hdf5_content`).
+HDF5_EXTENSIONS = (".h5", ".hdf5")
 ECF_FILTER_ID = 0x8ECF
 INDEX_PERIOD_US = 2000
 ECF_HELP = ("its CD events are compressed with Prophesee's ECF codec (HDF5 filter 0x8ECF), whose "

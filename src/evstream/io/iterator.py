@@ -25,7 +25,11 @@ import numpy as np
 from ..errors import ArgumentError, ReaderStateError, UnsupportedFormatError
 from .dispatch import open_reader
 
-MODES = ("delta_t", "n_events", "mixed")
+#: The two ways to cut a recording into bins that every layer shares (tensor-file rows, the
+#: loaders' bins): fixed durations or fixed event counts.
+BIN_MODES = ("delta_t", "n_events")
+#: The slicing modes of :class:`EventsIterator`: the two above and ``"mixed"``.
+MODES = BIN_MODES + ("mixed",)
 
 
 class EventsIterator:

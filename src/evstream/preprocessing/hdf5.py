@@ -1,8 +1,13 @@
-"""Precomputed tensor files (``docs/formats.md`` §9): writing and reading helpers.
+"""Writing precomputed tensor files (``docs/formats.md`` §9); the compatibility module
+``metavision_ml.preprocessing.hdf5``.
 
-Writing: :func:`write_to_hdf5` turns one recording (RAW of any EVT version, DAT, Prophesee HDF5 event
+:func:`write_to_hdf5` turns one recording (RAW of any EVT version, DAT, Prophesee HDF5 event
 file) into one or more tensor files; :func:`generate_hdf5` does it for many recordings, in parallel
-processes, with progress reports; :func:`split_label` copies a ``_bbox.npy`` alongside.
+processes (:func:`~evstream.utils.parallel.run_parallel`), with progress reports;
+:func:`~evstream.preprocessing.label_split.split_label` copies a ``_bbox.npy`` alongside. The
+format itself (layout, attributes, reading, resizing) is :mod:`evstream.preprocessing.tensor_file`,
+the output names :mod:`evstream.preprocessing.output_names`; this module re-exports the public
+names it always had (``__all__``).
 
 Decisions (the original's where it does not lose data):
 
@@ -44,10 +49,6 @@ Decisions (the original's where it does not lose data):
   Blosc2 + Zstd level 1 + bit shuffle: 3-4x faster to read and 4-8x faster to write than gzip, at
   about gzip's size; see :mod:`evstream.utils.h5_writer`), ``"none"``. Readers handle all three.
 
-Reading: :func:`read_tensor_attrs` validates a tensor file and returns its attributes as a
-:class:`TensorFileAttrs` (accepting the original's bytes-typed ``events_to_tensor`` and the legacy
-``shift`` / ``downsampling_factor`` attributes); :func:`get_tensor_file_duration` is §4's duration.
-
 This module never imports torch.
 """
 
@@ -55,31 +56,27 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import os
-import queue as queue_module
 import time
-import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the Blosc filter for readers)
 import numpy as np
 
-from evstream.errors import (ArgumentError, EvstreamError, FileFormatError, GeometryError,
-                             MissingFileError, OutputWriteError)
-from evstream.io import EventNpyReader, EventsIterator, RawReader
+from evstream.errors import ArgumentError, EvstreamError, GeometryError, OutputWriteError
+from evstream.io import EventsIterator, RawReader
 from evstream.preprocessing import registry
+from evstream.preprocessing.label_split import label_outputs, split_label
+from evstream.preprocessing.output_names import (output_basename, output_path, partial_name,
+                                                 remove_quietly)
 from evstream.preprocessing.processor import CDProcessor
+from evstream.preprocessing.tensor_file import (MODES, TENSOR_DATASET,
+                                                TensorFileAttrs, get_tensor_file_duration,
+                                                open_tensor_file, read_tensor_attrs)
 from evstream.utils.h5_writer import COMPRESSIONS, HDF5Writer, write_error
+from evstream.utils.parallel import run_parallel
 
-TENSOR_DATASET = "data"
-MODES = ("delta_t", "n_events")
-#: Attributes with a meaning of their own; every other attribute of ``/data`` is a preprocess kwarg.
-RESERVED_ATTRS = ("events_to_tensor", "delta_t", "event_input_height", "event_input_width",
-                  "shape", "mode", "n_events", "store_as_uint8", "downsampling_factor", "shift")
 #: Seconds between two progress reports of one input.
 PROGRESS_PERIOD_S = 0.2
 #: Default limit on the rows (time bins) one recording may produce in delta_t mode: 2^20 rows
@@ -88,347 +85,6 @@ PROGRESS_PERIOD_S = 0.2
 MAX_ROWS = 1 << 20
 
 logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- reading
-def _text(value) -> str:
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
-    if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8")
-    return str(value)
-
-
-def _plain(value):
-    """An attribute value as a plain Python value (bytes decoded, 0-d arrays unwrapped)."""
-    if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return value.item() if value.shape == () else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-@dataclass(frozen=True)
-class TensorFileAttrs:
-    """What a tensor file says about itself.
-
-    ``height`` / ``width`` are the original sensor size (``event_input_*``, or for legacy files the
-    stored size shifted left by ``downsampling_factor`` / ``shift``); ``downsampling_factor`` is
-    ``log2(height / stored height)``; ``kwargs`` holds every other attribute (the preprocess kwargs).
-    """
-
-    path: str
-    name: str
-    delta_t: int
-    mode: str
-    n_events: int
-    shape: tuple[int, int, int]
-    rows: int
-    dtype: np.dtype
-    height: int
-    width: int
-    downsampling_factor: int
-    store_as_uint8: bool
-    kwargs: dict = field(default_factory=dict)
-    compression: tuple[int, ...] = ()
-
-    @property
-    def duration(self) -> int:
-        """Covered time in µs: rows·delta_t, or the last row's timestamp (n_events)."""
-        return get_tensor_file_duration(self.path) if self.mode == "n_events" \
-            else self.rows * self.delta_t
-
-
-def open_tensor_file(path: str | os.PathLike) -> h5py.File:
-    """Open a tensor file for reading, checking that it has a 4-D numeric ``/data`` dataset."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise FileFormatError("is a directory, not a tensor file", path)
-    if not os.path.isfile(path):
-        raise MissingFileError("no such tensor file", path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FileFormatError(f"not a readable HDF5 file (truncated or corrupt?): {exc}",
-                              path) from None
-    try:
-        data = f.get(TENSOR_DATASET)
-    except (KeyError, OSError, RuntimeError) as exc:     # a broken link or object header
-        f.close()
-        raise FileFormatError(f"cannot open /data: {exc}", path) from None
-    if not isinstance(data, h5py.Dataset) or data.ndim != 4:
-        what = "an HDF5 event file (/CD/events), not a tensor file" if "CD" in f else \
-            "no 4-D /data dataset: not a tensor file"
-        f.close()
-        raise FileFormatError(what, path)
-    if data.dtype.kind not in "fiub" or data.dtype.names is not None or data.dtype.shape:
-        dtype = data.dtype
-        f.close()
-        raise FileFormatError(f"/data has dtype {dtype}: tensor rows are numbers (float, int or "
-                              f"uint8)", path)
-    return f
-
-
-#: Largest accepted ``delta_t`` / ``n_events`` attribute (µs / events): 2**62, so that
-#: ``rows · delta_t`` stays an int64.
-MAX_ATTR_VALUE = 2 ** 62
-#: Largest accepted ``downsampling_factor`` / legacy ``shift`` (as the kernels' bound).
-MAX_DOWNSAMPLING = 14
-
-
-def _attr_text(attrs, key: str, path: str, default: str | None = None) -> str:
-    """A text attribute (str or UTF-8 bytes, scalar); FileFormatError otherwise."""
-    if key not in attrs:
-        if default is None:
-            raise FileFormatError(f"/data has no {key!r} attribute", path)
-        return default
-    value = attrs[key]
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
-    if isinstance(value, (bytes, np.bytes_)):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            raise FileFormatError(f"attribute {key!r} is not UTF-8 text: {bytes(value)[:40]!r}",
-                                  path) from None
-    if not isinstance(value, str) or not value or not value.isprintable():
-        raise FileFormatError(f"attribute {key!r} must be a non-empty text, got {value!r:.80}",
-                              path)
-    return value
-
-
-def _attr_int(attrs, key: str, path: str, default: int, lo: int, hi: int) -> int:
-    """An integer attribute in ``[lo, hi]`` (an integer, or a float with an integral value, as
-    a scalar or a one-element array); FileFormatError otherwise."""
-    if key not in attrs:
-        return default
-    value = attrs[key]
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
-        value = value.reshape(())[()]
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
-        value, ok = int(value), True
-    if not ok or not lo <= int(value) <= hi:
-        raise FileFormatError(f"attribute {key}={_plain(value)!r:.80} is not an integer in "
-                              f"[{lo}, {hi}]", path)
-    return int(value)
-
-
-def _attr_bool(attrs, key: str, path: str) -> bool:
-    if key not in attrs:
-        return False
-    value = attrs[key]
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
-                                               and int(value) in (0, 1)):
-        return bool(value)
-    raise FileFormatError(f"attribute {key}={_plain(value)!r:.80} is not a boolean", path)
-
-
-def _sensor_size(attrs, shape, path: str) -> tuple[int, int, int]:
-    """``(height, width, k)``: the sensor size and the downsampling exponent, checked against
-    the stored row size ``shape = (C, h, w)``: ``height = h << k`` and ``width = w << k``."""
-    _, h, w = shape
-    if "event_input_height" in attrs or "event_input_width" in attrs:
-        limit = 1 << 20
-        height = _attr_int(attrs, "event_input_height", path, -1, 1, limit)
-        width = _attr_int(attrs, "event_input_width", path, -1, 1, limit)
-        if height < 0 or width < 0:
-            raise FileFormatError("/data has one of event_input_height / event_input_width but "
-                                  "not the other", path)
-        for k in range(MAX_DOWNSAMPLING + 1):
-            if (h << k, w << k) == (height, width):
-                return height, width, k
-        raise FileFormatError(f"attributes event_input_height={height}, event_input_width={width} "
-                              f"are not the stored {h}x{w} (HxW) rows times a power of two", path)
-    keys = [key for key in ("downsampling_factor", "shift") if key in attrs]
-    k = _attr_int(attrs, keys[0], path, 0, 0, MAX_DOWNSAMPLING) if keys else 0
-    return h << k, w << k, k
-
-
-def read_tensor_attrs(path: str | os.PathLike, file: h5py.File | None = None) -> TensorFileAttrs:
-    """Validate a tensor file and return its :class:`TensorFileAttrs` (``file``: already open).
-
-    Every attribute with a meaning is checked against its type, its range and the ``/data``
-    dataset (sensor size = stored size times ``2**k``; ``store_as_uint8`` only on uint8 rows;
-    ``shape`` = the row shape; n_events files: a non-decreasing ``/last_timestamps`` of one
-    int per row): a :class:`~evstream.errors.FileFormatError` names the file and the attribute.
-    """
-    path = os.fspath(path)
-    f = open_tensor_file(path) if file is None else file
-    try:
-        data = f[TENSOR_DATASET]
-        attrs = data.attrs
-        if "events_to_tensor" not in attrs:
-            raise FileFormatError("/data has no 'events_to_tensor' attribute: not a tensor file "
-                                  "written by evstream or the Prophesee tools", path)
-        name = _attr_text(attrs, "events_to_tensor", path)
-        mode = _attr_text(attrs, "mode", path, default="delta_t")
-        if mode not in MODES:
-            raise FileFormatError(f"unknown mode attribute {mode!r} (expected one of {MODES})", path)
-        delta_t = _attr_int(attrs, "delta_t", path, 0, 0, MAX_ATTR_VALUE)
-        n_events = _attr_int(attrs, "n_events", path, 0, 0, MAX_ATTR_VALUE)
-        if mode == "delta_t" and delta_t <= 0:
-            raise FileFormatError(f"delta_t mode with delta_t attribute {delta_t}", path)
-        rows = int(data.shape[0])
-        shape = tuple(int(s) for s in data.shape[1:])
-        if 0 in shape:
-            raise FileFormatError(f"/data rows have an empty shape {shape}", path)
-        if "shape" in attrs and not _same_shape(attrs["shape"], shape):
-            raise FileFormatError(f"attribute shape={_plain(attrs['shape'])!r:.80} is not the "
-                                  f"stored row shape {shape}", path)
-        if mode == "n_events":
-            _check_last_timestamps(f, rows, path)
-        height, width, factor = _sensor_size(attrs, shape, path)
-        store_as_uint8 = _attr_bool(attrs, "store_as_uint8", path)
-        if store_as_uint8 and data.dtype != np.uint8:
-            raise FileFormatError(f"attribute store_as_uint8 is set on rows of dtype {data.dtype} "
-                                  f"(it means uint8 rows holding round(255·x))", path)
-        kwargs = {k: _plain(v) for k, v in attrs.items() if k not in RESERVED_ATTRS}
-        plist = data.id.get_create_plist()
-        return TensorFileAttrs(path=path, name=name, delta_t=delta_t, mode=mode, n_events=n_events,
-                               shape=shape, rows=rows, dtype=data.dtype, height=height,
-                               width=width, downsampling_factor=factor,
-                               store_as_uint8=store_as_uint8, kwargs=kwargs,
-                               compression=tuple(plist.get_filter(i)[0]
-                                                 for i in range(plist.get_nfilters())))
-    except (OSError, RuntimeError, KeyError) as exc:     # unreadable attribute / object header
-        raise FileFormatError(f"unreadable tensor file metadata: {exc}", path) from None
-    finally:
-        if file is None:
-            f.close()
-
-
-def _same_shape(value, shape) -> bool:
-    value = np.asarray(value)
-    return value.dtype.kind in "iu" and value.shape == (len(shape),) and \
-        tuple(int(v) for v in value) == tuple(shape)
-
-
-def _check_last_timestamps(f: h5py.File, rows: int, path: str) -> None:
-    ts = f.get("last_timestamps")
-    if not isinstance(ts, h5py.Dataset) or ts.ndim != 1 or ts.dtype.kind not in "iu" \
-            or len(ts) < rows:
-        raise FileFormatError("n_events mode file without a /last_timestamps dataset of one "
-                              "integer per row", path)
-    values = np.asarray(ts[:rows], dtype=np.int64)
-    if values.size and (values[0] < 0 or np.any(np.diff(values) < 0)):
-        raise FileFormatError("/last_timestamps is not a non-decreasing list of times >= 0", path)
-
-
-def get_tensor_file_duration(path: str | os.PathLike) -> int:
-    """Duration of a tensor file in µs (``docs/formats.md`` §9): rows·delta_t in delta_t mode,
-    ``last_timestamps[rows - 1]`` in n_events mode (0 for an empty file)."""
-    with open_tensor_file(path) as f:
-        attrs = read_tensor_attrs(path, f)
-        if attrs.mode == "delta_t":
-            return attrs.rows * attrs.delta_t
-        return int(f["last_timestamps"][attrs.rows - 1]) if attrs.rows else 0
-
-
-# --------------------------------------------------------------------------- naming
-def output_basename(path: str | os.PathLike) -> str:
-    """Basename up to the first '.', minus a trailing ``_td`` / ``_cd`` (``rec_td.dat`` -> ``rec``)."""
-    name = os.path.basename(os.fspath(path)).split(".", 1)[0]
-    for suffix in ("_td", "_cd"):
-        if name.endswith(suffix):
-            return name[:-len(suffix)]
-    return name
-
-
-def output_path(path, output_folder, split: int | None = None) -> str:
-    """The tensor file made from ``path``: ``name.h5``, or ``name_{split}.h5``."""
-    name = output_basename(path)
-    return os.path.join(os.fspath(output_folder),
-                        f"{name}.h5" if split is None else f"{name}_{split}.h5")
-
-
-def _partial_name(final: str) -> str:
-    return f"{final}.partial-{os.getpid()}"
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
-# --------------------------------------------------------------------------- labels
-def _split_name(box_path: str, output_folder: str, i: int | None) -> str:
-    base = os.path.basename(box_path)
-    if i is None:
-        return os.path.join(output_folder, base)
-    stem, ext = (base[:-4], ".npy") if base.endswith(".npy") else (base, "")
-    k = stem.rfind("_b")
-    name = f"{stem}_{i}{ext}" if k < 0 else f"{stem[:k]}_{i}{stem[k:]}{ext}"
-    return os.path.join(output_folder, name)
-
-
-def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-    partial = _partial_name(path)
-    try:
-        with open(partial, "wb") as f:
-            np.save(f, array)
-        os.replace(partial, path)
-    except OSError as exc:
-        _remove_quietly(partial)
-        raise write_error(exc, path) from None
-    except BaseException:
-        _remove_quietly(partial)
-        raise
-
-
-def split_label(box_path, output_folder, start_ts=0, max_duration=None, n_splits=None) -> list[str]:
-    """Copy a box file alongside the tensor files of its recording.
-
-    Boxes with ``t >= start_ts`` are kept with ``t -= start_ts`` and saved (EventBbox dtype, legacy
-    field names renamed) under the same basename in ``output_folder``. With ``max_duration``, they
-    are split into ``name_{i}_b….npy`` (the index goes before the last ``"_b"``), ``t -= i·max_duration``:
-    split ``i`` holds the boxes with ``i·md < t <= (i+1)·md`` (split 0 also those at ``t = 0``), the
-    label convention of evstream (a box describes the scene at the end of its bin), so a box exactly
-    at a split boundary is kept by the split whose last bin it ends (the original assigns it to the
-    next split, where no loader ever reads it). ``n_splits``: number of files to write (default:
-    up to the last box); splits without boxes get an empty file. Returns the written paths.
-    """
-    box_path, output_folder = os.fspath(box_path), os.fspath(output_folder)
-    boxes = EventNpyReader(box_path).read_all()
-    boxes = boxes[boxes["t"] >= int(start_ts)]
-    boxes["t"] -= int(start_ts)
-    if max_duration is None:
-        out = _split_name(box_path, output_folder, None)
-        _save_npy_atomic(out, boxes)
-        return [out]
-    md = int(max_duration)
-    if md < 1:
-        raise ArgumentError(f"max_duration must be >= 1 µs, got {max_duration}", box_path)
-    split_of = np.maximum(np.ceil(boxes["t"] / md).astype(np.int64) - 1, 0)
-    if n_splits is None:
-        n_splits = int(split_of.max()) + 1 if len(boxes) else 1
-    written = []
-    try:
-        for i in range(int(n_splits)):
-            part = boxes[split_of == i]
-            part["t"] -= i * md
-            out = _split_name(box_path, output_folder, i)
-            _save_npy_atomic(out, part)
-            written.append(out)
-    except BaseException:
-        for out in written:             # all the splits or none
-            _remove_quietly(out)
-        raise
-    return written
-
-
-def label_outputs(box_path, output_folder, n_splits: int | None) -> list[str]:
-    """The files :func:`split_label` writes for ``n_splits`` splits (None: not split)."""
-    box_path, output_folder = os.fspath(box_path), os.fspath(output_folder)
-    if n_splits is None:
-        return [_split_name(box_path, output_folder, None)]
-    return [_split_name(box_path, output_folder, i) for i in range(int(n_splits))]
 
 
 # --------------------------------------------------------------------------- writing
@@ -546,139 +202,230 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
                                seconds=time.perf_counter() - t_start)
     make_output_folder(output_folder)
 
-    iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode,
-                              delta_t=max(delta_t, 1), n_events=max(n_events, 1),
-                              relative_timestamps=True, **(reader_kwargs or {}))
-    if mode == "delta_t":
-        _check_row_count(iterator.reader, int(start_ts), delta_t, int(max_rows), path)
-    sensor = iterator.get_size()
-    if sensor is None or None in tuple(sensor):
-        if height is None or width is None:
-            raise GeometryError("the file does not give the sensor size: pass height and width",
-                                path)
-        sensor = (height, width)
-    sensor = (int(sensor[0]), int(sensor[1]))
-    out_hw = (int(height) if height is not None else sensor[0],
-              int(width) if width is not None else sensor[1])
-    k = downsampling_factor(sensor, out_hw, path)
-    proc = CDProcessor(out_hw[0], out_hw[1], num_tbins=1, preprocessing=preprocess,
-                       downsampling_factor=k, preprocess_kwargs=preprocess_kwargs)
-    kwargs = dict(registry.get_preprocess_dict(preprocess)["kwargs"])
-    kwargs.update(preprocess_kwargs)
-    kwargs.pop("preprocess_dtype", None)
-    attrs = {"events_to_tensor": np.bytes_(preprocess.encode("utf-8")),
-             "delta_t": np.uint32(delta_t), "event_input_height": sensor[0],
-             "event_input_width": sensor[1], "shape": proc.array.shape[1:], "mode": mode,
-             "n_events": n_events, **kwargs}
-    row_shape = proc.array.shape[1:]
-    rows_per_split = None if max_duration is None else int(max_duration) // delta_t
-
-    writers: list[HDF5Writer] = []
-    partials: list[str] = []
-    finals: list[str] = []
-    renamed: list[str] = []     # finals in place (removed again if a later step fails)
-    labels: list[str] = []
-
-    def writer_for(split: int) -> HDF5Writer:
-        while len(writers) <= split:
-            index = len(writers)
-            if len(writers) > 1:        # the first split stays open: it gets the split count
-                writers[-1].close()
-            final = output_path(path, output_folder, None if rows_per_split is None else index)
-            partial = _partial_name(final)
-            finals.append(final)
-            partials.append(partial)
-            writers.append(HDF5Writer(partial, TENSOR_DATASET, row_shape, dtype=proc.dtype,
-                                      attrs=attrs, store_as_uint8=store_as_uint8,
-                                      compression=compression,
-                                      file_attrs={REQUEST_ATTR: request, SPLIT_ATTR: index}))
-        return writers[split]
-
-    total_events = 0
-    reported_events = reported_rows = 0
-    last_report = time.perf_counter()
+    iterator, sensor, out_hw, k = _open_recording(path, start_ts, mode, delta_t, n_events, height,
+                                                  width, reader_kwargs, max_rows)
     try:
-        if progress is not None:
-            progress("start", {"path": path, "total_events": estimate_event_count(iterator.reader)})
-        writer_for(0)
-        row = 0
-        last_ts = None          # last event time relative to start_ts
-        for events in iterator:
-            n = len(events)
-            total_events += n
-            if mode == "delta_t":
-                if n:
-                    last_ts = row * delta_t + int(events["t"][-1])
-                tensor = proc(events, delta_t)
-                split = 0 if rows_per_split is None else row // rows_per_split
-                writer_for(split).write(tensor[0])
-                row += 1
-            else:
-                if n < n_events:
-                    break
-                tensor = proc(events, int(events["t"][-1]) + 1)
-                # current_time = absolute time of the slice's last event in n_events mode
-                writers[0].write(tensor[0], last_timestamps=[iterator.current_time - int(start_ts)])
-                row += 1
-            now = time.perf_counter()
-            if progress is not None and now - last_report >= PROGRESS_PERIOD_S:
-                progress("advance", {"events": total_events - reported_events,
-                                     "rows": row - reported_rows})
-                reported_events, reported_rows, last_report = total_events, row, now
-        if mode == "delta_t":
-            keep = 0 if last_ts is None else last_ts // delta_t + 1   # rows up to the last event
-            if rows_per_split is None:
-                writers[0].rows_written = min(writers[0].rows_written, keep)
-            else:
-                n_files = max(1, -(-keep // rows_per_split))
-                for i in range(n_files, len(writers)):     # a split made only of a dropped row
-                    writers[i].close()
-                    _remove_quietly(partials[i])
-                del writers[n_files:], partials[n_files:], finals[n_files:]
-                last = writers[-1]
-                last.rows_written = min(last.rows_written, keep - (len(writers) - 1) * rows_per_split)
-            row = keep
-        rows = sum(w.rows_written for w in writers)
-        writers[0].file.attrs[SPLIT_COUNT_ATTR] = len(writers)
-        for w in writers:
-            w.close()
-        # the labels first, then the tensor files, the last split first: the first output exists
-        # only when every other output of the input does
-        if box_labels:
-            labels = split_label(box_labels, output_folder, start_ts,
-                                 None if rows_per_split is None else max_duration,
-                                 n_splits=None if rows_per_split is None else len(finals))
-        for partial, final in reversed(list(zip(partials, finals))):
-            os.replace(partial, final)
-            renamed.append(final)
-        if rows_per_split is not None:
-            _remove_stale_splits(path, output_folder, len(finals))
-    except BaseException as exc:
-        for w in writers:
-            try:
-                w.close()
-            except Exception:       # noqa: BLE001  (the first error is the one reported)
-                pass
-        # once a file is renamed, the older outputs of the input are a mixed set: remove them all
-        for p in partials + (finals if renamed else []) + labels:
-            _remove_quietly(p)
-        if isinstance(exc, OutputWriteError) and exc.path in partials:
-            raise OutputWriteError(exc.problem, finals[partials.index(exc.path)]) from None
-        if isinstance(exc, OSError) and not isinstance(exc, EvstreamError):
-            raise write_error(exc, exc.filename or output_folder) from None
-        raise
+        proc = CDProcessor(out_hw[0], out_hw[1], num_tbins=1, preprocessing=preprocess,
+                           downsampling_factor=k, preprocess_kwargs=preprocess_kwargs)
+        row_shape = proc.array.shape[1:]
+        outputs = _Outputs(path, output_folder,
+                           None if max_duration is None else int(max_duration) // delta_t,
+                           row_shape=row_shape, dtype=proc.dtype,
+                           attrs=_row_attrs(preprocess, preprocess_kwargs, delta_t, mode,
+                                            n_events, sensor, row_shape),
+                           store_as_uint8=store_as_uint8, compression=compression,
+                           request=request)
+        report = _Progress(progress)
+        try:
+            if progress is not None:
+                progress("start", {"path": path,
+                                   "total_events": estimate_event_count(iterator.reader)})
+            total_events, rows = _write_rows(iterator, proc, outputs, mode, delta_t, n_events,
+                                             int(start_ts), report)
+            outputs.publish(box_labels, start_ts, max_duration)
+        except BaseException as exc:
+            outputs.discard()
+            if isinstance(exc, OutputWriteError) and exc.path in outputs.partials:
+                raise OutputWriteError(exc.problem, outputs.final_of(exc.path)) from None
+            if isinstance(exc, OSError) and not isinstance(exc, EvstreamError):
+                raise write_error(exc, exc.filename or output_folder) from None
+            raise
     finally:
         reader = iterator.reader
         if hasattr(reader, "close"):
             reader.close()
-    if progress is not None:
-        progress("advance", {"events": total_events - reported_events, "rows": rows - reported_rows})
+    report.advance(total_events, rows, final=True)
+    finals = outputs.finals
     return WriteResult(path, "written", outputs=finals, rows=rows,
                        bytes=sum(os.path.getsize(f) for f in finals), events=total_events,
                        seconds=time.perf_counter() - t_start)
 
 
+def _open_recording(path, start_ts, mode, delta_t, n_events, height, width, reader_kwargs,
+                    max_rows):
+    """The recording's rows as an :class:`~evstream.io.EventsIterator` (times relative to each
+    row), its sensor ``(height, width)``, the output size and its downsampling exponent ``k``
+    (the reader is closed again when the size is refused)."""
+    iterator = EventsIterator(path, start_ts=int(start_ts), mode=mode,
+                              delta_t=max(delta_t, 1), n_events=max(n_events, 1),
+                              relative_timestamps=True, **(reader_kwargs or {}))
+    try:
+        if mode == "delta_t":
+            _check_row_count(iterator.reader, int(start_ts), delta_t, int(max_rows), path)
+        sensor = iterator.get_size()
+        if sensor is None or None in tuple(sensor):
+            if height is None or width is None:
+                raise GeometryError("the file does not give the sensor size: pass height and "
+                                    "width", path)
+            sensor = (height, width)
+        sensor = (int(sensor[0]), int(sensor[1]))
+        out_hw = (int(height) if height is not None else sensor[0],
+                  int(width) if width is not None else sensor[1])
+        return iterator, sensor, out_hw, downsampling_factor(sensor, out_hw, path)
+    except BaseException:
+        reader = iterator.reader
+        if hasattr(reader, "close"):
+            reader.close()
+        raise
+
+
+def _row_attrs(preprocess, preprocess_kwargs, delta_t, mode, n_events, sensor, row_shape) -> dict:
+    """The ``/data`` attributes of a tensor file (``docs/formats.md`` §9)."""
+    kwargs = dict(registry.get_preprocess_dict(preprocess)["kwargs"])
+    kwargs.update(preprocess_kwargs)
+    kwargs.pop("preprocess_dtype", None)
+    return {"events_to_tensor": np.bytes_(preprocess.encode("utf-8")),
+            "delta_t": np.uint32(delta_t), "event_input_height": sensor[0],
+            "event_input_width": sensor[1], "shape": row_shape, "mode": mode,
+            "n_events": n_events, **kwargs}
+
+
+class _Progress:
+    """``progress("advance", {"events", "rows"})`` with the increments since the last report,
+    at most every :data:`PROGRESS_PERIOD_S` (and once more with ``final``)."""
+
+    def __init__(self, progress: Callable | None):
+        self.progress = progress
+        self.events = self.rows = 0
+        self.last = time.perf_counter()
+
+    def advance(self, events: int, rows: int, final: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if final or now - self.last >= PROGRESS_PERIOD_S:
+            self.progress("advance", {"events": events - self.events, "rows": rows - self.rows})
+            self.events, self.rows, self.last = events, rows, now
+
+
+def _write_rows(iterator, proc, outputs: "_Outputs", mode, delta_t, n_events, start_ts,
+                report: _Progress) -> tuple[int, int]:
+    """Compute and write every row of the recording (the rules of the module docstring);
+    returns ``(events read, rows kept)``."""
+    total_events = 0
+    rows_per_split = outputs.rows_per_split
+    outputs.writer(0)
+    row = 0
+    last_ts = None          # last event time relative to start_ts
+    for events in iterator:
+        n = len(events)
+        total_events += n
+        if mode == "delta_t":
+            if n:
+                last_ts = row * delta_t + int(events["t"][-1])
+            tensor = proc(events, delta_t)
+            split = 0 if rows_per_split is None else row // rows_per_split
+            outputs.writer(split).write(tensor[0])
+            row += 1
+        else:
+            if n < n_events:
+                break
+            tensor = proc(events, int(events["t"][-1]) + 1)
+            # current_time = absolute time of the slice's last event in n_events mode
+            outputs.writer(0).write(tensor[0], last_timestamps=[iterator.current_time - start_ts])
+            row += 1
+        report.advance(total_events, row)
+    if mode == "delta_t":
+        outputs.keep_rows(0 if last_ts is None else last_ts // delta_t + 1)   # up to the last event
+    return total_events, outputs.finish()
+
+
+class _Outputs:
+    """The tensor files of one input while they are written: one :class:`HDF5Writer` per split
+    (``rows_per_split`` rows each, or one file when None) under its partial name, renamed to the
+    final names by :meth:`publish`, or removed by :meth:`discard`."""
+
+    def __init__(self, path, output_folder, rows_per_split, *, row_shape, dtype, attrs,
+                 store_as_uint8, compression, request):
+        self.path, self.output_folder = path, output_folder
+        self.rows_per_split = rows_per_split
+        self._writer_args = dict(dtype=dtype, attrs=attrs, store_as_uint8=store_as_uint8,
+                                 compression=compression)
+        self.row_shape, self.request = row_shape, request
+        self.writers: list[HDF5Writer] = []
+        self.partials: list[str] = []
+        self.finals: list[str] = []
+        self.renamed: list[str] = []     # finals in place (removed again if a later step fails)
+        self.labels: list[str] = []
+
+    def writer(self, split: int) -> HDF5Writer:
+        """The writer of split ``split`` (the splits before it are opened on the way)."""
+        writers = self.writers
+        while len(writers) <= split:
+            index = len(writers)
+            if len(writers) > 1:        # the first split stays open: it gets the split count
+                writers[-1].close()
+            final = output_path(self.path, self.output_folder,
+                                None if self.rows_per_split is None else index)
+            partial = partial_name(final)
+            self.finals.append(final)
+            self.partials.append(partial)
+            writers.append(HDF5Writer(partial, TENSOR_DATASET, self.row_shape,
+                                      file_attrs={REQUEST_ATTR: self.request, SPLIT_ATTR: index},
+                                      **self._writer_args))
+        return writers[split]
+
+    def final_of(self, partial: str) -> str:
+        return self.finals[self.partials.index(partial)]
+
+    def keep_rows(self, keep: int) -> None:
+        """Keep the first ``keep`` rows written (delta_t mode: the rows up to the last event);
+        a split made only of dropped rows is removed."""
+        writers, per_split = self.writers, self.rows_per_split
+        if per_split is None:
+            writers[0].rows_written = min(writers[0].rows_written, keep)
+            return
+        n_files = max(1, -(-keep // per_split))
+        for i in range(n_files, len(writers)):
+            writers[i].close()
+            remove_quietly(self.partials[i])
+        del writers[n_files:], self.partials[n_files:], self.finals[n_files:]
+        last = writers[-1]
+        last.rows_written = min(last.rows_written, keep - (len(writers) - 1) * per_split)
+
+    def finish(self) -> int:
+        """Write the split count into the first file and close every file; the row count."""
+        rows = sum(w.rows_written for w in self.writers)
+        self.writers[0].file.attrs[SPLIT_COUNT_ATTR] = len(self.writers)
+        for w in self.writers:
+            w.close()
+        return rows
+
+    def publish(self, box_labels, start_ts, max_duration) -> None:
+        """The labels first, then the tensor files, the last split first: the first output
+        exists only when every other output of the input does."""
+        split = self.rows_per_split is not None
+        if box_labels:
+            self.labels = split_label(box_labels, self.output_folder, start_ts,
+                                      max_duration if split else None,
+                                      n_splits=len(self.finals) if split else None)
+        for partial, final in reversed(list(zip(self.partials, self.finals))):
+            os.replace(partial, final)
+            self.renamed.append(final)
+        if split:
+            _remove_stale_splits(self.path, self.output_folder, len(self.finals))
+
+    def discard(self) -> None:
+        """After a failure: close every file and remove the partial files, the labels and (once
+        a file is renamed, the older outputs of the input being a mixed set) the final files."""
+        for w in self.writers:
+            try:
+                w.close()
+            except Exception:       # noqa: BLE001  (the first error is the one reported)
+                pass
+        for p in self.partials + (self.finals if self.renamed else []) + self.labels:
+            remove_quietly(p)
+
+
 # --------------------------------------------------------------------------- reruns
+def _text(value) -> str:
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    return str(value)
+
+
 #: Root attribute of every written tensor file: the request that made it (JSON, see
 #: :func:`request_fingerprint`).
 REQUEST_ATTR = "evstream_request"
@@ -742,7 +489,7 @@ def _remove_stale_splits(path, output_folder, count: int) -> None:
     """Remove ``name_{i}.h5`` for ``i >= count`` left by a run with more splits."""
     i = count
     while os.path.exists(output_path(path, output_folder, i)):
-        _remove_quietly(output_path(path, output_folder, i))
+        remove_quietly(output_path(path, output_folder, i))
         i += 1
 
 
@@ -758,92 +505,6 @@ def make_output_folder(folder) -> None:
 
 
 # --------------------------------------------------------------------------- many files
-def _run_job(func, job, report):
-    """Run ``func(job, report)``; returns ("ok", result) or ("error", message)."""
-    try:
-        return "ok", func(job, report)
-    except EvstreamError as exc:   # an error about no file in particular is about this input
-        where = job.get("path") if isinstance(job, dict) and exc.path is None else None
-        return "error", str(exc) if where is None else f"{where}: {exc}"
-    except Exception as exc:                      # a bug or an OS error: keep the traceback tail
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return "error", f"{job.get('path', '?') if isinstance(job, dict) else '?'}: {tb}"
-
-
-def _process_main(func, index, job, messages) -> None:
-    def report(kind, payload):
-        messages.put((kind, index, payload))
-    status, value = _run_job(func, job, report)
-    messages.put(("done" if status == "ok" else "failed", index, value))
-
-
-def run_parallel(func, jobs: list, n_processes: int, on_event: Callable) -> None:
-    """Run ``func(job, report)`` for every job, in up to ``n_processes`` spawned processes.
-
-    ``on_event(kind, index, payload)`` is called in this process, in order per job, for every
-    ``report(kind, payload)`` of a job, then once with ``("done", index, result)`` or
-    ``("failed", index, message)``. A process that dies without a result (crash, ``os._exit``,
-    killed) makes its job ``"failed"``; the other jobs go on. ``func`` must be picklable (a
-    module-level function). With ``n_processes <= 1`` the jobs run here, one after the other.
-    """
-    if n_processes <= 1 or len(jobs) <= 1:
-        for index, job in enumerate(jobs):
-            status, value = _run_job(func, job, lambda kind, payload, i=index: on_event(kind, i, payload))
-            on_event("done" if status == "ok" else "failed", index, value)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    messages = ctx.Queue()
-    pending = deque(range(len(jobs)))
-    running: dict[int, multiprocessing.process.BaseProcess] = {}
-    exited_at: dict[int, float] = {}
-    finished: set[int] = set()
-
-    def handle(message) -> None:
-        kind, index, payload = message
-        if index in finished:
-            return
-        if kind in ("done", "failed"):
-            finished.add(index)
-        on_event(kind, index, payload)
-
-    try:
-        while pending or running:
-            while pending and len(running) < n_processes:
-                index = pending.popleft()
-                process = ctx.Process(target=_process_main, args=(func, index, jobs[index], messages),
-                                      daemon=True)
-                process.start()
-                running[index] = process
-            try:
-                handle(messages.get(timeout=0.1))
-                while True:
-                    handle(messages.get_nowait())
-            except queue_module.Empty:
-                pass
-            now = time.monotonic()
-            for index, process in list(running.items()):
-                if index in finished:
-                    process.join()
-                    del running[index]
-                elif not process.is_alive():
-                    # its last messages may still be in the pipe: wait a little for them
-                    if now - exited_at.setdefault(index, now) > 2.0:
-                        finished.add(index)
-                        del running[index]
-                        on_event("failed", index, f"{_job_path(jobs[index])}: worker process died "
-                                 f"(exit code {process.exitcode}) without a result")
-    finally:
-        for process in running.values():
-            process.terminate()
-        for process in running.values():
-            process.join(5)
-        messages.close()
-
-
-def _job_path(job) -> str:
-    return job.get("path", "?") if isinstance(job, dict) else "?"
-
-
 def _write_job(job: dict, report) -> WriteResult:
     return write_to_hdf5(**job, progress=report)
 
