@@ -19,7 +19,8 @@ The time window of a chunk (:class:`ChunkInfo`, used for labels) is ``(start, st
 with consecutive windows contiguous: in delta_t mode ``start = start_ts + k·T·delta_t`` and
 ``duration = T·delta_t``; in n_events mode a window starts where the previous one ended (the first
 at ``start_ts``) and ends at the chunk's last event time rounded up so that ``duration`` is a
-positive multiple of ``T`` (so a label loader that splits ``duration // T`` per bin loses nothing).
+positive multiple of ``T`` (so a label loader that splits ``duration // T`` per bin loses nothing;
+:func:`evstream.timebins.n_events_window`).
 
 **Sizes.** The tensor size ``(height, width)`` defaults to the sensor size. When the sensor is that
 size times ``2^k`` on both axes, the events' coordinates are shifted right by ``k`` (exact,
@@ -42,15 +43,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evstream.preprocessing import fused as _fused
-
 from evstream.data.hdf5_iterator import HDF5Iterator
 from evstream.data.transformations import transform_ev_tensor
 from evstream.errors import ArgumentError, GeometryError
 from evstream.io import EventsIterator, RawReader
 from evstream.preprocessing import CDProcessor, get_preprocess_dict
+from evstream.preprocessing import fused as _fused
 from evstream.preprocessing.tensor_file import (MODES, check_output_size, resize_method,
                                                 resize_rows)
+from evstream.timebins import n_events_window
 
 __all__ = ["CDProcessorIterator", "HDF5Iterator", "TensorFileChunks", "ChunkInfo", "resize_plan",
            "MODES"]
@@ -64,13 +65,6 @@ class ChunkInfo:
     start: int
     duration: int
     n_events: int
-
-
-def _n_events_window(previous_end: int, last_t: int, num_tbins: int) -> tuple[int, int]:
-    """(start, duration) of an n_events chunk whose last event is at ``last_t``."""
-    span = last_t - previous_end
-    duration = num_tbins * max(1, -(-span // num_tbins))
-    return previous_end, duration
 
 
 def resize_plan(sensor_hw, out_hw) -> tuple[int, tuple[int, int], str | None]:
@@ -289,7 +283,7 @@ class CDProcessorIterator:
             if n == 0:
                 self.stats["decode_s"] += t1 - t0
                 raise StopIteration
-            start, duration = _n_events_window(self._window_end, int(events["t"][-1]),
+            start, duration = n_events_window(self._window_end, int(events["t"][-1]),
                                                self.num_tbins)
             self._tensorize_by_count(events, out)
         self._window_end = start + duration
@@ -390,7 +384,7 @@ class TensorFileChunks:
         if self.mode == "delta_t":
             start, duration = r0 * self.delta_t, self.num_tbins * self.delta_t
         else:
-            start, duration = _n_events_window(self._window_end, int(self._last_ts[r1 - 1]),
+            start, duration = n_events_window(self._window_end, int(self._last_ts[r1 - 1]),
                                                self.num_tbins)
         self._row = r1
         self._window_end = start + duration

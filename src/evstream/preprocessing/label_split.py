@@ -10,6 +10,7 @@ import numpy as np
 from evstream.errors import ArgumentError
 from evstream.io import EventNpyReader
 from evstream.preprocessing.output_names import remove_quietly, save_npy_atomic
+from evstream.timebins import label_bins
 
 
 def _split_name(box_path: str, output_folder: str, i: int | None) -> str:
@@ -45,7 +46,7 @@ def split_label(box_path, output_folder, start_ts=0, max_duration=None, n_splits
     md = int(max_duration)
     if md < 1:
         raise ArgumentError(f"max_duration must be >= 1 µs, got {max_duration}", box_path)
-    split_of = np.maximum(np.ceil(boxes["t"] / md).astype(np.int64) - 1, 0)
+    split_of = np.maximum(label_bins(boxes["t"], 0, md), 0)      # t = 0: split 0
     if n_splits is None:
         n_splits = int(split_of.max()) + 1 if len(boxes) else 1
     written = []
