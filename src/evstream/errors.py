@@ -70,3 +70,8 @@ class OutputWriteError(EvstreamError, OSError):
 class WorkerTimeoutError(EvstreamError, TimeoutError):
     """A loader worker process sent nothing for ``timeout`` seconds (stopped, deadlocked, or
     slower than the timeout allows); the message names the worker and the recordings it read."""
+
+
+class StreamReadError(EvstreamError, RuntimeError):
+    """Reading a stream of a :class:`~evstream.data.stream.StreamDataLoader` failed with an error
+    that did not name it (the stream is the path)."""
