@@ -2,7 +2,8 @@
 (``metavision_ml.data.cd_processor_dataset``).
 
 ``CDProcessorDataLoader`` plays ``batch_size`` recordings side by side with the stream loader of
-:mod:`evstream.data.stream` and yields the batch dict of :mod:`evstream.data.sequential_dataset`
+:mod:`evstream.data.stream` and yields the batch dict of
+:mod:`evstream.data.sequential_dataset_common`
 (``inputs`` float32 ``[T, B, C, H, W]``, ``labels`` ``T x B``, ``mask_keep_memory`` ``[B, 1, 1, 1]``,
 ``frame_is_labeled`` bool ``[T, B]``, ``video_infos`` ``B`` tuples ``(FileMetadata, start, duration)``).
 Each recording is read once, front to back, by one worker, which builds the tensors on the fly

@@ -3,15 +3,10 @@
 :class:`SequentialDataset` is a torch map-style dataset whose item ``n`` is one chunk of
 ``num_tbins`` time bins of one recording, laid out by a :class:`~evstream.data.scheduler.Scheduler`
 so that consecutive batches continue the same recordings in the same batch slots.
-:class:`SequentialDataLoader` wraps it in a torch ``DataLoader`` and yields batch dicts:
-
-| key | content |
-|---|---|
-| ``inputs`` | float32 ``[T, N, C, H, W]`` |
-| ``labels`` | ``T`` lists of ``N`` labels (what ``load_labels`` returns per bin; NaN for padding) |
-| ``mask_keep_memory`` | float32 ``[N, 1, 1, 1]``: 0 at the first chunk of a recording, else 1 |
-| ``frame_is_labeled`` | bool ``[T, N]`` |
-| ``video_infos`` | ``N`` tuples ``(FileMetadata, start_us, duration_us)`` |
+:class:`SequentialDataLoader` wraps it in a torch ``DataLoader`` and yields the batch dict of
+:mod:`evstream.data.sequential_dataset_common` (``inputs`` float32 ``[T, N, C, H, W]``, ``labels``
+``T x N``, ``mask_keep_memory`` ``[N, 1, 1, 1]``, ``frame_is_labeled`` bool ``[T, N]``,
+``video_infos``); padding items have NaN labels and ``keep_memory`` 1, as in the original.
 
 Inputs are read from HDF5 tensor files (``.h5``/``.hdf5``) or computed on the fly from ``.dat``
 and ``.raw`` recordings with the preprocessing registry; the three can be mixed in one list.
