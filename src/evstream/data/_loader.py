@@ -103,6 +103,8 @@ class LoaderBase(DatasetShardView):
 
     dataset = None
     device: torch.device = torch.device("cpu")
+    #: ``kind`` of this loader's states
+    state_kind = "loader"
 
     # ------------------------------------------------------------------ device
     def to(self, device):
@@ -146,9 +148,6 @@ class LoaderBase(DatasetShardView):
                 "epoch": self.dataset.epoch, "seed": self.dataset.seed, "rank": self.rank,
                 "world_size": self.world_size, "batch_size": self.batch_size,
                 "num_batches": num_batches}
-
-    #: ``kind`` of this loader's states
-    state_kind = "loader"
 
     # ------------------------------------------------------------------ pictures
     def _preprocess_entry(self) -> dict:

@@ -108,8 +108,7 @@ class StreamDataLoader(LoaderBase):
 
     Iterating yields batches (moved to :attr:`device` by the rule of :mod:`evstream.data._loader`:
     every ``torch.Tensor`` but the values of a dict's ``labels``, ``frame_is_labeled`` and
-    ``video_infos``); several iterations
-    may run at once, each with its own workers. :attr:`stats` holds the timings of the last (or
+    ``video_infos``); several iterations may run at once, each with its own workers. :attr:`stats` holds the timings of the last (or
     current) iteration: ``main`` (``wait_s``: time blocked on workers, including receiving their
     messages; ``collate_s``; ``batches``) and ``workers`` (one dict per worker, filled when it
     finishes: ``produce_s``, time computing its steps; ``ring_wait_s``, time waiting for the main
