@@ -18,7 +18,6 @@ after the item; outside of that (in the main process, with ``num_workers=0``, in
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
 import time
@@ -134,17 +133,23 @@ _CURRENT: contextvars.ContextVar = contextvars.ContextVar("evstream_stream_outpu
                                                           default=None)
 
 
-@contextlib.contextmanager
-def computing_item(outputs: SlotOutputs | None):
+class computing_item:  # noqa: N801 - used as a function: ``with computing_item(outputs):``
     """Makes ``outputs`` (None: no ring) the current outputs for the ``with`` block, which
-    computes one item."""
-    if outputs is not None:
-        outputs.calls = 0
-    token = _CURRENT.set(outputs)
-    try:
-        yield outputs
-    finally:
-        _CURRENT.reset(token)
+    computes one item (a plain class rather than a generator: it runs once per item)."""
+
+    __slots__ = ("outputs", "token")
+
+    def __init__(self, outputs: SlotOutputs | None):
+        self.outputs = outputs
+
+    def __enter__(self) -> SlotOutputs | None:
+        if self.outputs is not None:
+            self.outputs.calls = 0
+        self.token = _CURRENT.set(self.outputs)
+        return self.outputs
+
+    def __exit__(self, *exc) -> None:
+        _CURRENT.reset(self.token)
 
 
 def current_outputs() -> SlotOutputs | None:

@@ -63,6 +63,7 @@ class SlotPlayer:
         self.padding_mode = padding_mode
         self.stats = stats
         self.outputs = None if ring is None else SlotOutputs(ring, slot)
+        self._computing = computing_item(self.outputs)      # entered once per item
         self.pos = -1            # index in self.streams of the stream playing
         self.it = None           # its iterator
         self.passes = 0          # completed passes over self.streams
@@ -120,7 +121,7 @@ class SlotPlayer:
         _add_stats(self.stats, getattr(it, "stats", None))
 
     def _next_of_current(self):
-        with computing_item(self.outputs):
+        with self._computing:
             return next(self.it)
 
     def next_item(self):
