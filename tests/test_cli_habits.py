@@ -15,7 +15,7 @@ import pytest
 import evstream
 from evstream.cli import DESCRIPTION, build_parser, main
 from evstream.data.scheduler import get_duration
-from evstream.data.sequential_dataset_common import render_delta_t
+from evstream.data.render import render_delta_t
 from evstream.errors import ArgumentError
 from evstream.io import DatWriter, EventCD, RawWriter
 

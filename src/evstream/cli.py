@@ -242,7 +242,7 @@ def _precompute_dispatch(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Write the loader's show() grids of recordings / tensor files to an mp4 and/or PNGs."""
-    from .data.sequential_dataset_common import render_video
+    from .data.render import render_video
 
     if args.output is None and args.png_dir is None:
         print("error: give -o/--output (mp4) and/or --png-dir", file=sys.stderr)

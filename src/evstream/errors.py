@@ -90,4 +90,5 @@ class ArrayDimError(GeometryError, AssertionError):
 
 
 class StreamReadError(EvstreamError, RuntimeError):
-    """Reading a stream failed with an error that did not name it (the stream is the path)."""
+    """Reading a stream of a :class:`~evstream.data.stream.StreamDataLoader` failed with an error
+    that did not name it (the stream is the path)."""

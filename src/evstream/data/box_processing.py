@@ -29,6 +29,7 @@ from evstream.errors import ArgumentError, FileFormatError, MissingFileError
 from evstream.io import EventBbox
 from evstream.io.npy import convert_fields
 from evstream.timebins import label_bins, label_slice
+from evstream.utils.arrays import as_numpy
 
 __all__ = ["load_boxes", "load_box_events", "nms_by_class", "nms", "clip_boxes", "rescale_boxes",
            "filter_boxes", "split_boxes", "create_class_lookup", "bboxes_to_box_vectors",
@@ -367,17 +368,15 @@ def bboxes_to_box_vectors(bbox):
 def box_vectors_to_bboxes(boxes, labels, scores=None, track_ids=None, ts=0):
     """``N x 4`` corner boxes ``(x1, y1, x2, y2)`` (numpy or torch) + class ids -> EventBbox
     with ``w = x2 - x1``, ``h = y2 - y1``; scores default 0, track ids ``arange(N)``."""
-    def as_np(a):
-        return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
-    boxes = as_np(boxes).reshape(-1, 4)
+    boxes = as_numpy(boxes).reshape(-1, 4)
     n = len(boxes)
     out = np.zeros(n, dtype=EventBbox)
     out["t"] = ts
     out["x"], out["y"] = boxes[:, 0], boxes[:, 1]
     out["w"], out["h"] = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    out["class_id"] = as_np(labels).reshape(-1)
-    out["class_confidence"] = 0 if scores is None else as_np(scores).reshape(-1)
-    out["track_id"] = np.arange(n) if track_ids is None else as_np(track_ids).reshape(-1)
+    out["class_id"] = as_numpy(labels).reshape(-1)
+    out["class_confidence"] = 0 if scores is None else as_numpy(scores).reshape(-1)
+    out["track_id"] = np.arange(n) if track_ids is None else as_numpy(track_ids).reshape(-1)
     return out
 
 
@@ -392,9 +391,7 @@ def filter_empty_tensor(array, box_events, area_box_filter=0.1, shift=0, time_pe
     is 0 or fewer than ``area_box_filter`` of its pixels hold a non-zero value in any of those
     bins and channels. ``array`` is ``[T, C, H, W]`` (numpy or torch).
     """
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
+    array = as_numpy(array)
     n_tbins = array.shape[0]
     tpb = int(time_per_bin)
     to_filter = []

@@ -2,7 +2,8 @@
 (``metavision_ml.data.cd_processor_dataset``).
 
 ``CDProcessorDataLoader`` plays ``batch_size`` recordings side by side with the stream loader of
-:mod:`evstream.data.stream` and yields the batch dict of :mod:`evstream.data.sequential_dataset`
+:mod:`evstream.data.stream` and yields the batch dict of
+:mod:`evstream.data.sequential_dataset_common`
 (``inputs`` float32 ``[T, B, C, H, W]``, ``labels`` ``T x B``, ``mask_keep_memory`` ``[B, 1, 1, 1]``,
 ``frame_is_labeled`` bool ``[T, B]``, ``video_infos`` ``B`` tuples ``(FileMetadata, start, duration)``).
 Each recording is read once, front to back, by one worker, which builds the tensors on the fly
@@ -49,7 +50,8 @@ import torch
 from evstream.data._workers import DEFAULT_WORKER_TIMEOUT_S
 from evstream.data.cd_processor_iterator import CDProcessorIterator, TensorFileChunks
 from evstream.data.scheduler import FileMetadata
-from evstream.data.sequential_dataset import load_labels_stub
+from evstream.data.sequential_dataset_common import (STREAM_PADDING, collate_fn,
+                                                     load_labels_stub, padding_item)
 from evstream.data.sharding import epoch_seed, resolve_rank
 from evstream.data.stream import PADDING_MODES, StreamDataLoader, StreamDataset, stream_output
 from evstream.data.transformations import transform_sequence
@@ -58,6 +60,7 @@ from evstream.io import open_reader
 from evstream.preprocessing import get_preprocess_dict
 from evstream.preprocessing.tensor_file import (MODES, check_output_size, is_tensor_file,
                                                 read_tensor_attrs)
+from evstream.utils.arrays import close_if_closable
 
 __all__ = ["CDProcessorDatasetIterator", "CDProcessorDataLoader", "collate_fn", "is_tensor_file",
            "native_size", "count_chunks"]
@@ -249,9 +252,7 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
                 reader.seek_time(np.iinfo(np.int64).max // 4)
                 last = int(reader.current_time)
             finally:
-                close = getattr(reader, "close", None)
-                if close is not None:
-                    close()
+                close_if_closable(reader)
         else:
             last = int(duration)
             if last < start_ts:
@@ -269,40 +270,8 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
         if len(events) == 0:
             break
         count += 1
-    close = getattr(iterator.reader, "close", None)
-    if close is not None:
-        close()
+    close_if_closable(iterator.reader)
     return count
-
-
-def collate_fn(data_list):
-    """The batch dict of :func:`evstream.data.sequential_dataset.collate_fn` (same keys, types and
-    shapes), with ``inputs`` stacked by numpy into a new float32 array: about 8x faster than
-    ``torch.stack`` for these ``[T, C, H, W]`` items (numpy asks for huge pages for large arrays
-    and copies whole ``[C, H, W]`` planes)."""
-    tensors, labels, keep_memory, frame_is_labeled, infos = zip(*data_list)
-    first = tensors[0]
-    if all(isinstance(t, torch.Tensor) and t.dtype == first.dtype and t.shape == first.shape
-           and t.device.type == "cpu" for t in tensors):
-        inputs = np.empty((first.shape[0], len(tensors)) + tuple(first.shape[1:]),
-                          dtype=first.numpy().dtype if first.numel() else np.float32)
-        for i, t in enumerate(tensors):
-            inputs[:, i] = t.numpy()
-        inputs = torch.from_numpy(inputs)
-    else:
-        inputs = torch.stack([torch.as_tensor(t) for t in tensors], dim=1)
-    num_tbins = inputs.shape[0]
-    batch_labels = [[item[t] for item in labels] for t in range(num_tbins)]
-    mask = torch.tensor(keep_memory, dtype=torch.float32).view(-1, 1, 1, 1)
-    masks = np.stack([np.asarray(m, dtype=bool) for m in frame_is_labeled], axis=1)
-    return {"inputs": inputs, "labels": batch_labels, "mask_keep_memory": mask,
-            "frame_is_labeled": torch.from_numpy(masks), "video_infos": tuple(infos)}
-
-
-def _padding_item(num_tbins, cin, height, width):
-    return (torch.zeros((num_tbins, cin, height, width), dtype=torch.float32),
-            [torch.empty(0)] * num_tbins, 0.0, np.zeros(num_tbins, dtype=bool),
-            (FileMetadata(None, None, None, None, padding=True), 0, 0))
 
 
 class CDProcessorDataLoader(StreamDataLoader):
@@ -399,7 +368,8 @@ class CDProcessorDataLoader(StreamDataLoader):
                                  preprocess_kwargs=dict(preprocess_kwargs),
                                  start_ts=int(start_ts), max_duration=max_duration,
                                  transforms=transforms, reader_kwargs=reader_kwargs)
-        fill_value = _padding_item(self.num_tbins, self.cin, self.height, self.width)
+        fill_value = padding_item((self.num_tbins, self.cin, self.height, self.width),
+                                  torch.float32, STREAM_PADDING)
         rank, world_size = resolve_rank(rank, world_size)
         if durations is not None and len(durations) != len(files):
             raise ArgumentError(f"{len(durations)} durations for {len(files)} files")
@@ -416,32 +386,26 @@ class CDProcessorDataLoader(StreamDataLoader):
                          ring_depth=ring_depth, multiprocessing_context=multiprocessing_context,
                          timeout=timeout)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch: it seeds the shuffle and the transforms (see
+    def _on_epoch(self, changed: bool) -> None:
+        """The epoch seeds the shuffle and the transforms (see
         :func:`~evstream.data.sharding.epoch_seed`)."""
-        super().set_epoch(epoch)
-        self.dataset.streamer = partial(self._streamer,
-                                        base_seed=epoch_seed(self.dataset.seed, self.epoch))
+        super()._on_epoch(changed)
+        self._seed_streamer()
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        self._seed_streamer()
+
+    def _seed_streamer(self) -> None:
         self.dataset.streamer = partial(self._streamer,
                                         base_seed=epoch_seed(self.dataset.seed, self.epoch))
 
-    def _to_device(self, batch):
-        # like SequentialDataLoader: inputs and mask_keep_memory move; labels, frame_is_labeled
-        # and video_infos stay on the CPU
-        if self.device.type != "cpu":
-            batch["inputs"] = batch["inputs"].to(self.device)
-            batch["mask_keep_memory"] = batch["mask_keep_memory"].to(self.device)
-        return batch
+    # ------------------------------------------------------------------ pictures
+    def _preprocess_entry(self) -> dict:
+        return self.preprocess_dict
 
-    def get_vis_func(self):
-        """The registry's visualisation of the preprocessing: ``[C, H, W]`` -> RGB uint8."""
-        return self.preprocess_dict["viz"]
+    def _frame_size(self) -> tuple[int, int]:
+        return self.height, self.width
 
-    def show(self, viz_labels=None):
-        """Yields one RGB uint8 grid per time bin of every batch (see
-        :func:`~evstream.data.sequential_dataset_common.show_dataloader`)."""
-        from evstream.data.sequential_dataset_common import show_dataloader
-        return show_dataloader(self, self.height, self.width, self.get_vis_func(), viz_labels)
+    def _bin_us(self) -> int | None:
+        return self.delta_t or None

@@ -3,15 +3,10 @@
 :class:`SequentialDataset` is a torch map-style dataset whose item ``n`` is one chunk of
 ``num_tbins`` time bins of one recording, laid out by a :class:`~evstream.data.scheduler.Scheduler`
 so that consecutive batches continue the same recordings in the same batch slots.
-:class:`SequentialDataLoader` wraps it in a torch ``DataLoader`` and yields batch dicts:
-
-| key | content |
-|---|---|
-| ``inputs`` | float32 ``[T, N, C, H, W]`` |
-| ``labels`` | ``T`` lists of ``N`` labels (what ``load_labels`` returns per bin; NaN for padding) |
-| ``mask_keep_memory`` | float32 ``[N, 1, 1, 1]``: 0 at the first chunk of a recording, else 1 |
-| ``frame_is_labeled`` | bool ``[T, N]`` |
-| ``video_infos`` | ``N`` tuples ``(FileMetadata, start_us, duration_us)`` |
+:class:`SequentialDataLoader` wraps it in a torch ``DataLoader`` and yields the batch dict of
+:mod:`evstream.data.sequential_dataset_common` (``inputs`` float32 ``[T, N, C, H, W]``, ``labels``
+``T x N``, ``mask_keep_memory`` ``[N, 1, 1, 1]``, ``frame_is_labeled`` bool ``[T, N]``,
+``video_infos``); padding items have NaN labels and ``keep_memory`` 1, as in the original.
 
 Inputs are read from HDF5 tensor files (``.h5``/``.hdf5``) or computed on the fly from ``.dat``
 and ``.raw`` recordings with the preprocessing registry; the three can be mixed in one list.
@@ -29,65 +24,31 @@ from __future__ import annotations
 import logging
 import math
 import os
-from functools import partial
 
 import numpy as np
 import torch
 
 from evstream.data._sources import SourceCache, file_kind, read_tensor_file_info
+from evstream.data._loader import LoaderBase, check_state
 from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _rounding,
                                      quiet_logs)
-from evstream.data.sharding import (DatasetShardView, assign_to_ranks, check_seed, epoch_seed,
-                                      permutation, resolve_rank)
+from evstream.data.sequential_dataset_common import (SEQUENTIAL_PADDING, StackedItems, collate_fn,
+                                                     load_labels_stub, padding_item)
+from evstream.data.sharding import (assign_to_ranks, check_seed, epoch_seed, permutation,
+                                    resolve_rank)
 from evstream.data.transformations import transform_sequence
 from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
                                     is_timeout, pending_tasks, stop_workers, waiting_worker)
-from evstream.errors import ArgumentError, GeometryError, MissingFileError, WorkerTimeoutError
+from evstream.errors import (ArgumentError, ArrayDimError, MissingFileError,
+                             WorkerTimeoutError)
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
 from evstream.preprocessing.tensor_file import tensor_output_dtype
+from evstream.utils.shm import shared_empty
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["load_labels_stub", "collate_fn", "SequentialDataset", "SequentialDataLoader",
            "ArrayDimError"]
-
-
-class ArrayDimError(GeometryError, AssertionError):
-    """``array_dim`` does not fit a file: the sensor is not an integer (power-of-two for event
-    files) multiple of ``H x W`` with the same ratio on both axes. Also an ``AssertionError``,
-    which the original raised."""
-
-
-def load_labels_stub(metadata, start_time, duration, tensor):
-    """This is a stub implementation of a function to load label data.
-
-    This function doesn't actually load anything and should be passed to the SequentialDataset for
-        self-supervised training when no actual labelling is required.
-
-    Args:
-        metadata (FileMetadata): This class contains information about the sequence that is being read.
-            Ideally the path for the labels should be deducible from `metadata.path`.
-        start_time (int): Time in us in the file at which we start reading.
-        duration (int): Duration in us of the data we need to read from said file.
-        tensor (torch.tensor): Torch tensor of the feature for which labels are loaded.
-            It can be used for instance to filter out the labels in area where there is no events.
-    Returns:
-        labels should be indexable by time bin (to differentiate the labels of each time bin). It could
-            therefore be a list of length *num_tbins*.
-        (boolean nd array): This boolean mask array of *length* num_tbins indicates
-            whether the frame contains a label. It is used to differentiate between time_bins that actually
-            contain an empty label (for instance no bounding boxes) from time bins that weren't labeled due
-            to cost constraints. The latter timebins shouldn't contribute to supervised losses used during
-            training.
-    """
-    num = len(range(0, duration, metadata.delta_t))
-    return [torch.empty(0)] * num, np.zeros(num, dtype=bool)
-
-
-def _padding_item(array_dim, dtype, meta):
-    num_tbins = array_dim[0]
-    return (torch.zeros(tuple(array_dim), dtype=_torch_dtype(dtype)), [float("nan")] * num_tbins,
-            1.0, np.zeros(num_tbins, dtype=bool), (meta, 0, 0))
 
 
 def _same_value(a, b) -> bool:
@@ -217,10 +178,6 @@ class SequentialDataset(torch.utils.data.Dataset):
                                              self.array_dim[-2:])
         else:
             self.dtype = get_output_dtype(preprocess_function_name, self.downsampling_factor, kwargs)
-        self.events_to_tensor = partial(self.preprocess_dict["events_to_tensor"],
-                                        total_tbins_delta_t=self.total_tbins_delta_t,
-                                        downsampling_factor=self.downsampling_factor, reset=False,
-                                        **self._kernel_kwargs)
         self._max_open_files = max_open_files or max(8, 2 * self.batch_size)
         self._sources = SourceCache(self._max_open_files)
 
@@ -469,10 +426,13 @@ class SequentialDataset(torch.utils.data.Dataset):
         labels, frame_is_labeled = self.load_labels(meta, start, duration, seq)
         return seq, labels, keep_memory, frame_is_labeled, (meta, start, duration)
 
+    def _padding_item(self, meta):
+        return padding_item(self.array_dim, _torch_dtype(self.dtype), SEQUENTIAL_PADDING, meta)
+
     def __getitem__(self, n):
         meta, start, duration = self._schedule_item(n)
         if meta.is_padding():
-            return _padding_item(self.array_dim, self.dtype, meta)
+            return self._padding_item(meta)
         seq = torch.from_numpy(self._load_sequences(meta, start, duration))
         return self._finish_item(meta, start, duration, seq)
 
@@ -485,11 +445,11 @@ class SequentialDataset(torch.utils.data.Dataset):
         shape = (self.num_tbins, len(indices)) + tuple(self.array_dim[1:])
         batch = _new_batch_tensor(shape, _torch_dtype(self.dtype))
         batch_np = batch.numpy()
-        items = _Items()
+        items = StackedItems()
         for slot, n in enumerate(indices):
             meta, start, duration = self._schedule_item(n)
             if meta.is_padding():
-                _, labels, keep, mask, info = _padding_item(self.array_dim, self.dtype, meta)
+                _, labels, keep, mask, info = self._padding_item(meta)
                 batch_np[:, slot] = 0
                 items.append((batch[:, slot], labels, keep, mask, info))
                 continue
@@ -504,56 +464,16 @@ class SequentialDataset(torch.utils.data.Dataset):
         return state
 
 
-def _check_state(state, kind, rank, world_size) -> None:
-    """A loader state of ``kind`` for this rank and world size (ArgumentError otherwise)."""
-    if not isinstance(state, dict) or state.get("kind") != kind:
-        raise ArgumentError(f"not a {kind} state: {state!r:.200}")
-    if (state["rank"], state["world_size"]) != (rank, world_size):
-        raise ArgumentError(f"the state is for rank {state['rank']} of {state['world_size']}, "
-                            f"this loader is rank {rank} of {world_size}: an exact resume needs "
-                            f"the same world size")
-
-
-class _Items(list):
-    """The items of a batch, with their inputs already stacked in ``inputs``."""
-
-    inputs = None
-
-
 def _new_batch_tensor(shape, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised batch tensor (every slot is then written in full). Inside a DataLoader
     worker it is allocated in shared memory, so sending it to the main process copies nothing
     (as torch's default_collate does)."""
     if torch.utils.data.get_worker_info() is not None:
-        try:
-            numel = int(np.prod(shape))
-            storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
-            return torch.empty(0, dtype=dtype).new(storage).view(shape)
-        except (AttributeError, RuntimeError):      # private API gone: plain memory
-            pass
+        return shared_empty(shape, dtype)
     return torch.empty(shape, dtype=dtype)
 
 
-def collate_fn(data_list):
-    """Batches ``N`` items: ``inputs`` ``[T, N, C, H, W]``, ``labels`` ``T`` lists of ``N``,
-    ``mask_keep_memory`` float32 ``[N, 1, 1, 1]``, ``frame_is_labeled`` bool ``[T, N]``,
-    ``video_infos`` ``N`` tuples ``(FileMetadata, start_us, duration_us)``.
-
-    Items from :meth:`SequentialDataset.__getitems__` arrive already stacked and are not copied.
-    """
-    tensors, labels, keep_memory, frame_is_labeled, infos = zip(*data_list)
-    inputs = getattr(data_list, "inputs", None)
-    if inputs is None or inputs.shape[1] != len(tensors):
-        inputs = torch.stack(tensors, dim=1)
-    num_tbins = inputs.shape[0]
-    batch_labels = [[item[t] for item in labels] for t in range(num_tbins)]
-    mask = torch.tensor(keep_memory, dtype=torch.float32).view(-1, 1, 1, 1)
-    masks = np.stack([np.asarray(m, dtype=bool) for m in frame_is_labeled], axis=1)
-    return {"inputs": inputs, "labels": batch_labels, "mask_keep_memory": mask,
-            "frame_is_labeled": torch.from_numpy(masks), "video_infos": tuple(infos)}
-
-
-class SequentialDataLoader(DatasetShardView):
+class SequentialDataLoader(LoaderBase):
     """Batches of :class:`SequentialDataset` items, one batch per step of the schedule.
 
     Args: those of :class:`SequentialDataset`, plus ``num_workers`` (worker processes; each has
@@ -601,37 +521,30 @@ class SequentialDataLoader(DatasetShardView):
         self._resume_step = None       # set by load_state_dict, used by the next iter()
 
     # ---------------------------------------------------------------- distributed / resume
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch (as torch's ``DistributedSampler.set_epoch``): it seeds the shuffles,
-        random starts and transforms. A resume position loaded for another epoch is dropped."""
-        epoch = check_seed("epoch", epoch)
-        if epoch != self.dataset.epoch:
+    state_kind = "SequentialDataLoader"
+
+    def _on_epoch(self, changed: bool) -> None:
+        if changed:
             self._resume_step = None
             self.step = 0
-        self.dataset.set_epoch(epoch)
         self.batch_size = self.dataset.batch_size
 
     def state_dict(self) -> dict:
         """Where the current (or last) iteration is: plain Python values, picklable."""
-        return {"kind": "SequentialDataLoader", "version": 1, "epoch": self.dataset.epoch,
-                "seed": self.dataset.seed, "rank": self.rank, "world_size": self.world_size,
-                "batch_size": self.batch_size, "num_batches": len(self),
-                "batches_yielded": int(self.step)}
+        return {**self._state_header(len(self)), "batches_yielded": int(self.step)}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from :meth:`state_dict`: the next ``iter()`` continues after the batches
         already yielded (a state taken at the end of an epoch starts a new pass, as torchdata's
         ``StatefulDataLoader`` does). The loader must be built with the same files and options;
         ``seed`` and ``epoch`` are taken from the state."""
-        _check_state(state, "SequentialDataLoader", self.rank, self.world_size)
+        check_state(state, self.state_kind, self.rank, self.world_size)
         self.dataset.seed = check_seed("seed", state["seed"])
         self.dataset.epoch = -1                      # force a rebuild with the state's seed
         self.dataset.set_epoch(state["epoch"])
         self.batch_size = self.dataset.batch_size
-        if state["num_batches"] != len(self) or state["batch_size"] != self.batch_size:
-            raise ArgumentError(f"the state is for {state['num_batches']} batches of "
-                                f"{state['batch_size']}, this loader has {len(self)} of "
-                                f"{self.batch_size}: build it with the same files and options")
+        check_state(state, self.state_kind, self.rank, self.world_size, self.batch_size,
+                    len(self))
         k = int(state["batches_yielded"])
         self.step = k
         self._resume_step = k if k < len(self) else None
@@ -708,58 +621,18 @@ class SequentialDataLoader(DatasetShardView):
             if error is not None:
                 raise error from None
             raise
-        batch["inputs"] = batch["inputs"].to(self.device).float()
-        batch["mask_keep_memory"] = batch["mask_keep_memory"].to(self.device)
+        batch = self._to_device(batch)
+        batch["inputs"] = batch["inputs"].float()
         self.step += 1
         return batch
 
-    def cuda(self, device=torch.device("cuda")):
-        if not torch.cuda.is_available():
-            raise ArgumentError("CUDA is not available")
-        self.device = device
-        return self
+    # ---------------------------------------------------------------- pictures
+    def _preprocess_entry(self) -> dict:
+        return self.dataset.preprocess_dict
 
-    def to(self, device):
-        if not isinstance(device, torch.device):
-            raise ArgumentError(f"to() needs a torch.device, got {device!r}")
-        self.device = device
-        return self
-
-    def cpu(self):
-        self.device = torch.device("cpu")
-        return self
-
-    def get_vis_func(self):
-        """The registry's visualisation of the preprocessing: ``[C, H, W]`` -> RGB uint8."""
-        return self.dataset.preprocess_dict["viz"]
-
-    def show(self, viz_labels=None):
-        """Yields one RGB uint8 grid per time bin of every batch (a new array each time).
-
-        The grid has ``ceil(sqrt(N))`` columns; each cell is an item drawn with
-        :meth:`get_vis_func`, its labels drawn by ``viz_labels(frame, labels)`` when given,
-        the file name at the bottom, and a red 10x10 square at the top-left on the first two
-        bins of a new sequence. Padding items are drawn empty and named ``PADDING``.
-        """
-        from evstream.data.sequential_dataset_common import show_dataloader
+    def _frame_size(self) -> tuple[int, int]:
         height, width = self.dataset.get_size()
-        return show_dataloader(self, height, width, self.get_vis_func(), viz_labels)
+        return int(height), int(width)
 
-    def save_video(self, path=None, viz_labels=None, fps=None, png_dir=None, max_frames=None,
-                   fourcc="mp4v"):
-        """Writes the :meth:`show` stream to an mp4 file and/or PNG frames (for machines without
-        a display); returns the number of frames written.
-
-        Args:
-            path: output video (``.mp4``; None to write only PNGs).
-            viz_labels: as in :meth:`show`.
-            fps: frames per second (default: real time, ``1e6 / delta_t``).
-            png_dir: also write ``frame_000000.png``, ... there.
-            max_frames: stop after this many frames.
-            fourcc: OpenCV codec code for the video.
-        """
-        from evstream.data.sequential_dataset_common import write_frames
-        if fps is None:
-            fps = 1e6 / self.dataset.delta_t
-        return write_frames(self.show(viz_labels), path, fps=fps, png_dir=png_dir,
-                            max_frames=max_frames, fourcc=fourcc)
+    def _bin_us(self) -> int:
+        return self.dataset.delta_t

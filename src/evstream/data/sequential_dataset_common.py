@@ -1,32 +1,171 @@
-"""What the sequential and the streaming loaders share: the label stub, ``collate_fn`` and the
-drawing of batches (``metavision_ml.data.sequential_dataset_common``).
+"""The batch contract of both loaders (``metavision_ml.data.sequential_dataset_common``).
 
-:func:`show_dataloader` turns any loader that yields the batch dict of
-:mod:`evstream.data.sequential_dataset` into a stream of RGB grids, one per time bin;
-:func:`write_frames` saves such a stream as an mp4 video and/or PNG files.
+Both loaders, :class:`~evstream.data.sequential_dataset.SequentialDataLoader` (map-style) and
+:class:`~evstream.data.cd_processor_dataset.CDProcessorDataLoader` (streaming), make the same
+*item* per recording and chunk::
+
+    (tensor [T, C, H, W], labels (T entries), keep_memory (float), frame_is_labeled (bool [T]),
+     (FileMetadata, start_us, duration_us))
+
+and batch ``N`` of them with :func:`collate_fn` into the same dict (:data:`BATCH_KEYS`):
+
+| key | content |
+|---|---|
+| ``inputs`` | ``[T, N, C, H, W]`` (the items' dtype; the loaders give float32) |
+| ``labels`` | ``T`` lists of ``N`` labels (what ``load_labels`` returns per bin) |
+| ``mask_keep_memory`` | float32 ``[N, 1, 1, 1]``: 0 at the first chunk of a recording, else 1 |
+| ``frame_is_labeled`` | bool ``[T, N]`` |
+| ``video_infos`` | ``N`` tuples ``(FileMetadata, start_us, duration_us)`` |
+
+A slot without data gets a :func:`padding_item` (zeros, a PADDING ``FileMetadata``); what its
+labels and ``keep_memory`` are differs between the loaders, as in the original
+(:data:`SEQUENTIAL_PADDING`, :data:`STREAM_PADDING`). :func:`load_labels_stub` is the label loader
+of unlabelled data.
+
+:func:`show_dataloader` turns any loader that yields this batch dict into a stream of RGB grids,
+one per time bin; :func:`write_frames` saves such a stream as an mp4 video and/or PNG files.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
-from evstream.data.sequential_dataset import collate_fn, load_labels_stub
+from evstream.data.scheduler import FileMetadata
 from evstream.errors import ArgumentError
+from evstream.utils.arrays import as_numpy, close_if_closable
 
-__all__ = ["load_labels_stub", "collate_fn", "show_dataloader", "write_frames", "render_video"]
+__all__ = ["BATCH_KEYS", "CPU_KEYS", "load_labels_stub", "collate_fn", "StackedItems",
+           "PaddingRule", "SEQUENTIAL_PADDING", "STREAM_PADDING", "padding_item",
+           "show_dataloader", "write_frames"]
+
+#: The keys of a batch dict, in order.
+BATCH_KEYS = ("inputs", "labels", "mask_keep_memory", "frame_is_labeled", "video_infos")
+#: The keys whose values stay on the CPU when a loader moves its batches to a device.
+CPU_KEYS = ("labels", "frame_is_labeled", "video_infos")
+
+
+def load_labels_stub(metadata, start_time, duration, tensor):
+    """This is a stub implementation of a function to load label data.
+
+    This function doesn't actually load anything and should be passed to the SequentialDataset for
+        self-supervised training when no actual labelling is required.
+
+    Args:
+        metadata (FileMetadata): This class contains information about the sequence that is being read.
+            Ideally the path for the labels should be deducible from `metadata.path`.
+        start_time (int): Time in us in the file at which we start reading.
+        duration (int): Duration in us of the data we need to read from said file.
+        tensor (torch.tensor): Torch tensor of the feature for which labels are loaded.
+            It can be used for instance to filter out the labels in area where there is no events.
+    Returns:
+        labels should be indexable by time bin (to differentiate the labels of each time bin). It could
+            therefore be a list of length *num_tbins*.
+        (boolean nd array): This boolean mask array of *length* num_tbins indicates
+            whether the frame contains a label. It is used to differentiate between time_bins that actually
+            contain an empty label (for instance no bounding boxes) from time bins that weren't labeled due
+            to cost constraints. The latter timebins shouldn't contribute to supervised losses used during
+            training.
+    """
+    num = len(range(0, duration, metadata.delta_t))
+    return [torch.empty(0)] * num, np.zeros(num, dtype=bool)
+
+
+# The original's API (and its tutorial's ``help(load_labels_stub)``) places the stub in
+# ``sequential_dataset``, which re-exports it; it is the same object there (pickled by that name).
+load_labels_stub.__module__ = "evstream.data.sequential_dataset"
+
+
+class StackedItems(list):
+    """The items of one batch whose tensors are already stacked in :attr:`inputs`
+    (``[T, N, C, H, W]``; each item's tensor is a view of its slot): :func:`collate_fn` passes
+    ``inputs`` on without copying."""
+
+    inputs = None
+
+
+#: torch dtypes that numpy holds too (bfloat16, for one, it does not)
+_NUMPY_DTYPES = {dt: torch.empty(0, dtype=dt).numpy().dtype
+                 for dt in (torch.float16, torch.float32, torch.float64, torch.uint8, torch.int8,
+                            torch.int16, torch.int32, torch.int64, torch.bool)}
+
+
+def _stack_inputs(tensors) -> torch.Tensor:
+    """``[T, N, C, H, W]`` from ``N`` items ``[T, C, H, W]``: numpy copies whole planes into a new
+    array (about 8x faster than ``torch.stack`` for these shapes, see
+    ``benchmarks/bench_stream.py``) when the items are CPU tensors of one dtype and shape that
+    need no gradient; ``torch.stack`` otherwise."""
+    first = tensors[0]
+    if isinstance(first, torch.Tensor) and first.dtype in _NUMPY_DTYPES and all(
+            isinstance(t, torch.Tensor) and t.dtype == first.dtype and t.shape == first.shape
+            and t.device.type == "cpu" and not t.requires_grad for t in tensors):
+        inputs = np.empty((first.shape[0], len(tensors)) + tuple(first.shape[1:]),
+                          dtype=_NUMPY_DTYPES[first.dtype])
+        for i, t in enumerate(tensors):
+            inputs[:, i] = t.numpy()
+        return torch.from_numpy(inputs)
+    return torch.stack([torch.as_tensor(t) for t in tensors], dim=1)
+
+
+def collate_fn(data_list):
+    """Batches ``N`` items into the batch dict of the module docstring: ``inputs``
+    ``[T, N, C, H, W]``, ``labels`` ``T`` lists of ``N``, ``mask_keep_memory`` float32
+    ``[N, 1, 1, 1]``, ``frame_is_labeled`` bool ``[T, N]``, ``video_infos`` ``N`` tuples
+    ``(FileMetadata, start_us, duration_us)``.
+
+    Items that arrive already stacked (:class:`StackedItems`, as
+    :meth:`SequentialDataset.__getitems__ <evstream.data.sequential_dataset.SequentialDataset.__getitems__>`
+    makes them) are not copied; any other item tensors are copied into a new tensor, so the
+    items' buffers may be reused once this returns.
+    """
+    tensors, labels, keep_memory, frame_is_labeled, infos = zip(*data_list)
+    inputs = getattr(data_list, "inputs", None)
+    if inputs is None or inputs.shape[1] != len(tensors):
+        inputs = _stack_inputs(tensors)
+    num_tbins = inputs.shape[0]
+    batch_labels = [[item[t] for item in labels] for t in range(num_tbins)]
+    mask = torch.tensor(keep_memory, dtype=torch.float32).view(-1, 1, 1, 1)
+    masks = np.stack([np.asarray(m, dtype=bool) for m in frame_is_labeled], axis=1)
+    return {"inputs": inputs, "labels": batch_labels, "mask_keep_memory": mask,
+            "frame_is_labeled": torch.from_numpy(masks), "video_infos": tuple(infos)}
+
+
+@dataclass(frozen=True)
+class PaddingRule:
+    """What a padding item holds besides zeros: its ``keep_memory`` and the label of each bin
+    (one object, shared by the ``T`` bins)."""
+
+    keep_memory: float
+    label: object
+
+
+#: :class:`SequentialDataLoader`'s padding, as the original's: labels NaN, keep_memory 1.
+SEQUENTIAL_PADDING = PaddingRule(keep_memory=1.0, label=float("nan"))
+#: The stream loader's padding, as the original's: empty label tensors, keep_memory 0.
+STREAM_PADDING = PaddingRule(keep_memory=0.0, label=torch.empty(0))
+
+
+def padding_item(shape, dtype: torch.dtype, rule: PaddingRule, metadata=None) -> tuple:
+    """The item of a slot without data: zeros of ``shape`` ``[T, C, H, W]`` and ``dtype``,
+    ``T`` labels ``rule.label``, ``rule.keep_memory``, an all-False ``frame_is_labeled`` and
+    ``(metadata, 0, 0)`` (default metadata: a PADDING :class:`FileMetadata`)."""
+    shape = tuple(int(s) for s in shape)
+    num_tbins = shape[0]
+    if metadata is None:
+        metadata = FileMetadata(None, None, None, None, padding=True)
+    return (torch.zeros(shape, dtype=dtype), [rule.label] * num_tbins, rule.keep_memory,
+            np.zeros(num_tbins, dtype=bool), (metadata, 0, 0))
+
 
 #: Start-of-sequence marker: value written in channel 0 of the top-left 10x10 pixels.
 MARKER_VALUE = 222
 #: File-name text: OpenCV Hershey plain font, scale 1.2, this RGB colour.
 TEXT_COLOR = (50, 240, 12)
-
-
-def _as_numpy(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def _name_of(meta) -> str:
@@ -53,7 +192,7 @@ def show_dataloader(dataloader, height, width, vis_func, viz_labels=None, *rest,
     array.
     """
     if isinstance(vis_func, (int, np.integer)) and not callable(vis_func):
-        batch_size, vis_func, viz_labels = vis_func, viz_labels, (rest[0] if rest else None)
+        vis_func, viz_labels = viz_labels, (rest[0] if rest else None)   # 4th: batch_size
     elif rest:
         raise ArgumentError(f"show_dataloader: unexpected extra arguments {rest!r}")
     if not callable(vis_func):
@@ -64,14 +203,14 @@ def show_dataloader(dataloader, height, width, vis_func, viz_labels=None, *rest,
         num_tbins, n_items = int(inputs.shape[0]), int(inputs.shape[1])
         size_x = int(math.ceil(math.sqrt(n_items)))
         size_y = int(math.ceil(n_items / size_x))
-        keep = _as_numpy(batch["mask_keep_memory"]).reshape(-1)
+        keep = as_numpy(batch["mask_keep_memory"]).reshape(-1)
         infos = batch["video_infos"]
         labels = batch.get("labels")
         for t in range(num_tbins):
             frame = np.zeros((size_y * height, size_x * width, 3), dtype=np.uint8)
             for i in range(n_items):
                 meta = infos[i][0]
-                img = np.ascontiguousarray(vis_func(_as_numpy(inputs[t, i])), dtype=np.uint8)
+                img = np.ascontiguousarray(vis_func(as_numpy(inputs[t, i])), dtype=np.uint8)
                 if img.shape[:2] != (height, width):
                     img = cv2.resize(img, (width, height), interpolation=cv2.INTER_NEAREST)
                 if img.ndim == 2:
@@ -127,102 +266,5 @@ def write_frames(frames, path=None, fps=20.0, png_dir=None, max_frames=None, fou
     finally:
         if writer is not None:
             writer.release()
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
+        close_if_closable(frames)
     return count
-
-
-#: ``evstream render``'s time bin when the recordings are long enough (µs)
-RENDER_DELTA_T = 50_000
-
-
-def render_delta_t(files, durations, num_tbins: int,
-                   default: int = RENDER_DELTA_T) -> tuple[int, str | None]:
-    """The time bin ``evstream render`` uses when none is given: ``default``, unless the
-    shortest of ``files`` (``durations`` in µs, as :func:`~evstream.data.scheduler.get_duration`
-    measures them) is shorter than one chunk of ``num_tbins`` bins (the loader never plays such
-    a file); then the longest whole-millisecond bin (whole µs under 1 ms) with which the shortest
-    file fills one chunk. Returns ``(delta_t, note)``; ``note`` says what was chosen and why,
-    None when ``default`` is kept.
-
-    Raises :class:`~evstream.errors.ArgumentError` when a file is shorter than ``num_tbins`` µs
-    (no bin length can show it)."""
-    shortest, path = min(zip((int(d) for d in durations), (os.fspath(f) for f in files)))
-    if shortest >= num_tbins * default:
-        return default, None
-    if shortest < num_tbins:
-        raise ArgumentError(f"{os.path.basename(path)} lasts {shortest} us: too short to render "
-                            f"{num_tbins} time bins", path)
-    delta_t = shortest // num_tbins
-    if delta_t >= 1000:
-        delta_t -= delta_t % 1000
-    note = (f"{os.path.basename(path)} lasts {shortest / 1000:.1f} ms, less than {num_tbins} bins "
-            f"of {default} us: using --delta-t {delta_t} (set --delta-t or --num-tbins to choose)")
-    return delta_t, note
-
-
-def render_video(files, path=None, png_dir=None, preprocess_function_name="histo", delta_t=50000,
-                 num_tbins=5, height=None, width=None, batch_size=None, label_map_path=None,
-                 classes=None, padding=True, fps=None, max_frames=None, preprocess_kwargs=None,
-                 num_workers=0, say=None):
-    """What ``evstream render`` does: plays ``files`` with a :class:`SequentialDataLoader` and
-    writes its :meth:`~SequentialDataLoader.show` grids to ``path`` (mp4) and/or ``png_dir``.
-
-    ``delta_t=None``: :func:`render_delta_t` picks it (50 ms, shorter for short recordings) and
-    ``say(note)`` is called with what it picked. Defaults: ``height x width`` = the first file's
-    tensor size (stored size of a tensor file,
-    sensor size of a recording); ``batch_size`` = ``min(4, len(files))``; every file played to
-    its end (``padding``). With ``label_map_path``, each file's ``_bbox.npy`` boxes of
-    ``classes`` (default: all) are drawn. Returns ``(frames written, (grid height, grid width))``.
-    """
-    from functools import partial
-
-    from evstream.data import box_processing as box_api
-    from evstream.data._sources import file_kind, read_tensor_file_info
-    from evstream.data.scheduler import _get_original_size_file
-    from evstream.data.sequential_dataset import SequentialDataLoader
-    from evstream.detection_tracking.display_frame import draw_box_events
-    from evstream.preprocessing import get_preprocess_dict
-
-    from evstream.data.scheduler import _get_durations
-
-    files = [os.fspath(f) for f in files]
-    if not files:
-        raise ArgumentError("render needs at least one file")
-    durations = []                                  # [] = the loader measures them
-    if delta_t is None:
-        durations = _get_durations(files)           # measured once, for both
-        delta_t, note = render_delta_t(files, durations, num_tbins)
-        if note and say is not None:
-            say(note)
-    if height is None or width is None:
-        first = files[0]
-        if file_kind(first) == "h5":
-            height, width = read_tensor_file_info(first).shape[1:]
-        else:
-            height, width = _get_original_size_file(first)
-    channels = get_preprocess_dict(preprocess_function_name)["cin"]
-    if file_kind(files[0]) == "h5":
-        channels = read_tensor_file_info(files[0]).shape[0]
-    load_labels, viz_labels = load_labels_stub, None
-    if label_map_path is not None:
-        lookup = box_api.create_class_lookup(label_map_path, list(classes or []))
-        names = list(classes) if classes else [n for n in _label_names(label_map_path) if n != "empty"]
-        load_labels = partial(box_api.load_boxes, class_lookup=lookup)
-        viz_labels = partial(draw_box_events, label_map=["background"] + names)
-    loader = SequentialDataLoader(files, delta_t, preprocess_function_name,
-                                  [num_tbins, channels, height, width], load_labels=load_labels,
-                                  batch_size=batch_size or min(4, len(files)), durations=durations,
-                                  num_workers=num_workers, padding=padding,
-                                  preprocess_kwargs=dict(preprocess_kwargs or {}))
-    n = loader.save_video(path, viz_labels=viz_labels, fps=fps, png_dir=png_dir,
-                          max_frames=max_frames)
-    b = loader.batch_size
-    cols = int(math.ceil(math.sqrt(b)))
-    return n, (int(math.ceil(b / cols)) * height, cols * width)
-
-
-def _label_names(label_map_path) -> list:
-    from evstream.data.box_processing import load_label_map
-    return list(load_label_map(label_map_path).values())

@@ -201,7 +201,6 @@ def quantized_kernel(x, y, p, t, out, edges, inv, shift, t_limit, signed, lo, hi
     _, _, height, width = out.shape
     width_full = width << shift
     height_full = height << shift
-    n_t = out.shape[0]
     dropped = 0
     b = 0
     for i in range(t.size):

@@ -9,6 +9,7 @@ import numpy as np
 from evstream.errors import KernelArgumentError
 from evstream.preprocessing import registry
 from evstream.preprocessing.validation import OUT_OF_RANGE_POLICIES
+from evstream.utils.arrays import as_numpy
 
 
 def _accepts(fn, name: str) -> bool:
@@ -94,9 +95,7 @@ class CDProcessor:
         """RGB uint8 image of ``array`` (default: the last result) with the registry's viz: one
         time bin if ``tbin`` is given, else all bins side by side (``H x (T * W) x 3``)."""
         array = self.array if array is None else array
-        if hasattr(array, "detach"):
-            array = array.detach().cpu().numpy()
-        array = np.asarray(array)
+        array = as_numpy(array)
         if array.ndim == 3:
             array = array[None]
         vis = self.preprocess_dict["viz"]

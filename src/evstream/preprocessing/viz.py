@@ -21,21 +21,16 @@ import cv2
 import numpy as np
 
 from evstream.errors import ArgumentError
+from evstream.utils.arrays import as_numpy
 
 BG_COLOR = np.array([30, 37, 52], np.uint8)
 POS_COLOR = np.array([216, 223, 236], np.uint8)
 NEG_COLOR = np.array([64, 126, 201], np.uint8)
 
 
-def _as_numpy(im) -> np.ndarray:
-    if hasattr(im, "detach"):  # torch tensor, possibly on a GPU
-        im = im.detach().cpu().numpy()
-    return np.asarray(im)
-
-
 def _planes(im) -> np.ndarray:
     """``[C, H, W]`` view of an input given as ``[C, H, W]`` or ``[H, W]``."""
-    im = _as_numpy(im)
+    im = as_numpy(im)
     if im.ndim == 2:
         im = im[None]
     if im.ndim != 3:
@@ -45,27 +40,27 @@ def _planes(im) -> np.ndarray:
 
 def gray_to_rgb(im) -> np.ndarray:
     """``H x W`` uint8 -> ``H x W x 3`` (the plane replicated)."""
-    im = _as_numpy(im)
+    im = as_numpy(im)
     return np.repeat(im[..., None], 3, axis=2)
 
 
 def filter_outliers(x, num_std=2):
     """``x`` clipped to ``mean +- num_std * std``."""
-    x = _as_numpy(x).astype(np.float64)
+    x = as_numpy(x).astype(np.float64)
     m, s = x.mean(), x.std()
     return np.clip(x, m - num_std * s, m + num_std * s)
 
 
 def normalize(x) -> np.ndarray:
     """Min-max normalisation to ``[0, 255]`` as uint8 (``(x - lo) / (hi - lo + 1e-6) * 255``)."""
-    x = _as_numpy(x).astype(np.float64)
+    x = as_numpy(x).astype(np.float64)
     lo, hi = x.min(), x.max()
     return ((x - lo) / (hi - lo + 1e-6) * 255).astype(np.uint8)
 
 
 def _gray(im) -> np.ndarray:
     """One plane -> uint8 H x W: outliers clipped at 3 std, min-max normalised; 127 if all zero."""
-    im = _as_numpy(im).astype(np.float64)
+    im = as_numpy(im).astype(np.float64)
     if not np.any(im):
         return np.full(im.shape, 127, np.uint8)
     return normalize(filter_outliers(im, num_std=3))
@@ -121,7 +116,7 @@ def viz_event_cube_rgb(im, split_polarity=True) -> np.ndarray:
 
 def viz_timesurface(im) -> np.ndarray:
     """Maximum over the channels (for ``[C, H, W]``), times 255, OpenCV JET colour map, as RGB."""
-    im = _as_numpy(im).astype(np.float64)
+    im = as_numpy(im).astype(np.float64)
     if im.ndim == 3:
         im = im.max(axis=0)
     gray = (np.clip(im, 0.0, 1.0) * 255).astype(np.uint8)

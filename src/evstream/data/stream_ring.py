@@ -1,0 +1,185 @@
+"""The shared-memory ring of the stream loader, and :func:`stream_output`, the streamers' way in.
+
+A streamer that gets its output tensors from :func:`stream_output` (as
+:class:`~evstream.data.cd_processor_dataset.CDProcessorDataLoader` does) writes them, in a worker
+of a :class:`~evstream.data.stream.StreamDataLoader`, straight into a small ring of shared-memory
+buffers per slot (``ring_depth`` per slot output, allocated once per iteration with
+:func:`~evstream.utils.shm.shared_empty` and mapped once by the main process); messages then
+carry only a :class:`RingRef` to the buffer. The main process tells the worker when a step has
+been collated (one shared counter per worker, plus a stop flag: the *control* tensor) and the
+worker reuses a buffer only after that, so ``collate_fn`` must copy tensors.
+
+Which ring :func:`stream_output` draws from is a context, as torch's ``get_worker_info()``: the
+worker loop sets the *current outputs* of the slot whose item is being computed
+(:func:`current_outputs`, a :mod:`contextvars` variable, not a module-level list) and resets it
+after the item; outside of that (in the main process, with ``num_workers=0``, in any other code)
+:func:`stream_output` returns a new ordinary tensor.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections import namedtuple
+
+import torch
+
+from evstream.utils.shm import shared_empty
+
+__all__ = ["Ring", "RingRef", "SlotOutputs", "Stopped", "computing_item", "current_outputs",
+           "stream_output", "resolve_refs"]
+
+#: How long a worker sleeps between two looks at the main process's progress (s).
+POLL_S = 0.0002
+
+
+class Stopped(Exception):
+    """The main process ended the iteration while a worker waited for a ring buffer."""
+
+
+class RingRef(namedtuple("RingRef", "ring_id")):
+    """Stands for a ring buffer inside a message (the main process holds the buffer itself)."""
+
+
+class Ring:
+    """The ring buffers of one worker. Buffer ``(key, step % depth)`` is handed out for ``step``;
+    it may be written only once the main process has collated step ``step - depth``.
+
+    ``control`` is the shared int64 tensor ``[consumed steps of worker 0, ..., stop flag]``
+    written by the main process."""
+
+    def __init__(self, worker_id: int, control: torch.Tensor, depth: int):
+        self.worker_id = worker_id
+        self.control = control.numpy()
+        self.depth = depth
+        self.buffers: dict = {}                  # key -> [depth tensors]
+        self.refs: dict = {}                     # data_ptr -> (ring id, buffer)
+        self.new: dict = {}                      # ring id -> buffer, not sent yet
+        self.step = 0
+        self.wait_s = 0.0
+        self._ppid = os.getppid()
+
+    def allocate(self, key, shape, dtype) -> torch.Tensor:
+        """The buffer of ``key`` (with this shape and dtype) for the current :attr:`step`."""
+        full_key = (key, tuple(shape), dtype)
+        ring = self.buffers.get(full_key)
+        if ring is None:
+            ring = []
+            for _ in range(self.depth):
+                buf = shared_empty(shape, dtype)
+                ring_id = len(self.refs)
+                self.refs[buf.data_ptr()] = (ring_id, buf)
+                self.new[ring_id] = buf
+                ring.append(buf)
+            self.buffers[full_key] = ring
+        return ring[self.step % self.depth]
+
+    def wait_until_free(self, step: int) -> None:
+        """Block until the buffers of ``step`` are free (step ``step - depth`` collated); raises
+        :class:`Stopped` when the main process stopped the iteration or died."""
+        need = step - self.depth + 1
+        ctl = self.control
+        if not self.buffers or ctl[self.worker_id] >= need:
+            return
+        t0 = time.perf_counter()
+        while ctl[self.worker_id] < need:
+            if ctl[-1] or os.getppid() != self._ppid:
+                raise Stopped()
+            time.sleep(POLL_S)
+        self.wait_s += time.perf_counter() - t0
+
+    def to_refs(self, data):
+        """``data`` with every ring buffer replaced by a :class:`RingRef`."""
+        if isinstance(data, torch.Tensor):
+            found = self.refs.get(data.data_ptr()) if data.numel() else None
+            if found is not None:
+                buf = found[1]
+                if data is buf or (data.shape == buf.shape and data.dtype == buf.dtype
+                                   and data.is_contiguous()):
+                    return RingRef(found[0])
+            return data
+        if isinstance(data, tuple) and not hasattr(data, "_fields"):
+            return tuple(self.to_refs(v) for v in data)
+        if isinstance(data, list):
+            return [self.to_refs(v) for v in data]
+        if isinstance(data, dict):
+            return {k: self.to_refs(v) for k, v in data.items()}
+        return data
+
+    def take_new(self) -> dict | None:
+        """The buffers created since the last call (to send once), or None."""
+        new, self.new = self.new, {}
+        return new or None
+
+
+class SlotOutputs:
+    """Where :func:`stream_output` takes buffers from while one slot's item is computed: the
+    worker's ring, keyed by the slot and the rank of the call within the item."""
+
+    def __init__(self, ring: Ring, slot: int):
+        self.ring = ring
+        self.slot = slot
+        self.calls = 0
+
+    def allocate(self, shape, dtype) -> torch.Tensor:
+        key = (self.slot, self.calls)
+        self.calls += 1
+        return self.ring.allocate(key, shape, dtype)
+
+
+#: The :class:`SlotOutputs` of the item being computed (None: no ring).
+_CURRENT: contextvars.ContextVar = contextvars.ContextVar("evstream_stream_outputs",
+                                                          default=None)
+
+
+class computing_item:  # noqa: N801 - used as a function: ``with computing_item(outputs):``
+    """Makes ``outputs`` (None: no ring) the current outputs for the ``with`` block, which
+    computes one item (a plain class rather than a generator: it runs once per item)."""
+
+    __slots__ = ("outputs", "token")
+
+    def __init__(self, outputs: SlotOutputs | None):
+        self.outputs = outputs
+
+    def __enter__(self) -> SlotOutputs | None:
+        if self.outputs is not None:
+            self.outputs.calls = 0
+        self.token = _CURRENT.set(self.outputs)
+        return self.outputs
+
+    def __exit__(self, *exc) -> None:
+        _CURRENT.reset(self.token)
+
+
+def current_outputs() -> SlotOutputs | None:
+    """The :class:`SlotOutputs` of the item being computed in this context, or None."""
+    return _CURRENT.get()
+
+
+def stream_output(shape, dtype=torch.float32) -> torch.Tensor:
+    """A tensor for a streamer to fill with (part of) the item it is computing.
+
+    Called by a streamer running in a :class:`~evstream.data.stream.StreamDataLoader` worker, it
+    returns a reusable shared-memory ring buffer (see the module docstring): fill it and put it,
+    unchanged, in the item; it stays valid until the main process has collated the step. Called
+    anywhere else, it returns a new uninitialised tensor. Successive calls for one item return
+    distinct buffers.
+    """
+    outputs = _CURRENT.get()
+    if outputs is None:
+        return torch.empty(tuple(shape), dtype=dtype)
+    return outputs.allocate(shape, dtype)
+
+
+def resolve_refs(data, buffers: dict):
+    """Main side: ``data`` with every :class:`RingRef` replaced by its buffer."""
+    if isinstance(data, RingRef):
+        return buffers[data.ring_id]
+    if isinstance(data, tuple) and not hasattr(data, "_fields"):
+        return tuple(resolve_refs(v, buffers) for v in data)
+    if isinstance(data, list):
+        return [resolve_refs(v, buffers) for v in data]
+    if isinstance(data, dict):
+        return {k: resolve_refs(v, buffers) for k, v in data.items()}
+    return data
