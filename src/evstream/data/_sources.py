@@ -1,4 +1,4 @@
-"""The files a loader reads, kept open: extension dispatch, tensor-file metadata and an LRU of
+"""The files a loader reads, kept open: which kind each file is, and an LRU of
 open handles (one per process, so each DataLoader worker has its own).
 
 * Event recordings (``.dat``, ``.raw``, HDF5 event files): a reader per file (layer 1). A
@@ -21,10 +21,8 @@ from collections import OrderedDict
 import numpy as np
 
 from evstream.errors import ArgumentError, MissingFileError
-from evstream.io import EventCD, EventDatReader, RawReader
-from evstream.preprocessing.tensor_file import (TENSOR_FILE_EXTENSIONS, TensorFile,
-                                                TensorFileAttrs, is_tensor_file,
-                                                read_tensor_attrs)
+from evstream.io import EventCD, EventNpyReader, open_reader
+from evstream.preprocessing.tensor_file import TENSOR_FILE_EXTENSIONS, TensorFile, is_tensor_file
 
 #: Extension (lower case) -> kind of file (``.h5`` / ``.hdf5``: see :func:`file_kind`).
 KINDS = {".dat": "dat", ".raw": "raw", ".npy": "npy",
@@ -41,23 +39,13 @@ def file_kind(path) -> str | None:
     return kind
 
 
-def read_tensor_file_info(path) -> TensorFileAttrs:
-    """The attributes of an HDF5 tensor file (layer 2's reader; errors name the file)."""
-    return read_tensor_attrs(path)
-
-
 def open_event_reader(path):
-    """A reader for a ``.dat``, ``.raw`` or HDF5 event recording (RAW times shifted, as OpenEB
-    does; HDF5 event arrays with their defaults: times repaired, out-of-sensor events dropped)."""
-    kind = file_kind(path)
-    if kind == "dat":
-        return EventDatReader(path)
-    if kind == "raw":
-        return RawReader(path)
-    if kind == "h5_events":
-        from evstream.io.hdf5_events import open_hdf5_reader
-        return open_hdf5_reader(path)
-    raise ArgumentError("not an event recording (.dat, .raw or an HDF5 event file)", path)
+    """A reader for a ``.dat``, ``.raw`` or HDF5 event recording (:func:`evstream.io.open_reader`:
+    RAW times shifted, as OpenEB does; HDF5 event arrays with their defaults: times repaired,
+    out-of-sensor events dropped); a tensor file or an ``.npy`` file is refused."""
+    if file_kind(path) not in ("dat", "raw", "h5_events"):
+        raise ArgumentError("not an event recording (.dat, .raw or an HDF5 event file)", path)
+    return open_reader(path)
 
 
 def last_event_time(path) -> int:
@@ -69,21 +57,12 @@ def last_event_time(path) -> int:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingFileError("no such recording", path)
-    kind = file_kind(path)
-    if kind == "npy":
-        from evstream.io import EventNpyReader
-        reader = EventNpyReader(path)
-    else:
-        reader = open_event_reader(path)
-    try:
+    npy = file_kind(path) == "npy"          # an event or a box file: both have times
+    with (EventNpyReader(path) if npy else open_event_reader(path)) as reader:
         if reader.event_count() == 0:
             return 0
         reader.seek_time(np.iinfo(np.int64).max // 4)
         return int(reader.current_time)
-    finally:
-        close = getattr(reader, "close", None)
-        if close is not None:
-            close()
 
 
 class _EventSource:
@@ -106,9 +85,7 @@ class _EventSource:
         return reader.load_delta_t(duration)
 
     def close(self) -> None:
-        close = getattr(self.reader, "close", None)
-        if close is not None:
-            close()
+        self.reader.close()
 
 
 class SourceCache:

@@ -60,7 +60,6 @@ from evstream.io import open_reader
 from evstream.preprocessing import get_preprocess_dict
 from evstream.preprocessing.tensor_file import (MODES, check_output_size, is_tensor_file,
                                                 read_tensor_attrs)
-from evstream.utils.arrays import close_if_closable
 
 __all__ = ["CDProcessorDatasetIterator", "CDProcessorDataLoader", "collate_fn", "is_tensor_file",
            "native_size", "count_chunks"]
@@ -73,13 +72,8 @@ def native_size(path):
     if is_tensor_file(path):
         shape = read_tensor_attrs(path).shape
         return int(shape[1]), int(shape[2])
-    reader = open_reader(path)
-    try:
+    with open_reader(path) as reader:
         size = reader.get_size()
-    finally:
-        close = getattr(reader, "close", None)
-        if close is not None:
-            close()
     if size is None or None in tuple(size):
         return None
     return int(size[0]), int(size[1])
@@ -242,8 +236,7 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
     if mode == "delta_t":
         chunk = int(delta_t) * int(num_tbins)
         if duration is None:
-            reader = open_reader(path, **dict(reader_kwargs or {}))
-            try:
+            with open_reader(path, **dict(reader_kwargs or {})) as reader:
                 if reader.event_count() == 0:
                     return 0
                 reader.seek_time(start_ts)
@@ -251,8 +244,6 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
                     return 0
                 reader.seek_time(np.iinfo(np.int64).max // 4)
                 last = int(reader.current_time)
-            finally:
-                close_if_closable(reader)
         else:
             last = int(duration)
             if last < start_ts:
@@ -266,11 +257,11 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
                               n_events=int(n_events) * int(num_tbins), max_duration=max_duration,
                               **dict(reader_kwargs or {}))
     count = 0
-    for events in iterator:
-        if len(events) == 0:
-            break
-        count += 1
-    close_if_closable(iterator.reader)
+    with iterator.reader:
+        for events in iterator:
+            if len(events) == 0:
+                break
+            count += 1
     return count
 
 

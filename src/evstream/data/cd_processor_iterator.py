@@ -319,9 +319,7 @@ class CDProcessorIterator:
     def close(self) -> None:
         if self._fused is not None:
             self._fused.close()
-        close = getattr(self.events_iterator.reader, "close", None)
-        if close is not None:
-            close()
+        self.events_iterator.reader.close()
 
 
 class TensorFileChunks:

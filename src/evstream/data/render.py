@@ -12,13 +12,14 @@ import os
 from functools import partial
 
 from evstream.data import box_processing as box_api
-from evstream.data._sources import file_kind, read_tensor_file_info
+from evstream.data._sources import file_kind
 from evstream.data.scheduler import _get_durations, _get_original_size_file
 from evstream.data.sequential_dataset import SequentialDataLoader
 from evstream.data.sequential_dataset_common import load_labels_stub
 from evstream.detection_tracking.display_frame import draw_box_events
 from evstream.errors import ArgumentError
 from evstream.preprocessing import get_preprocess_dict
+from evstream.preprocessing.tensor_file import read_tensor_attrs
 
 __all__ = ["RENDER_DELTA_T", "render_delta_t", "render_video"]
 
@@ -78,12 +79,12 @@ def render_video(files, path=None, png_dir=None, preprocess_function_name="histo
     if height is None or width is None:
         first = files[0]
         if file_kind(first) == "h5":
-            height, width = read_tensor_file_info(first).shape[1:]
+            height, width = read_tensor_attrs(first).shape[1:]
         else:
             height, width = _get_original_size_file(first)
     channels = get_preprocess_dict(preprocess_function_name)["cin"]
     if file_kind(files[0]) == "h5":
-        channels = read_tensor_file_info(files[0]).shape[0]
+        channels = read_tensor_attrs(files[0]).shape[0]
     load_labels, viz_labels = load_labels_stub, None
     if label_map_path is not None:
         lookup = box_api.create_class_lookup(label_map_path, list(classes or []))

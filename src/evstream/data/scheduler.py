@@ -30,8 +30,8 @@ import random
 import numpy as np
 
 from evstream.errors import ArgumentError, FileFormatError, MissingFileError
-from evstream.data._sources import file_kind, last_event_time, read_tensor_file_info
-from evstream.preprocessing.tensor_file import is_tensor_file
+from evstream.data._sources import file_kind, last_event_time, open_event_reader
+from evstream.preprocessing.tensor_file import is_tensor_file, read_tensor_attrs
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def get_duration(path) -> int:
     path = os.fspath(path)
     kind = file_kind(path)
     if kind == "h5":
-        return read_tensor_file_info(path).duration
+        return read_tensor_attrs(path).duration
     if kind in ("dat", "raw", "npy", "h5_events"):
         return last_event_time(path)
     raise FileFormatError("can't measure the duration of this file: expected .dat, .raw, .npy, "
@@ -82,15 +82,11 @@ def _get_original_size_file(path) -> tuple[int, int]:
     if not os.path.isfile(path):
         raise MissingFileError("no such file", path)
     if kind == "h5":
-        attrs = read_tensor_file_info(path)
+        attrs = read_tensor_attrs(path)
         return attrs.height, attrs.width
     if kind in ("dat", "raw", "h5_events"):
-        from evstream.data._sources import open_event_reader
-        reader = open_event_reader(path)
-        try:
+        with open_event_reader(path) as reader:
             size = reader.get_size()
-        finally:
-            reader.close()
         if size is None or size[0] is None:
             raise FileFormatError("the header gives no sensor size (Height/Width)", path)
         return int(size[0]), int(size[1])

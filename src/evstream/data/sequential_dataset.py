@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 
-from evstream.data._sources import SourceCache, file_kind, read_tensor_file_info
+from evstream.data._sources import SourceCache, file_kind
 from evstream.data._loader import LoaderBase, check_state
 from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _rounding,
                                      quiet_logs)
@@ -42,7 +42,7 @@ from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_ti
 from evstream.errors import (ArgumentError, ArrayDimError, MissingFileError,
                              WorkerTimeoutError)
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
-from evstream.preprocessing.tensor_file import tensor_output_dtype
+from evstream.preprocessing.tensor_file import read_tensor_attrs, tensor_output_dtype
 from evstream.utils.shm import shared_empty
 
 logger = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ class SequentialDataset(torch.utils.data.Dataset):
         self._original_sizes[path] = (h0, w0)
         ratio_ok = h0 % height == 0 and w0 % width == 0 and h0 // height == w0 // width
         if file_kind(path) == "h5":
-            info = read_tensor_file_info(path)
+            info = read_tensor_attrs(path)
             self._tensor_info[path] = info
             stored_c, stored_h, stored_w = info.shape
             if not ratio_ok and (stored_h, stored_w) != (height, width):

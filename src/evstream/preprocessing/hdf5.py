@@ -231,9 +231,7 @@ def write_to_hdf5(path, start_ts=0, output_folder=".", delta_t=50000, preprocess
                 raise write_error(exc, exc.filename or output_folder) from None
             raise
     finally:
-        reader = iterator.reader
-        if hasattr(reader, "close"):
-            reader.close()
+        iterator.reader.close()
     report.advance(total_events, rows, final=True)
     finals = outputs.finals
     return WriteResult(path, "written", outputs=finals, rows=rows,
@@ -263,9 +261,7 @@ def _open_recording(path, start_ts, mode, delta_t, n_events, height, width, read
                   int(width) if width is not None else sensor[1])
         return iterator, sensor, out_hw, downsampling_factor(sensor, out_hw, path)
     except BaseException:
-        reader = iterator.reader
-        if hasattr(reader, "close"):
-            reader.close()
+        iterator.reader.close()
         raise
 
 
