@@ -168,9 +168,9 @@ class RepairedEvents:
 
     Reads return EventCD arrays in file order, ``t`` the repaired time (int64 µs), ``p`` in
     {0, 1} (another polarity raises :class:`~evstream.errors.EventArrayError`, as RVT asserts).
-    They move one cursor: :meth:`seek_time` / :meth:`seek_event`, then :meth:`load_until`; the
-    events of the last load stay available (:meth:`recent`, :meth:`recent_from_time`), so a window that shares events
-    with the previous one needs no seek back.
+    They move one cursor: :meth:`seek_time` / :meth:`seek_event`, then :meth:`load_until`; a
+    caller can :meth:`keep` the last events it read, so that the next window, which shares
+    events with them, needs no seek back.
     """
 
     def __init__(self, path: str | os.PathLike, **reader_kwargs):
@@ -189,17 +189,13 @@ class RepairedEvents:
             if first["t"][0] < 0:
                 raise EventArrayError(f"the first event has a negative time {int(first['t'][0])} "
                                       f"µs (RVT asserts t[0] >= 0)", self.path)
-        self._moved()          # the last events loaded, which end at the cursor: none yet
+        self._kept, self._kept_cursor, self._kept_from = np.empty(0, EventCD), -1, None
 
     def _checked(self, events: np.ndarray) -> np.ndarray:
         if self._check and len(events) and events["p"].max() > 1:
             raise EventArrayError(f"polarity {int(events['p'].max())} outside {{0, 1}} (RVT "
                                   f"asserts 0 <= p <= 1)", self.path)
         return events
-
-    def _moved(self) -> None:
-        self._recent = np.empty(0, EventCD)
-        self._recent_start = self.reader.current_event_index()
 
     @property
     def cursor(self) -> int:
@@ -208,46 +204,49 @@ class RepairedEvents:
 
     @property
     def cursor_time(self) -> int:
-        """Every event before the cursor has ``t <`` this (the reader's ``current_time``)."""
+        """The reader's ``current_time``: after :meth:`load_until(t) <load_until>`, ``t + 1``
+        (the last event's time at the end of the file)."""
         return self.reader.current_time
 
     def seek_time(self, t: int) -> int:
         """Cursor to the first event with ``t >= t``; returns its index."""
         self.reader.seek_time(max(int(t), 0))
-        self._moved()
         return self.reader.current_event_index()
 
     def seek_event(self, n: int) -> None:
         self.reader.seek_event(n)
-        self._moved()
 
     def load_until(self, t: int) -> np.ndarray:
         """The events from the cursor with time ``<= t`` (the cursor moves past them)."""
         delta = int(t) + 1 - self.reader.current_time
         if delta < 1 or self.reader.is_done():
             return np.empty(0, EventCD)
-        start = self.reader.current_event_index()
-        events = self._checked(self.reader.load_delta_t(delta))
-        if len(events):
-            self._recent, self._recent_start = events, start
-        return events
+        return self._checked(self.reader.load_delta_t(delta))
 
-    def recent(self) -> tuple[int, np.ndarray]:
-        """``(index, events)``: the last load when it ends at the cursor (nothing is read),
-        else ``(cursor, no events)``."""
-        if self._recent_start + len(self._recent) == self.cursor:
-            return self._recent_start, self._recent
-        return self.cursor, self._recent[:0]
+    def keep(self, events: np.ndarray, from_time: int | None = None) -> None:
+        """Remember ``events``, the last events before the cursor (a compact copy): with
+        ``from_time``, they are every event before the cursor with ``t >= from_time``. Valid
+        until the cursor moves."""
+        self._kept = events.copy()
+        self._kept_cursor = self.cursor
+        self._kept_from = from_time
 
-    def recent_from_time(self, t: int) -> tuple[int, np.ndarray] | None:
-        """``(index, events)``: the events before the cursor with time ``>= t`` when the last
-        load holds all of them (it began before ``t``, or at the first event), else None."""
-        recent = self._recent
-        if self._recent_start + len(recent) != self.cursor or not len(recent) or \
-                (recent["t"][0] >= t and self._recent_start > 0):
+    def kept(self) -> tuple[int, np.ndarray] | None:
+        """``(index of the first, events)`` remembered by :meth:`keep`, None if the cursor
+        moved since."""
+        if self._kept_cursor != self.cursor:
             return None
-        k = first_at_or_after_time(recent, t)
-        return self._recent_start + k, recent[k:]
+        return self._kept_cursor - len(self._kept), self._kept
+
+    def kept_from_time(self, t: int) -> tuple[int, np.ndarray] | None:
+        """``(index, events)``: every event before the cursor with ``t >= t``, from what
+        :meth:`keep` remembered, or None if it cannot tell (the cursor moved, or ``t`` is
+        before the remembered ``from_time``)."""
+        kept = self.kept()
+        if kept is None or self._kept_from is None or t < self._kept_from:
+            return None
+        k = first_at_or_after_time(kept[1], t)
+        return kept[0] + k, kept[1][k:]
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Events ``[start, stop)`` by index."""
@@ -256,9 +255,7 @@ class RepairedEvents:
             return np.empty(0, EventCD)
         if self.reader.current_event_index() != start:
             self.reader.seek_event(start)
-        events = self._checked(self.reader.load_n_events(stop - start))
-        self._recent, self._recent_start = events, start
-        return events
+        return self._checked(self.reader.load_n_events(stop - start))
 
     def first_at_or_after(self, tau: int, right: bool = False) -> int:
         """Index of the first event with ``t >= tau`` (``t > tau`` with ``right``); moves the

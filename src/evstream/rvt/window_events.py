@@ -11,11 +11,12 @@ With ``r`` the repaired (non-decreasing) times and ``T_k`` the window ends:
 :func:`iter_window_events` reads the windows in *runs*: up to :data:`RUN_WINDOWS` consecutive
 windows whose starts lie at most :data:`MAX_GAP_US` after the previous window's end are read
 as one span of events (one read), and each window is a view of it, so the events two windows
-share are read once and not copied. A run that begins with events of the previous load (the
-events on a shared edge, or the previous 50 000 in COUNT mode) keeps them instead of seeking
-back: only its first window is then copied together. The gen4 windows (50 ms apart) touch;
-the gen1 windows (125 ms apart) leave 75 ms between them, which are read through rather than
-sought over. Memory is the events of one run and the previous load, never the file.
+share are read once and not copied. After a run, the few events the next window in order can
+share with it (those on the shared edge; COUNT: the last 50 000) are kept (a copy), so that the
+next run, in a stream of samples, continues without seeking back: only its first window is
+then copied together. The gen4 windows (50 ms apart) touch; the gen1 windows (125 ms apart)
+leave 75 ms between them, which are read through rather than sought over. Memory is the events
+of one run plus that kept tail, never the file.
 """
 
 from __future__ import annotations
@@ -81,29 +82,45 @@ def _runs(ends: np.ndarray, first: int, last: int) -> Iterator[tuple[int, int]]:
 
 def _span(events: RepairedEvents, ends: np.ndarray, mode: str) -> tuple[int, np.ndarray, np.ndarray]:
     """``(base, head, body)``: the events of windows ``ends`` (one run) are the span
-    ``head + body`` starting at the file's event ``base``; ``head`` is kept from the last load
-    (no seek back for the events a window shares with the previous one), ``body`` is read."""
+    ``head + body`` starting at the file's event ``base``; ``head`` comes from what the
+    previous run kept (no seek back for the events a window shares with the previous one),
+    ``body`` is read."""
     first_end, last_end = int(ends[0]), int(ends[-1])
     if mode == "duration":
-        kept = events.recent_from_time(first_end - WINDOW_STEP_US)
-        if kept is None:
-            base, head = events.seek_time(first_end - WINDOW_STEP_US), np.empty(0, EventCD)
+        start_time = first_end - WINDOW_STEP_US
+        kept = events.kept_from_time(start_time)
+        if kept is None or start_time - events.cursor_time > MAX_GAP_US:
+            base, head = events.seek_time(start_time), np.empty(0, EventCD)
         else:
             base, head = kept
         return base, head, events.load_until(last_end)
-    if events.cursor_time <= first_end + 1:     # every event before the cursor is in window k
-        kept_start, kept = events.recent()
+    kept = events.kept()
+    if kept is not None and events.cursor_time <= first_end + 1:   # no event > T_k read yet
+        kept_start, head = kept
         before = events.cursor
         body = events.load_until(last_end)
         base = max(before + first_at_or_after_time(body, first_end + 1) - COUNT_EVENTS, 0)
         if base >= before:
-            return base, kept[:0], body[base - before:]
+            return base, head[:0], body[base - before:]
         if base >= kept_start:
-            return base, kept[base - kept_start:], body
+            return base, head[base - kept_start:], body
     end = events.first_at_or_after(first_end, right=True)
     base = max(end - COUNT_EVENTS, 0)
     events.seek_event(base)
     return base, np.empty(0, EventCD), events.load_until(last_end)
+
+
+def _keep_tail(events: RepairedEvents, head: np.ndarray, body: np.ndarray, ends: np.ndarray,
+               j: int, mode: str) -> None:
+    """After a run ending at window ``j - 1``: keep the events the next window in order can
+    share with it (DURATION: those at or after its start; COUNT: the last COUNT_EVENTS)."""
+    if mode == "duration":
+        from_time = int(ends[j]) - WINDOW_STEP_US if j < len(ends) else int(ends[j - 1]) + 1
+        k = _search(head["t"], body["t"], from_time, False)
+    else:
+        from_time, k = None, max(len(head) + len(body) - COUNT_EVENTS, 0)
+    h = len(head)
+    events.keep(body[k - h:] if k >= h else _joined(head[k:], body), from_time)
 
 
 def _joined(head: np.ndarray, body: np.ndarray) -> np.ndarray:
@@ -132,5 +149,6 @@ def iter_window_events(events: RepairedEvents, ends: np.ndarray, mode: str = "du
                 yield head[s:e]
             elif s >= h:
                 yield body[s - h:e - h]
-            else:               # the window begins with events kept from the previous load
+            else:               # the window begins with events kept from the previous run
                 yield _joined(head[s:], body[:e - h])
+        _keep_tail(events, head, body, ends, j, mode)
