@@ -71,6 +71,13 @@ def test_more_than_255_events_in_one_bin_wrap(count, fast, expected):
     assert out.sum() == expected
 
 
+def test_unsorted_window_is_refused():
+    from evstream.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="1 event.*non-decreasing"):
+        frame([0, 1, 2], 0, 0, [0, 10, 5])
+
+
 def test_empty_window_is_zero():
     assert frame([], [], [], []).sum() == 0
 

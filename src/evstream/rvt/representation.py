@@ -69,8 +69,9 @@ def _count_window(words, nbins, width, height, ds2, wrap, cutoff, cells, flat):
     counted event into ``cells`` (polarity, ds2's odd-pixel selection, the sensor check), the
     bin's two planes (OFF and ON) are zeroed just before counting into them (so they are
     counted in cache), and the cells are incremented: ``wrap`` counts modulo 256 (uint8), then
-    caps the touched cells at ``cutoff``; otherwise a cell stops at ``cutoff``. Returns the
-    events outside the sensor."""
+    caps the touched cells at ``cutoff``; otherwise a cell stops at ``cutoff``. Returns (the
+    events outside the sensor, the events whose time is below the previous one's: then the
+    bins are not RVT's and the caller raises)."""
     n = words.shape[0]
     t0 = words[0, 1]
     fspan = np.float32(max(words[n - 1, 1] - t0, 1))
@@ -79,6 +80,8 @@ def _count_window(words, nbins, width, height, ds2, wrap, cutoff, cells, flat):
     out_w = width >> shift
     plane = (height >> shift) * out_w
     inside = 0
+    unsorted = 0
+    previous = t0
     start = 0
     for b in range(nbins):
         stop = n
@@ -103,6 +106,8 @@ def _count_window(words, nbins, width, height, ds2, wrap, cutoff, cells, flat):
             on = np.int16((v >> 32) & 0xFFFF) > 0
             cells[kept] = (b + nbins * on) * plane + (y >> shift) * out_w + (x >> shift)
             kept += ok
+            unsorted += words[i, 1] < previous
+            previous = words[i, 1]
         start = stop
         flat[b * plane:(b + 1) * plane] = 0
         flat[(b + nbins) * plane:(b + nbins + 1) * plane] = 0
@@ -118,7 +123,7 @@ def _count_window(words, nbins, width, height, ds2, wrap, cutoff, cells, flat):
                 c = cells[j]
                 if flat[c] > cutoff:
                     flat[c] = cutoff
-    return n - inside
+    return n - inside, unsorted
 
 
 def stacked_histogram_window(events: np.ndarray, height: int, width: int, *, nbins: int = NBINS,
@@ -152,8 +157,12 @@ def stacked_histogram_window(events: np.ndarray, height: int, width: int, *, nbi
         return out
     words = np.ascontiguousarray(events).view(np.int64).reshape(-1, 2)
     cells = np.empty(len(events), np.int64)       # room for one bin (at most every event)
-    outside = _count_window(words, nbins, width, height, downsample_by_2, fastmode, cutoff,
-                            cells, out.reshape(-1))
+    outside, unsorted = _count_window(words, nbins, width, height, downsample_by_2, fastmode,
+                                      cutoff, cells, out.reshape(-1))
+    if unsorted:
+        raise ArgumentError(f"{unsorted} event(s) of an RVT window earlier than the event "
+                            f"before them: the window's times must be repaired "
+                            f"(non-decreasing)", path)
     if outside:
         warnings.warn(f"{path or 'events'}: {outside} event(s) outside the {width}x{height} "
                       f"sensor dropped from an RVT frame", RuntimeWarning, stacklevel=2)
