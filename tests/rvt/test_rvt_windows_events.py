@@ -172,3 +172,28 @@ def test_frames_in_any_order_equal_the_reference(tmp_path, monkeypatch, dataset,
         for a, b in [(0, 2), (2, 4), (4, 5), (5, n), (1, 3), (n - 1, n), (0, n), (3, 7), (3, 7),
                      (6, 8), (2, 3)]:
             assert np.array_equal(seq.frames(a, b), ref[a:b]), (a, b)
+
+
+def test_other_readers_are_repaired_the_same_way(tmp_path, monkeypatch):
+    """A format whose reader has no time_order (here NPY) goes through RepairedReader: the
+    running maximum in file order, -1 polarities clipped to 0, exact seeks on the repaired
+    times across index blocks, the late events counted once."""
+    monkeypatch.setattr(time_order, "TIME_BLOCK", 8)
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.integers(0, 10_000, 100))
+    t[[9, 40, 41, 77]] = [0, 3, 2, 100]                      # backward steps
+    ev = events(rng.integers(0, 304, 100), rng.integers(0, 240, 100),
+                np.where(rng.integers(0, 2, 100) == 1, 1, -1), t)
+    np.save(tmp_path / "s_td.npy", ev)
+    expected = np.maximum.accumulate(t)
+    with pytest.warns(UserWarning, match="not sorted"):     # once, at the first decode
+        src = RepairedEvents(tmp_path / "s_td.npy")
+        got = src.read(0, 100)
+    assert got["t"].tolist() == expected.tolist() and got["x"].tolist() == ev["x"].tolist()
+    assert got["p"].tolist() == np.maximum(ev["p"], 0).tolist()
+    for tau in (0, 1, int(expected[40]), int(expected[77]) + 1, 20_000):
+        k = int(np.searchsorted(expected, tau))
+        assert src.seek_time(tau) == k
+        assert src.load_until(int(expected[min(k + 5, 99)]))["t"].tolist() == \
+            expected[k:np.searchsorted(expected, expected[min(k + 5, 99)], "right")].tolist()
+    assert src.reader.time_repaired_count == int(np.sum(t < expected))
