@@ -10,15 +10,18 @@ stored before it (in file order). The policies (:data:`TIME_ORDER_POLICIES`):
 * ``"keep"``: report the stored times;
 * ``"raise"``: raise :class:`~evstream.errors.FileFormatError` at the first late event.
 
-Under ``"repair"`` and ``"keep"`` every late event is counted once (in the reader's
-``time_repaired_count``; an event decoded again after a seek back is not counted again) and the
-first ones found give one warning per reader (:func:`report_late_events`).
+Under ``"repair"`` and ``"keep"`` late events are counted in the reader's
+``time_repaired_count`` and the first ones found give one warning per reader
+(:func:`report_late_events`). The count follows ``out_of_bounds_count``'s convention: only
+events past the furthest point decoded so far are counted, so an event decoded again after a
+seek back is not counted twice, and one that a forward seek skipped is not counted if it is
+decoded later.
 
 :func:`order_time` is the per-event rule, called from the readers' numba decode loops (so the
-repair costs no extra pass); :func:`repair_in_place` applies it to an array of times. :class:`RunningMaxIndex` knows the running maximum at the end of
-each block of :data:`TIME_BLOCK` events (built lazily, one pass over the times up to where it
-is asked), which a reader needs to resume the running maximum after a seek and to seek by
-repaired time.
+repair costs no extra pass); :func:`repair_in_place` applies it to an array of times.
+:class:`RunningMaxIndex` knows the running maximum at the end of each block of
+:data:`TIME_BLOCK` events (built lazily, one pass over the times up to where it is asked),
+which a reader needs to resume the running maximum after a seek and to seek by repaired time.
 """
 
 from __future__ import annotations

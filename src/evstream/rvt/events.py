@@ -137,7 +137,8 @@ def is_rvt_h5(path: str) -> bool:
             group = f.get("events")
             if not isinstance(group, h5py.Group):
                 return False
-            missing = [k for k in ("x", "y", "p", "t") if not isinstance(group.get(k), h5py.Dataset)]
+            missing = [k for k in ("x", "y", "p", "t")
+                       if not isinstance(group.get(k), h5py.Dataset)]
     except OSError:
         return False
     if missing:

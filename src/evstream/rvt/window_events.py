@@ -80,7 +80,8 @@ def _runs(ends: np.ndarray, first: int, last: int) -> Iterator[tuple[int, int]]:
         k = j
 
 
-def _span(events: RepairedEvents, ends: np.ndarray, mode: str) -> tuple[int, np.ndarray, np.ndarray]:
+def _span(events: RepairedEvents, ends: np.ndarray,
+          mode: str) -> tuple[int, np.ndarray, np.ndarray]:
     """``(base, head, body)``: the events of windows ``ends`` (one run) are the span
     ``head + body`` starting at the file's event ``base``; ``head`` comes from what the
     previous run kept (no seek back for the events a window shares with the previous one),
