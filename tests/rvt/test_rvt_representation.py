@@ -6,17 +6,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from evstream.io import EventCD
 from evstream.preprocessing.validation import time_edges
 from evstream.rvt.representation import rvt_time_bins, stacked_histogram_window
 
 
-def frame(x, y, p, t, h=4, w=6, **kw):
-    a = lambda v: np.asarray(v)            # noqa: E731
+def window(x, y, p, t) -> np.ndarray:
+    """An EventCD window from field values (scalars broadcast)."""
     n = len(t)
-    return stacked_histogram_window(np.broadcast_to(a(x), n).astype(np.uint16),
-                                    np.broadcast_to(a(y), n).astype(np.uint16),
-                                    np.broadcast_to(a(p), n).astype(np.int16),
-                                    a(t).astype(np.int64), h, w, **kw)
+    ev = np.zeros(n, EventCD)
+    for name, v in (("x", x), ("y", y), ("p", p), ("t", t)):
+        ev[name] = np.broadcast_to(np.asarray(v), n)
+    return ev
+
+
+def frame(x, y, p, t, h=4, w=6, **kw):
+    return stacked_histogram_window(window(x, y, p, t), h, w, **kw)
 
 
 def reference(x, y, p, t, h, w, cutoff=10, fastmode=True):
@@ -39,8 +44,9 @@ def test_time_bins_use_first_and_last_event_of_the_window():
 
 
 def test_kernel_fed_times_over_span_would_not_match():
-    """Why the bin index, not t - t_first over D, is fed to the kernel: with window length D=2
-    the kernel's float64 rule puts t=1 in bin 4, RVT (and the exact rule) in bin 5."""
+    """Why RVT's frame has its own kernel, not evstream's stacked_histogram fed t - t_first
+    over D: with window length D=2 that kernel's float64 rule puts t=1 in bin 4, RVT (and the
+    exact rule) in bin 5."""
     edges = time_edges(2.0, 10)
     assert int(np.searchsorted(edges, 1, "right") - 1) == 4
     assert rvt_time_bins(np.array([0, 1, 2])).tolist() == [0, 5, 9]
@@ -65,6 +71,13 @@ def test_more_than_255_events_in_one_bin_wrap(count, fast, expected):
     assert out.sum() == expected
 
 
+def test_unsorted_window_is_refused():
+    from evstream.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="1 event.*non-decreasing"):
+        frame([0, 1, 2], 0, 0, [0, 10, 5])
+
+
 def test_empty_window_is_zero():
     assert frame([], [], [], []).sum() == 0
 
@@ -83,7 +96,7 @@ def test_against_numpy_reference_random_windows():
         p = rng.integers(0, 2, n).astype(np.int16)
         t = np.sort(rng.integers(0, span + 1, n)).astype(np.int64)
         for fast in (True, False):
-            got = stacked_histogram_window(x, y, p, t, 4, 6, fastmode=fast)
+            got = stacked_histogram_window(window(x, y, p, t), 4, 6, fastmode=fast)
             assert np.array_equal(got, reference(x, y, p, t, 4, 6, fastmode=fast))
 
 
@@ -105,10 +118,10 @@ def test_ds2_equals_torch_nearest_exact_of_full_frame():
     y = rng.integers(0, 10, n).astype(np.uint16)
     p = rng.integers(0, 2, n).astype(np.int16)
     t = np.sort(rng.integers(0, 50_000, n)).astype(np.int64)
-    full = stacked_histogram_window(x, y, p, t, 10, 14)
+    full = stacked_histogram_window(window(x, y, p, t), 10, 14)
     resized = F.interpolate(torch.from_numpy(full)[None], scale_factor=0.5,
                             mode="nearest-exact")[0].numpy()
-    half = stacked_histogram_window(x, y, p, t, 10, 14, downsample_by_2=True)
+    half = stacked_histogram_window(window(x, y, p, t), 10, 14, downsample_by_2=True)
     assert np.array_equal(half, resized)
     assert np.array_equal(half, full[:, 1::2, 1::2])
 

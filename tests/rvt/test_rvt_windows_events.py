@@ -1,10 +1,12 @@
 """Window ends, the running-maximum time repair, and which events make each window."""
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
 
-import evstream.rvt.events as rvt_events
+import evstream.io.time_order as time_order
 from evstream.errors import EventArrayError, FileFormatError, RvtRuleError
 from evstream.io import RawWriter
 from evstream.rvt.events import RepairedEvents
@@ -43,14 +45,15 @@ def test_dat_backwards_times_are_repaired_in_file_order(tmp_path):
     path = tmp_path / "back_td.dat"
     write_dat(path, ev, 240, 304, patched_times={2: 5, 3: 25})       # 10 20 5 25 50 on disk
     src = RepairedEvents(path)
-    x, y, p, r = src.read(0, 5)
+    ev = src.read(0, 5)
+    x, y, p, r = (ev[k] for k in "xypt")
     assert x.tolist() == [1, 2, 3, 4, 5]                   # not reordered
     assert r.tolist() == [10, 20, 20, 25, 50]              # running maximum
     assert p.tolist() == [0, 1, 0, 1, 1]
 
 
 def test_random_access_equals_sequential(tmp_path, monkeypatch):
-    monkeypatch.setattr(rvt_events, "INDEX_BLOCK", 4)
+    monkeypatch.setattr(time_order, "TIME_BLOCK", 4)
     rng = np.random.default_rng(3)
     t = np.sort(rng.integers(0, 1000, 50))
     ev = events(rng.integers(0, 304, 50), rng.integers(0, 240, 50), rng.integers(0, 2, 50), t)
@@ -61,9 +64,9 @@ def test_random_access_equals_sequential(tmp_path, monkeypatch):
     for i, v in back.items():
         raw[i] = v
     expected = np.maximum.accumulate(raw)
-    assert src.read(0, 50)[3].tolist() == expected.tolist()
+    assert src.read(0, 50)["t"].tolist() == expected.tolist()
     for start in (1, 5, 8, 14, 31, 49):
-        assert src.read(start, 50)[3].tolist() == expected[start:].tolist()
+        assert src.read(start, 50)["t"].tolist() == expected[start:].tolist()
     for tau in (0, int(expected[20]), int(expected[20]) + 1, 2000):
         assert src.first_at_or_after(tau) == int(np.searchsorted(expected, tau, "left"))
         assert src.first_at_or_after(tau, right=True) == int(np.searchsorted(expected, tau, "right"))
@@ -76,7 +79,8 @@ def test_rvt_h5_polarity_clip_and_checks(tmp_path):
             for k, v in (("x", [1, 2, 3]), ("y", [0, 0, 0]), ("p", p), ("t", t)):
                 g.create_dataset(k, data=np.asarray(v))
         return RepairedEvents(tmp_path / name)
-    x, y, p, r = h5("a_td.h5", [-1, 1, 0], [0, 5, 3]).read(0, 3)
+    ev = h5("a_td.h5", [-1, 1, 0], [0, 5, 3]).read(0, 3)
+    x, y, p, r = (ev[k] for k in "xypt")
     assert p.tolist() == [0, 1, 0] and r.tolist() == [0, 5, 5]
     with pytest.raises(EventArrayError, match="polarity"):
         h5("b_td.h5", [0, 2, 0], [0, 5, 6]).read(0, 3)
@@ -93,27 +97,28 @@ def test_raw_recordings_are_read_through_evstream_io(tmp_path):
     with RawWriter(tmp_path / "s.raw", 240, 304, "evt3") as w:
         w.write(ev)
     src = RepairedEvents(tmp_path / "s.raw")
-    x, y, p, r = src.read(0, src.count)
+    ev = src.read(0, src.count)
+    x, y, p, r = (ev[k] for k in "xypt")
     assert x.tolist() == [1, 2, 3] and p.tolist() == [1, 0, 1]
     assert np.diff(r).tolist() == [100, 100] and src.geometry == (240, 304)
 
 
 def test_window_membership_edges_duration_and_count(tmp_path, monkeypatch):
-    monkeypatch.setattr("evstream.rvt.window_events.READ_BLOCK", 3)
+    monkeypatch.setattr("evstream.rvt.events.READ_EVENTS", 3)
     monkeypatch.setattr("evstream.rvt.window_events.COUNT_EVENTS", 2)
     t = [49_999, 50_000, 100_000, 100_001, 150_000, 150_000, 150_001, 200_000]
     write_dat(tmp_path / "e_td.dat", events(np.arange(8), 0, 0, t), 240, 304)
     src = RepairedEvents(tmp_path / "e_td.dat")
     ends = np.array([100_000, 150_000, 200_000])
-    got = [r.tolist() for _, _, _, r in iter_window_events(src, ends)]
+    got = [w["t"].tolist() for w in iter_window_events(src, ends)]
     # closed windows [end - 50 ms, end]: 50000 and 100000 are on edges; 100000 and 150000 are
     # in two windows each
     assert got == [[50_000, 100_000], [100_000, 100_001, 150_000, 150_000],
                    [150_000, 150_000, 150_001, 200_000]]
-    assert [r.tolist() for *_, r in iter_window_events(src, ends, first=1)] == got[1:]
-    counted = [x.tolist() for x, *_ in iter_window_events(src, ends, "count")]
+    assert [w["t"].tolist() for w in iter_window_events(src, ends, first=1)] == got[1:]
+    counted = [w["x"].tolist() for w in iter_window_events(src, ends, "count")]
     assert counted == [[1, 2], [4, 5], [6, 7]]                   # the last 2 events <= end
-    assert [x.tolist() for x, *_ in iter_window_events(src, ends, "count", first=2)] == [[6, 7]]
+    assert [w["x"].tolist() for w in iter_window_events(src, ends, "count", first=2)] == [[6, 7]]
 
 
 def test_rvt_h5_geometry_is_checked(tmp_path):
@@ -134,3 +139,61 @@ def test_rvt_h5_geometry_is_checked(tmp_path):
                 seq.frames(0, 1)
         else:
             assert seq.frames(0, seq.num_windows).sum() == 0     # events before the windows
+
+
+@pytest.mark.parametrize("dataset", ["gen1", "gen4"])
+@pytest.mark.parametrize("mode", ["duration", "count"])
+def test_frames_in_any_order_equal_the_reference(tmp_path, monkeypatch, dataset, mode):
+    """Frame ranges asked in stream order, backwards, overlapping and repeated (runs of 3
+    windows, 700-event COUNT windows, backwards DAT times): each equals the numpy reference,
+    whether the events come from a seek or are kept from the previous load."""
+    from rvt_data import boxes, random_events
+    from rvt_reference import frames_reference, read_dat_whole
+
+    from evstream.rvt.sequence import RecordingSequence
+
+    monkeypatch.setattr("evstream.rvt.window_events.RUN_WINDOWS", 3)
+    monkeypatch.setattr("evstream.rvt.window_events.COUNT_EVENTS", 700)
+    h, w, period = (240, 304, 250_000) if dataset == "gen1" else (720, 1280, 16_667)
+    rng = np.random.default_rng(7)
+    ev = random_events(rng, 30_000, 1_300_000, h, w)
+    back = {i: int(ev["t"][i]) // 2 for i in range(500, len(ev), 997)}   # backward steps
+    write_dat(tmp_path / "s_td.dat", ev, h, w, back)
+    np.save(tmp_path / "s_bbox.npy",
+            boxes([(t, 5, 5, 40, 40, 0) for t in range(200_000, 1_250_000, period)]))
+    seq = RecordingSequence(tmp_path / "s_td.dat", tmp_path / "s_bbox.npy", dataset, True, mode)
+    x, y, p, t = read_dat_whole(tmp_path / "s_td.dat")
+    n = seq.num_windows
+    ref = frames_reference(x, y, p, t, seq.plan.ends, h, w, ds2=dataset == "gen4", mode=mode,
+                           count=700)
+    assert n >= 8 and ref.sum() > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                    # the reader's unsorted-times warning
+        for a, b in [(0, 2), (2, 4), (4, 5), (5, n), (1, 3), (n - 1, n), (0, n), (3, 7), (3, 7),
+                     (6, 8), (2, 3)]:
+            assert np.array_equal(seq.frames(a, b), ref[a:b]), (a, b)
+
+
+def test_other_readers_are_repaired_the_same_way(tmp_path, monkeypatch):
+    """A format whose reader has no time_order (here NPY) goes through RepairedReader: the
+    running maximum in file order, -1 polarities clipped to 0, exact seeks on the repaired
+    times across index blocks, the late events counted once."""
+    monkeypatch.setattr(time_order, "TIME_BLOCK", 8)
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.integers(0, 10_000, 100))
+    t[[9, 40, 41, 77]] = [0, 3, 2, 100]                      # backward steps
+    ev = events(rng.integers(0, 304, 100), rng.integers(0, 240, 100),
+                np.where(rng.integers(0, 2, 100) == 1, 1, -1), t)
+    np.save(tmp_path / "s_td.npy", ev)
+    expected = np.maximum.accumulate(t)
+    with pytest.warns(UserWarning, match="not sorted"):     # once, at the first decode
+        src = RepairedEvents(tmp_path / "s_td.npy")
+        got = src.read(0, 100)
+    assert got["t"].tolist() == expected.tolist() and got["x"].tolist() == ev["x"].tolist()
+    assert got["p"].tolist() == np.maximum(ev["p"], 0).tolist()
+    for tau in (0, 1, int(expected[40]), int(expected[77]) + 1, 20_000):
+        k = int(np.searchsorted(expected, tau))
+        assert src.seek_time(tau) == k
+        assert src.load_until(int(expected[min(k + 5, 99)]))["t"].tolist() == \
+            expected[k:np.searchsorted(expected, expected[min(k + 5, 99)], "right")].tolist()
+    assert src.reader.time_repaired_count == int(np.sum(t < expected))

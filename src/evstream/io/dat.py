@@ -9,6 +9,9 @@ little-endian records::
 
 Only CD record types are read: 0x00 (Event2d) and 0x0C (EventCD). Timestamps are 32-bit: a
 DAT file cannot hold times beyond 2^32 µs (about 71.6 minutes) and the writer refuses them.
+Records are chronological; a time that goes backwards raises by default (it usually means a
+corrupted or non-DAT file), or is repaired with a running maximum or kept
+(``time_order``, :mod:`evstream.io.time_order`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .dtypes import EventCD
 from .file_date import file_date
 from .header import parse_sensor_side, read_header
 from .reader import OutOfBounds, RecordFileReader
+from .time_order import RunningMaxIndex, check_time_order, order_time, report_late_events
 
 RECORD_BYTES = 8
 CD_TYPES = {0x00: "Event2d", 0x0C: "EventCD"}
@@ -34,23 +38,31 @@ READ_RECORDS = 1 << 16
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int, prev_t: int,
-                    count_from: int):
+def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int, running: int,
+                    count_from: int, repair: bool, stop_at_late: bool):
     """Decode ``len(words) // 2`` records into ``out``; drop events outside width x height.
 
     ``out`` is an EventCD buffer viewed as ``int64[N, 2]`` (column 0 ``x | y << 16 | p << 32``,
     column 1 ``t``: two 8-byte stores per event instead of four field stores).
-    ``prev_t`` is the time of the record before ``words`` (-1 at the start of the file).
-    Returns (events written, events dropped among records ``>= count_from``, index of the first
-    record whose time goes backwards or -1). ``out`` must hold ``len(words) // 2`` events.
+    ``running`` is the running maximum of the stored times before ``words`` (-1 at the start of
+    the file); times follow :func:`evstream.io.time_order.order_time` (``repair``: late times
+    raised to it), and ``stop_at_late`` stops at the first late record.
+    Returns (events written, events dropped among records ``>= count_from``, late records
+    among records ``>= count_from``, index of the first late record or -1, running maximum
+    after the last record decoded). ``out`` must hold ``len(words) // 2`` events.
     """
     n = 0
     dropped = 0
+    late = 0
+    first_late = -1
     for i in range(len(words) // 2):
-        t = words[2 * i]
-        if t < prev_t:
-            return n, dropped, i
-        prev_t = t
+        t, running, is_late = order_time(np.int64(words[2 * i]), running, repair)
+        if is_late:
+            if first_late < 0:
+                first_late = i
+                if stop_at_late:
+                    break
+            late += i >= count_from
         data = np.int64(words[2 * i + 1])
         x = data & 0x3FFF
         y = (data >> 14) & 0x3FFF
@@ -60,7 +72,7 @@ def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int,
         out[n, 0] = x | (y << 16) | (((data >> 28) & 1) << 32)
         out[n, 1] = t
         n += 1
-    return n, dropped, -1
+    return n, dropped, late, first_late, running
 
 
 def read_dat_layout(path: str) -> tuple[dict[str, str], int, int, int]:
@@ -110,23 +122,46 @@ class EventDatReader(RecordFileReader):
         path: the ``.dat`` file.
         out_of_bounds: events outside the header's Width x Height (when the header has them):
             ``"warn"`` drops them with one warning, ``"raise"`` raises, ``"keep"`` keeps them.
+        time_order: a record whose time is earlier than an earlier record's
+            (:mod:`evstream.io.time_order`): ``"raise"`` (default) raises
+            :class:`~evstream.errors.FileFormatError`; ``"repair"`` raises its time to the
+            running maximum (RVT's rule; events keep their position); ``"keep"`` reports the
+            stored time. Both count such records in ``time_repaired_count`` and warn once.
+
+    With ``"repair"``, seeks are exact on the repaired times; a seek (and ``duration_s``) reads
+    the times before its target once per reader (then kept as one running maximum per block
+    of :data:`~evstream.io.time_order.TIME_BLOCK` records). With ``"keep"``, ``seek_time``
+    bisects the stored times (exact where they are sorted, approximate around a backward
+    step; every event is still returned once, in file order). With ``"raise"``, seeks read
+    no more than the records they land on.
     """
 
     format_name = "DAT"
 
     def __init__(self, path: str | os.PathLike, out_of_bounds: OutOfBounds = "warn",
-                 buffer_events: int = 1 << 19):
+                 buffer_events: int = 1 << 19, time_order: str = "raise"):
         path = os.fspath(path)
+        self.time_order = check_time_order(time_order, path)
         self.header, self.ev_type, self._data_offset, self._count = read_dat_layout(path)
         self.ev_size = RECORD_BYTES
         self._height = _header_side(self.header, "height", path)
         self._width = _header_side(self.header, "width", path)
         self._file = open(path, "rb")
         self._row = 0  # index of the next record the source decodes
+        self._running = -1  # running maximum of the stored times of the records before _row
         self._furthest_record = 0  # records before it have had their dropped events counted
         self._words = np.empty(0, dtype="<u4")  # reused read buffer
+        #: records whose stored time is earlier than an earlier record's (repaired or kept),
+        #: in the part of the file decoded so far (counted once)
+        self.time_repaired_count = 0
+        self._times = RunningMaxIndex(self._count, self._stored_times)
         super().__init__(path, buffer_events, out_of_bounds)
         self.done = self._count == 0
+
+    def _reset_cursor(self) -> None:
+        guess = getattr(self, "_window_guess", 0)
+        super()._reset_cursor()
+        self._window_guess = guess   # a seek keeps the size of the last long read (no regrowth)
 
     # source hooks
     def _decode_into(self, out: np.ndarray) -> int:
@@ -139,9 +174,10 @@ class EventDatReader(RecordFileReader):
         ev = out.view(np.int64).reshape(-1, 2)   # the reader's buffers are contiguous
         check = self.out_of_bounds != "keep" and self._width is not None and self._height is not None
         width, height = (self._width, self._height) if check else (NO_LIMIT, NO_LIMIT)
-        prev_t = self._time_at(self._row - 1) if self._row else -1
+        repair, stop = self.time_order == "repair", self.time_order == "raise"
+        running = self._running
         self._file.seek(self._data_offset + self._row * RECORD_BYTES)
-        n = dropped = done = 0
+        n = dropped = late = done = 0
         while done < n_records:              # blocks of READ_RECORDS: the words stay in cache
             k = min(block, n_records - done)
             words = self._words[:2 * k]
@@ -149,25 +185,64 @@ class EventDatReader(RecordFileReader):
             if got != words.nbytes:
                 raise FileFormatError(f"file shrank while reading: expected {words.nbytes} bytes "
                                       f"at record {self._row + done}, got {got}", self.path)
-            m, d, backwards = _decode_records(words, ev[n:], width, height, prev_t,
-                                              self._furthest_record - self._row - done)
-            if backwards >= 0:
-                raise FileFormatError(f"time goes backwards at record "
-                                      f"{self._row + done + backwards} (DAT records are "
-                                      f"chronological): corrupted or not a DAT file", self.path)
-            prev_t = int(words[2 * k - 2])
+            m, d, lt, first_late, running = _decode_records(
+                words, ev[n:], width, height, running, self._furthest_record - self._row - done,
+                repair, stop)
+            if first_late >= 0 and stop:
+                report_late_events(self, 0, self._row + done + first_late,
+                                   int(words[2 * first_late]), "record",
+                                   ": DAT records are chronological, so the file is corrupted "
+                                   "or not a DAT file")
             n += m
             dropped += d
+            late += lt
             done += k
         self._row += n_records
+        self._running = int(running)
         self._furthest_record = max(self._furthest_record, self._row)
         self._report_out_of_bounds(dropped, self._height, self._width)
+        report_late_events(self, late, -1, 0)
         return n
 
+    def _stored_times(self, lo: int, hi: int) -> np.ndarray:
+        """Stored times of records ``[lo, hi)``, read directly from the file."""
+        words = np.empty(2 * (hi - lo), dtype="<u4")
+        self._file.seek(self._data_offset + lo * RECORD_BYTES)
+        if self._file.readinto(words) != words.nbytes:
+            raise FileFormatError(f"file shrank while reading records {lo}..{hi}", self.path)
+        return words[0::2]
+
     def _time_at(self, i: int) -> int:
-        """Timestamp of record ``i``, read directly from the file."""
+        """Timestamp of record ``i`` as this reader reports it (repaired per ``time_order``)."""
+        if self.time_order == "repair":
+            return self._times.max_before(i + 1)
         self._file.seek(self._data_offset + i * RECORD_BYTES)
         return int.from_bytes(self._file.read(4), "little")
+
+    def _running_before(self, row: int) -> int:
+        """Running maximum of the stored times before record ``row`` (-1 for row 0)."""
+        if row <= 0:
+            return -1
+        if self.time_order == "raise":        # a valid file is chronological up to here
+            return self._time_at(row - 1)
+        return self._times.max_before(row)
+
+    def _rewind(self) -> None:
+        self._row = 0
+        self._running = -1
+
+    def _seek_hint_event(self, n: int) -> int:
+        self._row = min(n, self._count)
+        self._running = self._running_before(self._row)
+        return self._row
+
+    def _seek_hint_time(self, t: int) -> int:
+        if self.time_order == "repair":
+            self._row = self._times.first_at_or_after(t)
+        else:
+            super()._seek_hint_time(t)
+        self._running = self._running_before(self._row)
+        return self._row
 
     # metavision_core API
     def get_size(self) -> list[int] | None:

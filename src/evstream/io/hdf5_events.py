@@ -32,17 +32,18 @@ from __future__ import annotations
 
 import bisect
 import os
-import warnings
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the Blosc/LZ4/Zstd filters with HDF5)
 import numba
 import numpy as np
 
-from ..errors import (ArgumentError, FileFormatError, GeometryError, MissingFileError,
-                      UnsupportedFormatError)
+from ..errors import FileFormatError, GeometryError, MissingFileError, UnsupportedFormatError
 from .dtypes import EventCD, EventExtTrigger
 from .reader import EventReader, OutOfBounds, RecordFileReader
+from .time_order import TIME_ORDER_POLICIES  # noqa: F401  (re-exported: the reader's policies)
+from .time_order import (NO_TIME, TIME_BLOCK, RunningMaxIndex, check_time_order, order_time,
+                         report_late_events)
 
 #: File name extensions of HDF5 files (event files and tensor files alike, told apart by
 #: :func:`hdf5_content`).
@@ -293,23 +294,9 @@ class HDF5EventsReader(RecordFileReader):
 
 
 
-#: What :class:`HDF5EventArraysReader` does with a time that is earlier than an earlier event's.
-#: "repair": raise it to the running maximum of the times before it (RVT's rule for the 1Mpx h5
-#: files; events keep their position), counted in ``time_repaired_count`` with one warning;
-#: "keep": report the stored times (counted and warned the same way); "raise": raise
-#: :class:`~evstream.errors.FileFormatError` at the first one.
-TIME_ORDER_POLICIES = ("repair", "keep", "raise")
-
 #: (height, width) of DSEC's event cameras (Prophesee Gen3.1), whose ``events.h5`` stores no
 #: size: used for a file with root-level ``t_offset`` and ``ms_to_idx`` and no size given.
 DSEC_SENSOR = (480, 640)
-
-#: Events per block of the time cache and of the running-maximum index.
-TIME_BLOCK = 1 << 16
-
-
-#: Running maximum before the first event (every time is at or above it).
-_NO_TIME = np.iinfo(np.int64).min
 
 
 @numba.njit(cache=True, nogil=True)
@@ -326,16 +313,12 @@ def _merge_columns(ox, oy, op, ot, x, y, p, t, shift, running, repair, first_new
     outside = 0
     first_late = -1
     for i in range(len(t)):
-        ti = np.int64(t[i]) + shift
-        if ti < running:
+        ti, running, is_late = order_time(np.int64(t[i]) + shift, running, repair)
+        if is_late:
             if first_late < 0:
                 first_late = i
             if i >= first_new:
                 late += 1
-            if repair:
-                ti = running
-        else:
-            running = ti
         xi = x[i]
         yi = y[i]
         if check and (xi >= width or yi >= height):
@@ -378,8 +361,9 @@ class HDF5EventArraysReader(RecordFileReader):
             :class:`~evstream.errors.GeometryError`). A DSEC file (root ``t_offset`` and
             ``ms_to_idx``) without either is 640x480 (:data:`DSEC_SENSOR`); any other file
             without a size has none (no out-of-sensor check).
-        time_order: see :data:`TIME_ORDER_POLICIES` (default ``"repair"``). The running maximum
-            is over every stored event, before out-of-sensor events are dropped.
+        time_order: see :mod:`evstream.io.time_order` (``"repair"``, the default: RVT's rule for
+            the 1Mpx h5 files, ``"keep"`` or ``"raise"``). The running maximum is over every
+            stored event, before out-of-sensor events are dropped.
         add_t_offset: report ``t + t_offset`` (DSEC's absolute clock) instead of the stored
             ``t``; ``t_offset`` (0 when the file has none) is an attribute either way.
 
@@ -398,9 +382,7 @@ class HDF5EventArraysReader(RecordFileReader):
                  width: int | None = None, time_order: str = "repair",
                  add_t_offset: bool = False):
         path = os.fspath(path)
-        if time_order not in TIME_ORDER_POLICIES:
-            raise ArgumentError(f"time_order must be one of {TIME_ORDER_POLICIES}, not "
-                                f"{time_order!r}", path)
+        check_time_order(time_order, path)
         if hdf5_content(path) != "event_arrays":
             raise FileFormatError("HDF5 file without an events group of x, y, p, t datasets", path)
         self._file = h5py.File(path, "r")
@@ -431,10 +413,8 @@ class HDF5EventArraysReader(RecordFileReader):
         #: events whose stored time is earlier than an earlier event's (repaired or not),
         #: in the part of the file read so far (counted once)
         self.time_repaired_count = 0
-        n_blocks = -(-self._count // TIME_BLOCK)
-        self._block_max = np.zeros(n_blocks, dtype=np.int64)
-        self._block_known = np.zeros(n_blocks, dtype=bool)
         self._t_cache: dict[int, np.ndarray] = {}
+        self._times = RunningMaxIndex(self._count, self._stored_times, TIME_BLOCK)
         self._row = 0
         self._furthest_row = 0
         self._running_max = None
@@ -468,27 +448,21 @@ class HDF5EventArraysReader(RecordFileReader):
             times = self._read_column("t", lo, min(lo + TIME_BLOCK, self._count)).astype(np.int64)
             times += self._shift
             self._t_cache[block] = times
-            self._block_max[block] = times.max()
-            self._block_known[block] = True
         return times
+
+    def _stored_times(self, lo: int, hi: int) -> np.ndarray:
+        """Stored times (plus the shift) of rows ``[lo, hi)`` within one cache block."""
+        block = lo // TIME_BLOCK
+        return self._t_block(block)[lo - block * TIME_BLOCK:hi - block * TIME_BLOCK]
 
     def _max_before(self, row: int) -> int | None:
         """Largest stored time of the rows ``[0, row)`` (None for row 0)."""
-        if row <= 0:
-            return None
-        block, within = divmod(row, TIME_BLOCK)
-        for b in np.flatnonzero(~self._block_known[:block]):
-            self._t_block(int(b))
-        best = int(self._block_max[:block].max()) if block else None
-        if within:
-            part = int(self._t_block(block)[:within].max())
-            best = part if best is None else max(best, part)
-        return best
+        return None if row <= 0 else self._times.max_before(row)
 
     def _time_at(self, i: int) -> int:
         """Time of event ``i`` as this reader reports it (repaired per ``time_order``)."""
         if self.time_order == "repair":
-            return self._max_before(i + 1)
+            return self._times.max_before(i + 1)
         return int(self._t_block(i // TIME_BLOCK)[i % TIME_BLOCK])
 
     def _read_column(self, name: str, start: int, stop: int) -> np.ndarray:
@@ -506,24 +480,15 @@ class HDF5EventArraysReader(RecordFileReader):
         start = self._row
         columns = [self._read_column(name, start, start + n) for name in "xypt"]
         check = self.out_of_bounds != "keep" and self._height is not None
-        running = _NO_TIME if self._running_max is None else self._running_max
+        running = NO_TIME if self._running_max is None else self._running_max
         kept, late, outside, first_late, running = _merge_columns(
             out["x"], out["y"], out["p"], out["t"], *columns, self._shift, running,
             self.time_order == "repair", max(self._furthest_row - start, 0), check,
             self._width or 0, self._height or 0)
         if first_late >= 0 and self.time_order == "raise":
-            i = start + first_late
-            raise FileFormatError(f"event {i} has t = {int(columns[3][first_late]) + self._shift} "
-                                  f"µs, earlier than an earlier event's (time_order='raise'; "
-                                  f"'repair' applies a running maximum)", self.path)
-        if late:
-            if self.time_repaired_count == 0:
-                what = ("raised to the running maximum" if self.time_order == "repair"
-                        else "kept as stored")
-                warnings.warn(f"{self.path}: times not sorted: {late} event(s) earlier than an "
-                              f"earlier event, {what} (time_order={self.time_order!r}; the "
-                              f"running total is in reader.time_repaired_count)", stacklevel=4)
-            self.time_repaired_count += late
+            report_late_events(self, 0, start + first_late,
+                               int(columns[3][first_late]) + self._shift)
+        report_late_events(self, late, -1, 0)
         self._running_max = int(running)
         self._row += n
         self._furthest_row = max(self._furthest_row, self._row)
@@ -540,11 +505,14 @@ class HDF5EventArraysReader(RecordFileReader):
         return self._row
 
     def _seek_hint_time(self, t: int) -> int:
-        lo = 0
-        guess = self._ms_index_guess(t)
-        if guess is not None and 0 < guess <= self._count and self._time_at(guess - 1) < t:
-            lo = guess      # every event before the guess is earlier than t
-        self._row = bisect.bisect_left(range(self._count), t, lo=lo, key=self._time_at)
+        if self.time_order == "repair":
+            self._row = self._times.first_at_or_after(t)
+        else:
+            lo = 0
+            guess = self._ms_index_guess(t)
+            if guess is not None and 0 < guess <= self._count and self._time_at(guess - 1) < t:
+                lo = guess      # every event before the guess is earlier than t
+            self._row = bisect.bisect_left(range(self._count), t, lo=lo, key=self._time_at)
         self._running_max = self._max_before(self._row)
         return self._row
 

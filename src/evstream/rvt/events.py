@@ -1,21 +1,29 @@
-"""Events of one recording as RVT's preprocessing sees them, read in bounded blocks.
+"""Events of one recording as RVT's preprocessing sees them, read through ``evstream.io``.
 
 RVT reads ``x, y, p, t`` in file order and makes ``t`` non-decreasing by a running maximum that
 starts at 0 (``r_k = max(t_k, r_{k-1})``): events are never reordered or dropped, an event only
 has its time raised to the largest earlier time; ``p`` is clipped at 0 from below (a -1 polarity
-becomes 0) and must then be 0 or 1. This module reproduces that on:
+becomes 0) and must then be 0 or 1. That is the ``time_order="repair"`` rule of the io readers
+(:mod:`evstream.io.time_order`; with a first time ``>= 0``, which RVT asserts, a running maximum
+from 0 and one from the first event are the same), so :class:`RepairedEvents` opens:
 
-* DAT files: decoded here, record by record in file order (8-byte records, ``x = w & 0x3FFF``,
-  ``y = (w >> 14) & 0x3FFF``, ``p = (w >> 28) & 1``) with the header parsed by
-  :func:`evstream.io.dat.read_dat_layout`. evstream's ``EventDatReader`` rejects a DAT whose time
-  goes backwards; RVT's rule keeps it (repaired), so it is followed here;
-* RVT's HDF5 event files (group ``events`` with 1-D datasets ``x, y, p, t``);
-* anything :func:`evstream.io.open_reader` opens (RAW, NPY, Prophesee HDF5 ``/CD/events``); RAW
-  times are shifted to the first TIME_HIGH word, as everywhere in evstream.
+* DAT files with :class:`~evstream.io.dat.EventDatReader` (``time_order="repair"``; evstream's
+  default for DAT is to raise on a backward time, RVT's rule keeps the file);
+* RVT's HDF5 event files (group ``events`` with 1-D datasets ``x, y, p, t``) with
+  :class:`~evstream.io.hdf5_events.HDF5EventArraysReader` (``time_order="repair"``, which
+  also clips ``p <= 0`` to 0);
+* anything else :func:`evstream.io.open_reader` opens (RAW, NPY, Prophesee HDF5 ``/CD/events``)
+  through :class:`RepairedReader`, which applies the same rule to any reader (RAW times are
+  shifted to the first TIME_HIGH word, as everywhere in evstream).
 
-:class:`RepairedEvents` reads any range of events by index with the repaired times, using a
-sparse index of the running maximum (built on first use by one pass over the times) to start
-the repair anywhere; sequential reading needs no index.
+Events outside the sensor are kept here (``out_of_bounds="keep"``), as RVT keeps them: the
+frame drops and counts them (:mod:`evstream.rvt.representation`), after they took part in the
+window's time normalisation and event count. The readers count and warn once about backward
+times (``time_repaired_count``).
+
+Reads use the readers' cursors: ``seek_time`` is exact on the repaired times (a block index
+of the running maximum, built lazily by one pass over the times up to the target), and
+sequential reads need no index.
 """
 
 from __future__ import annotations
@@ -27,127 +35,129 @@ import numba
 import numpy as np
 
 from evstream.errors import EventArrayError, FileFormatError, MissingFileError
-from evstream.io import open_reader
-from evstream.io.dat import read_dat_layout
+from evstream.io import EventCD, open_reader
+from evstream.io.dat import EventDatReader
+from evstream.io.hdf5_events import HDF5EventArraysReader
+from evstream.io.reader import EventReader, assign_records
+from evstream.io.time_order import NO_TIME, RunningMaxIndex, repair_in_place, report_late_events
 
-#: Events per block of the sparse running-maximum index (and of sequential reads).
-INDEX_BLOCK = 1 << 16
+#: Events a reader decodes at a time (its buffer; also the step of a long read).
+READ_EVENTS = 1 << 16
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_dat_repaired(words, carry):
-    """DAT records ``(n, 2)`` uint32 -> x, y, p and the running-maximum time from ``carry``."""
-    n = words.shape[0]
-    x = np.empty(n, np.uint16)
-    y = np.empty(n, np.uint16)
-    p = np.empty(n, np.int16)
-    r = np.empty(n, np.int64)
-    for i in range(n):
-        w = words[i, 1]
-        x[i] = w & 0x3FFF
-        y[i] = (w >> 14) & 0x3FFF
-        p[i] = (w >> 28) & 1
-        t = np.int64(words[i, 0])
-        if t > carry:
-            carry = t
-        r[i] = carry
-    return x, y, p, r
+def first_at_or_after_time(events, t):
+    """Index of the first event of ``events`` (EventCD, sorted by t) with ``t >= t``
+    (binary search on the field, no copy)."""
+    lo, hi = 0, len(events)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if events[mid].t < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
-class _DatRecords:
-    """Raw records of a DAT file by index (memory-mapped, decoded on demand)."""
+class RepairedReader(EventReader):
+    """Any evstream reader with its times repaired by the running maximum, as an
+    :class:`~evstream.io.reader.EventReader` (for the formats whose readers have no
+    ``time_order``). Late events are counted in ``time_repaired_count`` and warned about once;
+    ``p`` is clipped at 0 from below."""
 
-    def __init__(self, path: str):
-        fields, _, offset, count = read_dat_layout(path)
-        self.count = count
-        size = {k.lower(): v.split()[0] for k, v in fields.items() if v.split()}
-        try:
-            self.geometry = (int(size["height"]), int(size["width"]))
-        except (KeyError, ValueError):
-            self.geometry = None
-        self._words = np.memmap(path, dtype="<u4", mode="r", offset=offset, shape=(count, 2)) \
-            if count else np.zeros((0, 2), "<u4")
+    time_order = "repair"
 
-    #: :meth:`read` already returns repaired times (uint32 times are never negative)
-    repaired = True
+    def __init__(self, inner: EventReader, buffer_events: int = READ_EVENTS):
+        self._inner = inner
+        self._count = int(inner.event_count())
+        self._times = RunningMaxIndex(self._count, self._stored_times)
+        self._row = 0
+        self._running = NO_TIME
+        self._furthest = 0
+        self.time_repaired_count = 0
+        self.format_name = inner.format_name
+        super().__init__(inner.path, buffer_events, "keep")
+        self.done = self._count == 0
 
-    def times(self, start: int, stop: int) -> np.ndarray:
-        return self._words[start:stop, 0].astype(np.int64)
+    def _stored_times(self, lo: int, hi: int) -> np.ndarray:
+        self._inner.seek_event(lo)
+        return self._inner.load_n_events(hi - lo)["t"]
 
-    def read(self, start: int, stop: int, carry: int):
-        return _decode_dat_repaired(np.asarray(self._words[start:stop]), carry)
+    def _decode_into(self, out: np.ndarray) -> int:
+        n = min(len(out), self._count - self._row)
+        if n <= 0:
+            return 0
+        if self._inner.current_event_index() != self._row:
+            self._inner.seek_event(self._row)
+        events = self._inner.load_n_events(n)
+        n = len(events)
+        assign_records(out[:n], events)
+        np.maximum(out["p"][:n], 0, out=out["p"][:n])
+        self._running, late = repair_in_place(out["t"][:n], self._running,
+                                              self._furthest - self._row)
+        self._row += n
+        self._furthest = max(self._furthest, self._row)
+        report_late_events(self, late, -1, 0)
+        return n
 
-    def close(self) -> None:
-        self._words = None
+    def _rewind(self) -> None:
+        self._row, self._running = 0, NO_TIME
 
+    def _seek_hint_event(self, n: int) -> int:
+        self._row = min(n, self._count)
+        self._running = self._times.max_before(self._row)
+        return self._row
 
-class _RvtH5Events:
-    """RVT's HDF5 event file: datasets ``events/x, y, p, t`` of equal length."""
+    def _seek_hint_time(self, t: int) -> int:
+        self._row = self._times.first_at_or_after(t)
+        self._running = self._times.max_before(self._row)
+        return self._row
 
-    def __init__(self, path: str):
-        try:
-            self._file = h5py.File(path, "r")
-        except OSError as exc:
-            raise FileFormatError(f"not a readable HDF5 file: {exc}", path) from None
-        group = self._file["events"]
-        missing = [k for k in ("x", "y", "p", "t") if k not in group]
-        if missing:
-            self._file.close()
-            raise FileFormatError(f"RVT event file without events/{', events/'.join(missing)}",
-                                  path)
-        self._d = [group[k] for k in ("x", "y", "p", "t")]
-        lengths = {len(d) for d in self._d}
-        if len(lengths) != 1:
-            raise FileFormatError(f"events/x, y, p, t have different lengths {sorted(lengths)}", path)
-        self.count = lengths.pop()
-        try:
-            self.geometry = (int(group["height"][()]), int(group["width"][()]))
-        except KeyError:
-            self.geometry = None
+    def _time_before_cursor(self) -> int:
+        return self._times.max_before(self._row)
 
-    def times(self, start: int, stop: int) -> np.ndarray:
-        return self._d[3][start:stop].astype(np.int64)
+    def _last_time_of_file(self) -> int:
+        return self._times.max_before(self._count) if self._count else 0
 
-    def read(self, start: int, stop: int):
-        x, y, p, t = (d[start:stop] for d in self._d)
-        return x.astype(np.uint16), y.astype(np.uint16), p.astype(np.int16), t.astype(np.int64)
+    def event_count(self) -> int:
+        return self._count
 
-    def close(self) -> None:
-        self._file.close()
-
-
-class _ReaderEvents:
-    """Any evstream reader, by index (``seek_event`` only when the cursor is elsewhere)."""
-
-    def __init__(self, path: str, reader_kwargs: dict):
-        self._reader = open_reader(path, **reader_kwargs)
-        self.count = int(self._reader.event_count())
-        size = self._reader.get_size()
-        self.geometry = None if size is None or None in tuple(size) else \
-            (int(size[0]), int(size[1]))
-
-    def read(self, start: int, stop: int):
-        if self._reader.current_event_index() != start:
-            self._reader.seek_event(start)
-        ev = self._reader.load_n_events(stop - start)
-        return ev["x"], ev["y"], ev["p"], ev["t"].astype(np.int64)
-
-    def times(self, start: int, stop: int) -> np.ndarray:
-        return self.read(start, stop)[3]
+    def get_size(self):
+        return self._inner.get_size()
 
     def close(self) -> None:
-        close = getattr(self._reader, "close", None)
-        if close is not None:
-            close()
+        self._inner.close()
 
 
 def is_rvt_h5(path: str) -> bool:
-    """True when ``path`` is an HDF5 file with RVT's ``events/x`` layout."""
+    """True when ``path`` is an HDF5 file with an ``events`` group (RVT's layout); raises
+    :class:`~evstream.errors.FileFormatError` when that group lacks x, y, p or t."""
     try:
         with h5py.File(path, "r") as f:
-            return "events" in f and isinstance(f["events"], h5py.Group) and "t" in f["events"]
+            group = f.get("events")
+            if not isinstance(group, h5py.Group):
+                return False
+            missing = [k for k in ("x", "y", "p", "t")
+                       if not isinstance(group.get(k), h5py.Dataset)]
     except OSError:
         return False
+    if missing:
+        raise FileFormatError(f"RVT event file without events/{', events/'.join(missing)}", path)
+    return True
+
+
+def open_repaired(path: str | os.PathLike, **reader_kwargs) -> EventReader:
+    """A reader of ``path`` reporting RVT's repaired times (module docstring);
+    ``reader_kwargs`` go to :func:`evstream.io.open_reader` for RAW/NPY/Prophesee HDF5."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError("no such event file", path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".dat":
+        return EventDatReader(path, "keep", READ_EVENTS, time_order="repair")
+    if ext in (".h5", ".hdf5") and is_rvt_h5(path):
+        return HDF5EventArraysReader(path, "keep", READ_EVENTS, time_order="repair")
+    return RepairedReader(open_reader(path, **reader_kwargs))
 
 
 class RepairedEvents:
@@ -157,91 +167,104 @@ class RepairedEvents:
         path: DAT, RAW, NPY, Prophesee HDF5 (``/CD/events``) or RVT HDF5 (``events/x...``) file.
         reader_kwargs: forwarded to :func:`evstream.io.open_reader` for RAW/NPY/Prophesee HDF5.
 
-    :meth:`read` returns ``(x uint16, y uint16, p int16 in {0, 1}, r int64)`` for events
-    ``[start, stop)`` in file order; ``r`` is the running-maximum time.
+    Reads return EventCD arrays in file order, ``t`` the repaired time (int64 µs), ``p`` in
+    {0, 1} (another polarity raises :class:`~evstream.errors.EventArrayError`, as RVT asserts).
+    They move one cursor: :meth:`seek_time` / :meth:`seek_event`, then :meth:`load_until`; a
+    caller can :meth:`keep` the last events it read, so that the next window, which shares
+    events with them, needs no seek back.
     """
 
     def __init__(self, path: str | os.PathLike, **reader_kwargs):
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise MissingFileError("no such event file", self.path)
-        ext = os.path.splitext(self.path)[1].lower()
-        if ext == ".dat":
-            self._src = _DatRecords(self.path)
-        elif ext in (".h5", ".hdf5") and is_rvt_h5(self.path):
-            self._src = _RvtH5Events(self.path)
-        else:
-            self._src = _ReaderEvents(self.path, reader_kwargs)
-        self._decodes_repaired = getattr(self._src, "repaired", False)
-        self.count = self._src.count
+        self.reader = open_repaired(self.path, **reader_kwargs)
+        self.count = self.reader.event_count()
+        size = self.reader.get_size()
         #: ``(height, width)`` the file states (header, ``events/height``...), or None.
-        self.geometry: tuple[int, int] | None = self._src.geometry
-        self._block_max: np.ndarray | None = None   # running max at the end of each block
+        self.geometry: tuple[int, int] | None = None if size is None or None in tuple(size) \
+            else (int(size[0]), int(size[1]))
+        # DAT polarities are one bit and its times unsigned: nothing to check
+        self._check = not isinstance(self.reader, EventDatReader)
+        if self._check and self.count:
+            first = self.reader.load_n_events(1)
+            self.reader.seek_event(0)
+            if first["t"][0] < 0:
+                raise EventArrayError(f"the first event has a negative time {int(first['t'][0])} "
+                                      f"µs (RVT asserts t[0] >= 0)", self.path)
+        self._kept, self._kept_cursor, self._kept_from = np.empty(0, EventCD), -1, None
 
-    def _repair(self, x, y, p, t, carry: int):
-        if t.size and carry < 0 and t[0] < 0:
-            raise EventArrayError(f"the first event has a negative time {int(t[0])} µs (RVT "
-                                  f"asserts t[0] >= 0)", self.path)
-        r = np.maximum.accumulate(t)
-        np.maximum(r, carry, out=r)
-        if p.size and p.max() > 1:
-            raise EventArrayError(f"polarity {int(p.max())} outside {{0, 1}} (RVT asserts "
-                                  f"0 <= p <= 1)", self.path)
-        p = np.maximum(p, 0).astype(np.int16, copy=False)
-        return x, y, p, r
+    def _checked(self, events: np.ndarray) -> np.ndarray:
+        if self._check and len(events) and events["p"].max() > 1:
+            raise EventArrayError(f"polarity {int(events['p'].max())} outside {{0, 1}} (RVT "
+                                  f"asserts 0 <= p <= 1)", self.path)
+        return events
 
-    def running_max_index(self) -> np.ndarray:
-        """Running maximum of the times at the end of every :data:`INDEX_BLOCK` events (built
-        once, by one pass over the times)."""
-        if self._block_max is None:
-            n_blocks = -(-self.count // INDEX_BLOCK)
-            out = np.empty(n_blocks, dtype=np.int64)
-            carry = 0
-            for b in range(n_blocks):
-                t = self._src.times(b * INDEX_BLOCK, min((b + 1) * INDEX_BLOCK, self.count))
-                if b == 0 and t.size and t[0] < 0:
-                    raise EventArrayError(f"the first event has a negative time {int(t[0])} µs",
-                                          self.path)
-                carry = max(carry, int(t.max()))
-                out[b] = carry
-            self._block_max = out
-        return self._block_max
+    @property
+    def cursor(self) -> int:
+        """Index of the next event a load returns."""
+        return self.reader.current_event_index()
 
-    def read(self, start: int, stop: int, carry: int | None = None):
-        """Events ``[start, stop)``; ``carry`` is the running maximum before ``start`` (looked
-        up in the index, or by reading from the block start, when None)."""
+    @property
+    def cursor_time(self) -> int:
+        """The reader's ``current_time``: after :meth:`load_until(t) <load_until>`, ``t + 1``
+        (the last event's time at the end of the file)."""
+        return self.reader.current_time
+
+    def seek_time(self, t: int) -> int:
+        """Cursor to the first event with ``t >= t``; returns its index."""
+        self.reader.seek_time(max(int(t), 0))
+        return self.reader.current_event_index()
+
+    def seek_event(self, n: int) -> None:
+        self.reader.seek_event(n)
+
+    def load_until(self, t: int) -> np.ndarray:
+        """The events from the cursor with time ``<= t`` (the cursor moves past them)."""
+        delta = int(t) + 1 - self.reader.current_time
+        if delta < 1 or self.reader.is_done():
+            return np.empty(0, EventCD)
+        return self._checked(self.reader.load_delta_t(delta))
+
+    def keep(self, events: np.ndarray, from_time: int | None = None) -> None:
+        """Remember ``events``, the last events before the cursor (a compact copy): with
+        ``from_time``, they are every event before the cursor with ``t >= from_time``. Valid
+        until the cursor moves."""
+        self._kept = events.copy()
+        self._kept_cursor = self.cursor
+        self._kept_from = from_time
+
+    def kept(self) -> tuple[int, np.ndarray] | None:
+        """``(index of the first, events)`` remembered by :meth:`keep`, None if the cursor
+        moved since."""
+        if self._kept_cursor != self.cursor:
+            return None
+        return self._kept_cursor - len(self._kept), self._kept
+
+    def kept_from_time(self, t: int) -> tuple[int, np.ndarray] | None:
+        """``(index, events)``: every event before the cursor with ``t >= t``, from what
+        :meth:`keep` remembered, or None if it cannot tell (the cursor moved, or ``t`` is
+        before the remembered ``from_time``)."""
+        kept = self.kept()
+        if kept is None or self._kept_from is None or t < self._kept_from:
+            return None
+        k = first_at_or_after_time(kept[1], t)
+        return kept[0] + k, kept[1][k:]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Events ``[start, stop)`` by index."""
         start, stop = max(int(start), 0), min(int(stop), self.count)
         if stop <= start:
-            z = np.zeros(0, np.int64)
-            return z.astype(np.uint16), z.astype(np.uint16), z.astype(np.int16), z
-        if carry is None:
-            if start == 0:
-                carry = -1
-            else:
-                block = start // INDEX_BLOCK
-                first = block * INDEX_BLOCK
-                carry = int(self.running_max_index()[block - 1]) if block else -1
-                if first < start:
-                    x, y, p, r = self.read(first, stop, carry)
-                    k = start - first
-                    return x[k:], y[k:], p[k:], r[k:]
-        if self._decodes_repaired:
-            return self._src.read(start, stop, carry)
-        return self._repair(*self._src.read(start, stop), carry)
+            return np.empty(0, EventCD)
+        if self.reader.current_event_index() != start:
+            self.reader.seek_event(start)
+        return self._checked(self.reader.load_n_events(stop - start))
 
     def first_at_or_after(self, tau: int, right: bool = False) -> int:
-        """Index of the first event with ``r >= tau`` (``r > tau`` with ``right``)."""
-        index = self.running_max_index()
-        side = "right" if right else "left"
-        block = int(np.searchsorted(index, tau, side=side))
-        if block >= len(index):
-            return self.count
-        first = block * INDEX_BLOCK
-        r = self.read(first, min(first + INDEX_BLOCK, self.count))[3]
-        return first + int(np.searchsorted(r, tau, side=side))
+        """Index of the first event with ``t >= tau`` (``t > tau`` with ``right``); moves the
+        cursor there."""
+        return self.seek_time(int(tau) + 1 if right else int(tau))
 
     def close(self) -> None:
-        self._src.close()
+        self.reader.close()
 
     def __enter__(self) -> "RepairedEvents":
         return self

@@ -137,11 +137,11 @@ class RecordingSequence:
         """The frames of windows ``first .. last - 1`` in order, uint8 ``(C, H', W')`` each
         (written into ``out[k - first]`` when ``out`` is given, else a reused buffer)."""
         buffer = np.empty(self.frame_shape, np.uint8)
-        for k, (x, y, p, r) in enumerate(iter_window_events(self.events, self.plan.ends,
-                                                            self.mode, first, last)):
+        for k, window in enumerate(iter_window_events(self.events, self.plan.ends, self.mode,
+                                                      first, last)):
             target = buffer if out is None else out[k]
             yield stacked_histogram_window(
-                x, y, p, r, self.dataset.height, self.dataset.width, nbins=self.nbins,
+                window, self.dataset.height, self.dataset.width, nbins=self.nbins,
                 count_cutoff=self.count_cutoff, fastmode=self.fastmode,
                 downsample_by_2=self.dataset.downsample_by_2, out=target, path=self.events_path)
 
