@@ -340,24 +340,17 @@ def _imports(path: Path, package: str) -> set[str]:
     return {m for m in found if m.startswith("evstream")}
 
 
-def test_evstream_data_has_no_import_cycle():
-    """The modules of evstream.data and what they import form no cycle, lazy imports inside
-    functions included (the old sequential_dataset <-> sequential_dataset_common cycle was
-    one)."""
+def _module_imports() -> dict[str, set[str]]:
     modules = {}
     for path in sorted((SRC / "evstream").rglob("*.py")):
         rel = path.relative_to(SRC).with_suffix("")
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         package = name if rel.name == "__init__" else name.rsplit(".", 1)[0]
         modules[name] = _imports(path, package)
-    data = {m for m in modules if m.startswith("evstream.data.") or m == "evstream.data"}
-    assert {"evstream.data.sequential_dataset_common", "evstream.data.render",
-            "evstream.data._loader", "evstream.data.stream_ring", "evstream.data.stream_slot",
-            "evstream.data.stream_dataset"} <= data
-    graph = {m: {d for d in deps if d in data and d != m} for m, deps in modules.items()
-             if m in data and m != "evstream.data"}
-    graph = {m: deps - {"evstream.data"} for m, deps in graph.items()}
-    assert "evstream.data.sequential_dataset" not in graph["evstream.data.sequential_dataset_common"]
+    return modules
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     visiting, done, cycles = set(), set(), []
 
     def visit(m, trail):
@@ -374,4 +367,31 @@ def test_evstream_data_has_no_import_cycle():
 
     for m in sorted(graph):
         visit(m, [])
-    assert cycles == []
+    return cycles
+
+
+def test_evstream_data_has_no_import_cycle():
+    """The modules of evstream.data and what they import form no cycle, lazy imports inside
+    functions included (the old sequential_dataset <-> sequential_dataset_common cycle was
+    one)."""
+    modules = _module_imports()
+    data = {m for m in modules if m.startswith("evstream.data.") or m == "evstream.data"}
+    assert {"evstream.data.sequential_dataset_common", "evstream.data.render",
+            "evstream.data._loader", "evstream.data.stream_ring", "evstream.data.stream_slot",
+            "evstream.data.stream_dataset"} <= data
+    graph = {m: {d for d in deps if d in data and d != m} for m, deps in modules.items()
+             if m in data and m != "evstream.data"}
+    graph = {m: deps - {"evstream.data"} for m, deps in graph.items()}
+    assert "evstream.data.sequential_dataset" not in graph["evstream.data.sequential_dataset_common"]
+    assert _cycles(graph) == []
+
+
+def test_no_module_of_evstream_is_in_an_import_cycle():
+    """Across the whole package (lazy imports included), leaving out the packages' __init__
+    modules, which import their own submodules to re-export their names."""
+    modules = _module_imports()
+    packages = {m for m in modules if (SRC / m.replace(".", "/") / "__init__.py").exists()}
+    graph = {m: {d for d in deps if d in modules and d != m and d not in packages}
+             for m, deps in modules.items() if m not in packages}
+    assert len(graph) > 80
+    assert _cycles(graph) == []
