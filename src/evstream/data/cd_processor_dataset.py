@@ -121,8 +121,10 @@ class CDProcessorDatasetIterator:
     def skip(self, n: int) -> None:
         """Skip the next ``n`` chunks (resuming mid-recording). Before the first chunk in
         ``delta_t`` mode the file is opened ``n·T·delta_t`` µs later (a seek: nothing before is
-        read); otherwise the chunks are read and dropped (no labels, no transforms). The chunk
-        after them keeps ``keep_memory`` 1 and the recording's ``FileMetadata``."""
+        read); otherwise the source skips them (:meth:`~evstream.data.chunks.ChunkSource.skip`:
+        a tensor file reads nothing, an event file reads and drops them; no labels, no
+        transforms). The chunk after them keeps ``keep_memory`` 1 and the recording's
+        ``FileMetadata``."""
         n = int(n)
         if n <= 0 or self._done:
             return
@@ -131,13 +133,7 @@ class CDProcessorDatasetIterator:
         else:
             if self._source is None:
                 self._source = self._open()
-            scratch = np.empty((self.num_tbins, self.cin, self.height, self.width), np.float32)
-            for _ in range(n):
-                try:
-                    self._source.next_chunk(scratch)
-                except StopIteration:
-                    self.close()
-                    break
+            self._source.skip(n)
         self._first = False
 
     def _open(self):
@@ -208,6 +204,9 @@ class _Exhausted:
     def next_chunk(self, out):
         raise StopIteration
 
+    def skip(self, n: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -229,7 +228,7 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
                                   max_duration=max_duration, delta_t=delta_t, n_events=n_events,
                                   num_tbins=num_tbins)
         try:
-            return -(-max(chunks._stop - chunks._row, 0) // int(num_tbins))
+            return chunks.remaining()
         finally:
             chunks.close()
     start_ts = int(start_ts)

@@ -2,7 +2,9 @@
 files, tensors built on the fly) and ``HDF5Iterator`` (precomputed tensor files, re-exported from
 :mod:`evstream.data.hdf5_iterator`).
 
-``CDProcessorIterator`` reads a RAW (EVT 2.0 / 2.1 / 3.0), DAT, NPY or HDF5 event file with
+``CDProcessorIterator`` is the :class:`~evstream.data.chunks.ChunkSource` of event recordings (the
+tensor files' is :class:`~evstream.data.chunks.TensorFileChunks`, re-exported here). It reads a
+RAW (EVT 2.0 / 2.1 / 3.0), DAT, NPY or HDF5 event file with
 :class:`~evstream.io.EventsIterator` one *chunk* of ``num_tbins`` bins at a time and turns each chunk
 into a tensor with a :class:`~evstream.preprocessing.CDProcessor`:
 
@@ -38,11 +40,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from evstream.data.chunks import ChunkInfo, TensorFileChunks, check_mode, new_stats
 from evstream.data.hdf5_iterator import HDF5Iterator
 from evstream.data.transformations import transform_ev_tensor
 from evstream.errors import ArgumentError, GeometryError
@@ -55,16 +57,6 @@ from evstream.timebins import n_events_window
 
 __all__ = ["CDProcessorIterator", "HDF5Iterator", "TensorFileChunks", "ChunkInfo", "resize_plan",
            "MODES"]
-
-
-@dataclass(frozen=True)
-class ChunkInfo:
-    """What one chunk covers: the label window ``(start, start + duration]`` (µs, file time) and
-    the number of events (0 for precomputed tensors) that went into it."""
-
-    start: int
-    duration: int
-    n_events: int
 
 
 def resize_plan(sensor_hw, out_hw) -> tuple[int, tuple[int, int], str | None]:
@@ -80,19 +72,6 @@ def resize_plan(sensor_hw, out_hw) -> tuple[int, tuple[int, int], str | None]:
         k += 1
     built = (-(-h0 // (1 << k)), -(-w0 // (1 << k)))
     return k, built, resize_method(built, (h, w))
-
-
-def _check_mode(mode, delta_t, n_events, path):
-    if mode not in MODES:
-        raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}", path)
-    if mode == "delta_t" and not int(delta_t) >= 1:
-        raise ArgumentError(f"mode 'delta_t' needs delta_t >= 1 µs, got {delta_t}", path)
-    if mode == "n_events" and not int(n_events) >= 1:
-        raise ArgumentError(f"mode 'n_events' needs n_events >= 1, got {n_events}", path)
-
-
-def _new_stats() -> dict:
-    return {"chunks": 0, "events": 0, "dropped": 0, "decode_s": 0.0, "tensorize_s": 0.0}
 
 
 class CDProcessorIterator:
@@ -130,7 +109,7 @@ class CDProcessorIterator:
                  preprocess_kwargs={}, device=torch.device("cpu"), height=None, width=None,
                  transforms=None, base_seed=0, reader_kwargs=None, **kwargs):
         path = os.fspath(path)
-        _check_mode(mode, delta_t, n_events, path)
+        check_mode(mode, delta_t, n_events, path)
         num_tbins = int(num_tbins)
         if num_tbins < 1:
             raise ArgumentError(f"num_tbins must be >= 1, got {num_tbins}", path)
@@ -194,7 +173,7 @@ class CDProcessorIterator:
         self.device = torch.device(device)
         self.transforms = transforms
         self.base_seed = 0 if base_seed is None else int(base_seed)
-        self.stats = _new_stats()
+        self.stats = new_stats()
         self._events = None
         self._chunks = 0
         self._window_end = self.start_ts
@@ -316,80 +295,20 @@ class CDProcessorIterator:
             t -= t[0]
             self._tensorize(part, int(t[-1]) + 1, out[i:i + 1])
 
+    def skip(self, n: int) -> None:
+        """Drop the next ``n`` chunks (:class:`~evstream.data.chunks.ChunkSource`): their events
+        are read and tensorized into a scratch buffer, so that the windows and the reader's
+        cursor stay those of an uninterrupted run."""
+        scratch = None
+        for _ in range(int(n)):
+            if scratch is None:
+                scratch = np.empty((self.num_tbins, self.cin, self.height, self.width), np.float32)
+            try:
+                self.next_chunk(scratch)
+            except StopIteration:
+                return
+
     def close(self) -> None:
         if self._fused is not None:
             self._fused.close()
         self.events_iterator.reader.close()
-
-
-class TensorFileChunks:
-    """A precomputed tensor file (``.h5``) read in chunks of ``num_tbins`` rows, with the same
-    ``next_chunk(out)`` interface and :class:`ChunkInfo` windows as :class:`CDProcessorIterator`.
-
-    Unlike :class:`HDF5Iterator` (which it uses to open, validate, read and resize the file), a
-    trailing chunk of fewer than ``num_tbins`` rows is returned, padded with zero bins. The file
-    must have been made with ``preprocess_function_name`` and the loader's mode and ``delta_t`` /
-    ``n_events`` (:meth:`HDF5Iterator.checks`). Rows are resized to ``(height, width)`` with
-    :func:`~evstream.preprocessing.tensor_file.resize_rows`, as every loader does.
-    """
-
-    def __init__(self, path, preprocess_function_name, mode="delta_t", start_ts=0,
-                 max_duration=None, delta_t=50000, n_events=10000, num_tbins=1,
-                 preprocess_kwargs={}, height=None, width=None):
-        path = os.fspath(path)
-        _check_mode(mode, delta_t, n_events, path)
-        self.path, self.mode, self.num_tbins = path, mode, int(num_tbins)
-        user_kwargs = {k: v for k, v in dict(preprocess_kwargs).items() if k != "preprocess_dtype"}
-        self.h5 = HDF5Iterator(path, num_tbins=self.num_tbins, preprocess_kwargs=user_kwargs,
-                               height=height, width=width)
-        self.h5.checks(preprocess_function_name, delta_t if mode == "delta_t" else None, mode,
-                       n_events if mode == "n_events" else 0)
-        attrs = self.h5.attrs
-        self.height, self.width = self.h5.height, self.h5.width
-        self.cin = attrs.shape[0]
-        self.start_ts = int(start_ts)
-        rows = attrs.rows
-        self._last_ts = self.h5.tensor_file.last_timestamps     # None in delta_t mode
-        if mode == "delta_t":
-            self.delta_t = int(attrs.delta_t)
-            first = self.start_ts // self.delta_t
-            stop = rows if max_duration is None else \
-                -(-(self.start_ts + int(max_duration)) // self.delta_t)
-        else:
-            first = int(np.searchsorted(self._last_ts, self.start_ts, side="left"))
-            stop = rows if max_duration is None else \
-                int(np.searchsorted(self._last_ts, self.start_ts + int(max_duration), side="left"))
-        self._row, self._stop = min(first, rows), min(max(stop, 0), rows)
-        self._window_end = self.start_ts
-        self.stats = _new_stats()
-
-    def get_size(self) -> tuple[int, int]:
-        return self.height, self.width
-
-    def get_time(self) -> int:
-        return self._window_end
-
-    def next_chunk(self, out: np.ndarray) -> ChunkInfo:
-        if self._row >= self._stop:
-            raise StopIteration
-        t0 = time.perf_counter()
-        r0, r1 = self._row, min(self._row + self.num_tbins, self._stop)
-        rows = self.h5.read_rows(r0, r1)
-        t1 = time.perf_counter()
-        n = r1 - r0
-        out[:n] = rows
-        out[n:] = 0
-        if self.mode == "delta_t":
-            start, duration = r0 * self.delta_t, self.num_tbins * self.delta_t
-        else:
-            start, duration = n_events_window(self._window_end, int(self._last_ts[r1 - 1]),
-                                               self.num_tbins)
-        self._row = r1
-        self._window_end = start + duration
-        self.stats["chunks"] += 1
-        self.stats["decode_s"] += t1 - t0
-        self.stats["tensorize_s"] += time.perf_counter() - t1
-        return ChunkInfo(start, duration, 0)
-
-    def close(self) -> None:
-        self.h5.close()
