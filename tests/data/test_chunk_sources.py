@@ -11,8 +11,9 @@ import pytest
 
 from evstream.data.cd_processor_iterator import CDProcessorIterator
 from evstream.data.chunks import ChunkSource, TensorFileChunks
-from evstream.io import DatWriter, EventCD
 from evstream.preprocessing.hdf5 import generate_hdf5
+
+from seqloader_data import synthetic_events, write_dat
 
 H, W, T = 24, 32, 3
 
@@ -20,14 +21,8 @@ H, W, T = 24, 32, 3
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chunks")
-    rng = np.random.default_rng(3)
-    n = 20_000
-    ev = np.zeros(n, EventCD)
-    ev["t"] = np.sort(rng.integers(0, 200_000, n))
-    ev["x"], ev["y"], ev["p"] = rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n)
-    dat = os.fspath(folder / "rec.dat")
-    with DatWriter(dat, height=H, width=W) as w:
-        w.write(ev)
+    ev = synthetic_events(200_000, rate_per_ms=100, height=H, width=W, seed=3)   # 20,000
+    dat = write_dat(folder / "rec.dat", ev, height=H, width=W)
     out = {"dat": dat}
     for mode, kwargs in (("delta_t", dict(delta_t=5000)), ("n_events", dict(n_events=700))):
         generate_hdf5([dat], os.fspath(folder / mode), "histo", kwargs.get("delta_t", 0),
