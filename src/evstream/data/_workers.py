@@ -130,7 +130,13 @@ def stop_workers(torch_iterator) -> None:
         return
     shutdown = getattr(torch_iterator, "_shutdown_workers", None)
     if shutdown is not None:
-        shutdown()
+        try:
+            shutdown()
+        except RuntimeError:
+            # torch's SIGCHLD handler reports a worker killed by the watchdog (or by this
+            # function) while the shutdown joins it: expected here, and the error being raised
+            # (a WorkerTimeoutError naming the worker) must not be replaced by it
+            pass
     for process in getattr(torch_iterator, "_workers", ()):
         if process.is_alive():
             process.kill()
