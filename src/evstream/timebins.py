@@ -10,15 +10,17 @@
   ``end`` is its last event time rounded up so that the duration is a positive multiple of ``T``
   (a label loader that splits ``duration // T`` per bin then loses nothing).
 
-Every loader, the precompute's label splitting and the box helpers of
-:mod:`evstream.data.box_processing` use these functions; none restates the rule.
+The event window is what the readers of :mod:`evstream.io` cut (``load_delta_t``,
+``EventsIterator``); the functions here give the label side: the box helpers of
+:mod:`evstream.data.box_processing`, the precompute's label splitting and the chunk sources'
+n_events windows use them, and none restates the rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["label_bins", "label_slice", "label_mask", "n_events_window"]
+__all__ = ["label_bins", "label_slice", "n_events_window"]
 
 
 def label_bins(t, t0: int, duration: int, num_bins: int = 1) -> np.ndarray:
@@ -35,12 +37,6 @@ def label_bins(t, t0: int, duration: int, num_bins: int = 1) -> np.ndarray:
 def label_slice(t: np.ndarray, t0: int, t1: int) -> slice:
     """The labels of the window ``(t0, t1]`` in a time-sorted array ``t``, as a slice."""
     return slice(int(np.searchsorted(t, t0, side="right")), int(np.searchsorted(t, t1, side="right")))
-
-
-def label_mask(t, t0: int, t1: int) -> np.ndarray:
-    """Which of the (unsorted) times ``t`` belong to the label window ``(t0, t1]``."""
-    t = np.asarray(t)
-    return (t > t0) & (t <= t1)
 
 
 def n_events_window(previous_end: int, last_t: int, num_bins: int) -> tuple[int, int]:

@@ -49,6 +49,7 @@ import torch
 
 from evstream.data._workers import DEFAULT_WORKER_TIMEOUT_S
 from evstream.data.cd_processor_iterator import CDProcessorIterator, TensorFileChunks
+from evstream.data.chunks import check_mode
 from evstream.data.scheduler import FileMetadata
 from evstream.data.sequential_dataset_common import (STREAM_PADDING, collate_fn,
                                                      load_labels_stub, padding_item)
@@ -58,8 +59,7 @@ from evstream.data.transformations import transform_sequence
 from evstream.errors import ArgumentError, GeometryError, MissingFileError
 from evstream.io import open_reader
 from evstream.preprocessing import get_preprocess_dict
-from evstream.preprocessing.tensor_file import (MODES, check_output_size, is_tensor_file,
-                                                read_tensor_attrs)
+from evstream.preprocessing.tensor_file import check_output_size, is_tensor_file, read_tensor_attrs
 
 __all__ = ["CDProcessorDatasetIterator", "CDProcessorDataLoader", "collate_fn", "is_tensor_file",
            "native_size", "count_chunks"]
@@ -316,12 +316,7 @@ class CDProcessorDataLoader(StreamDataLoader):
         for f in files:
             if not os.path.isfile(f):
                 raise MissingFileError("no such recording", f)
-        if mode not in MODES:
-            raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "delta_t" and not (delta_t is not None and int(delta_t) >= 1):
-            raise ArgumentError(f"mode 'delta_t' needs delta_t >= 1 µs, got {delta_t!r}")
-        if mode == "n_events" and not (n_events is not None and int(n_events) >= 1):
-            raise ArgumentError(f"mode 'n_events' needs n_events >= 1, got {n_events!r}")
+        check_mode(mode, delta_t, n_events, None)
         if int(num_tbins) < 1:
             raise ArgumentError(f"num_tbins must be >= 1, got {num_tbins!r}")
         if max_duration is not None and int(max_duration) < 1:

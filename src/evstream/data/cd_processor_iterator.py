@@ -141,7 +141,7 @@ class CDProcessorIterator:
         self.events_iterator = iterator
         self.path = getattr(iterator, "path", None)
         self.mode = iterator.mode
-        if self.mode not in MODES:
+        if self.mode not in MODES:       # sizes are the iterator's (checked there)
             raise ArgumentError(f"mode must be one of {MODES}, got {self.mode!r}", self.path)
         self.num_tbins = num_tbins
         self.preprocess_function_name = name

@@ -66,10 +66,10 @@ def check_mode(mode, delta_t, n_events, path) -> None:
     """ArgumentError naming ``path`` unless ``mode`` is a bin mode with its size >= 1."""
     if mode not in MODES:
         raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}", path)
-    if mode == "delta_t" and not int(delta_t) >= 1:
-        raise ArgumentError(f"mode 'delta_t' needs delta_t >= 1 µs, got {delta_t}", path)
-    if mode == "n_events" and not int(n_events) >= 1:
-        raise ArgumentError(f"mode 'n_events' needs n_events >= 1, got {n_events}", path)
+    if mode == "delta_t" and not (delta_t is not None and int(delta_t) >= 1):
+        raise ArgumentError(f"mode 'delta_t' needs delta_t >= 1 µs, got {delta_t!r}", path)
+    if mode == "n_events" and not (n_events is not None and int(n_events) >= 1):
+        raise ArgumentError(f"mode 'n_events' needs n_events >= 1, got {n_events!r}", path)
 
 
 def new_stats() -> dict:
