@@ -23,6 +23,7 @@ import numpy as np
 from evstream.errors import ArgumentError, MissingFileError
 from evstream.io import EventCD, EventNpyReader, open_reader
 from evstream.preprocessing.tensor_file import TENSOR_FILE_EXTENSIONS, TensorFile, is_tensor_file
+from evstream.utils.process_local import ProcessLocal
 
 #: Extension (lower case) -> kind of file (``.h5`` / ``.hdf5``: see :func:`file_kind`).
 KINDS = {".dat": "dat", ".raw": "raw", ".npy": "npy",
@@ -99,8 +100,7 @@ class SourceCache:
         if int(max_open) < 1:
             raise ArgumentError(f"max_open_files must be >= 1, got {max_open}")
         self.max_open = int(max_open)
-        self._pid = os.getpid()
-        self._open: OrderedDict[str, object] = OrderedDict()
+        self._files: ProcessLocal[OrderedDict[str, object]] = ProcessLocal()
         #: counters (reset never): opens, sequential continuations, seeks
         self.stats = {"opens": 0, "sequential": 0, "seeks": 0}
 
@@ -111,21 +111,28 @@ class SourceCache:
     def __setstate__(self, state):
         self.__init__(state["max_open"])
 
+    @property
+    def _open(self) -> OrderedDict[str, object]:
+        """This process's open files (a forked worker starts with none: the parent's are not
+        its own to use or close, :mod:`evstream.utils.process_local`)."""
+        files = self._files.get()
+        if files is None:
+            files = OrderedDict()
+            self._files.set(files)
+        return files
+
     def _handle(self, path: str, opener):
-        if os.getpid() != self._pid:
-            # forked: the parent's handles are not ours to use or close
-            self._pid = os.getpid()
-            self._open = OrderedDict()
-        handle = self._open.get(path)
+        open_files = self._open
+        handle = open_files.get(path)
         if handle is None:
             handle = opener(path)
             self.stats["opens"] += 1
-            self._open[path] = handle
-            while len(self._open) > self.max_open:
-                _, old = self._open.popitem(last=False)
+            open_files[path] = handle
+            while len(open_files) > self.max_open:
+                _, old = open_files.popitem(last=False)
                 old.close()
         else:
-            self._open.move_to_end(path)
+            open_files.move_to_end(path)
         return handle
 
     def read_events(self, path: str, start: int, duration: int) -> np.ndarray:
@@ -150,11 +157,8 @@ class SourceCache:
 
     def close(self) -> None:
         """Closes every file this process opened."""
-        if os.getpid() == self._pid:
-            for handle in self._open.values():
-                handle.close()
-        self._open = OrderedDict()
-        self._pid = os.getpid()
+        for handle in (self._files.pop() or {}).values():
+            handle.close()
 
     def __len__(self) -> int:
         return len(self._open)

@@ -95,21 +95,24 @@ _NUMPY_DTYPES = {dt: torch.empty(0, dtype=dt).numpy().dtype
                             torch.int16, torch.int32, torch.int64, torch.bool)}
 
 
-def _stack_inputs(tensors) -> torch.Tensor:
-    """``[T, N, C, H, W]`` from ``N`` items ``[T, C, H, W]``: numpy copies whole planes into a new
-    array (about 8x faster than ``torch.stack`` for these shapes, see
-    ``benchmarks/bench_stream.py``) when the items are CPU tensors of one dtype and shape that
-    need no gradient; ``torch.stack`` otherwise."""
+def stack_inputs(tensors, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``[T, N, C, H, W]`` from ``N`` items ``[T, C, H, W]`` (as ``dtype``, default the items'):
+    numpy copies whole planes into a new array (about 8x faster than ``torch.stack`` for these
+    shapes, see ``benchmarks/bench_stream.py``; numpy also asks for transparent huge pages for
+    a large array, so the first touch of a fresh batch costs fewer page faults) when the items
+    are CPU tensors of one dtype and shape that need no gradient; ``torch.stack`` otherwise."""
     first = tensors[0]
-    if isinstance(first, torch.Tensor) and first.dtype in _NUMPY_DTYPES and all(
+    if isinstance(first, torch.Tensor) and first.dtype in _NUMPY_DTYPES and \
+            (dtype or first.dtype) in _NUMPY_DTYPES and all(
             isinstance(t, torch.Tensor) and t.dtype == first.dtype and t.shape == first.shape
             and t.device.type == "cpu" and not t.requires_grad for t in tensors):
         inputs = np.empty((first.shape[0], len(tensors)) + tuple(first.shape[1:]),
-                          dtype=_NUMPY_DTYPES[first.dtype])
+                          dtype=_NUMPY_DTYPES[dtype or first.dtype])
         for i, t in enumerate(tensors):
             inputs[:, i] = t.numpy()
         return torch.from_numpy(inputs)
-    return torch.stack([torch.as_tensor(t) for t in tensors], dim=1)
+    stacked = torch.stack([torch.as_tensor(t) for t in tensors], dim=1)
+    return stacked if dtype is None else stacked.to(dtype)
 
 
 def collate_fn(data_list):
@@ -126,7 +129,7 @@ def collate_fn(data_list):
     tensors, labels, keep_memory, frame_is_labeled, infos = zip(*data_list)
     inputs = getattr(data_list, "inputs", None)
     if inputs is None or inputs.shape[1] != len(tensors):
-        inputs = _stack_inputs(tensors)
+        inputs = stack_inputs(tensors)
     num_tbins = inputs.shape[0]
     batch_labels = [[item[t] for item in labels] for t in range(num_tbins)]
     mask = torch.tensor(keep_memory, dtype=torch.float32).view(-1, 1, 1, 1)

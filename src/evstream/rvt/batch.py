@@ -34,6 +34,7 @@ from enum import Enum, auto
 import numpy as np
 import torch
 
+from evstream.data.sequential_dataset_common import stack_inputs
 from evstream.io.dtypes import EventBbox
 
 
@@ -109,7 +110,7 @@ def _object_labels(table, input_size_hw) -> ObjectLabels | None:
 def collate_rvt(items: list[dict], data_type=DataType) -> dict:
     """RVT's batch dict of B items (module docstring); ``data_type`` is the enum whose members
     (looked up by name) key ``batch["data"]``."""
-    frames = torch.stack([item["frames"] for item in items], dim=1)      # (L, B, C, H, W)
+    frames = stack_inputs([item["frames"] for item in items])            # (L, B, C, H, W)
     length = frames.shape[0]
     labels = [SparselyBatchedObjectLabels(_object_labels(item["labels"][k], item["input_size_hw"])
                                           for item in items) for k in range(length)]
@@ -136,7 +137,7 @@ def boxes_from_table(table: np.ndarray | None) -> np.ndarray:
 
 def collate_metavision(items: list[dict]) -> dict:
     """evstream's metavision-style batch of the same items (module docstring)."""
-    frames = torch.stack([item["frames"] for item in items], dim=1).to(torch.float32)
+    frames = stack_inputs([item["frames"] for item in items], torch.float32)
     length = frames.shape[0]
     labels = [[boxes_from_table(item["labels"][k]) for item in items] for k in range(length)]
     labeled = np.array([[item["labels"][k] is not None and len(item["labels"][k]) > 0

@@ -24,6 +24,7 @@ from evstream.errors import FileFormatError, MissingFileError
 from evstream.rvt.config import RvtDataset, dataset_preset, representation_name
 from evstream.rvt.labels import FrameLabels
 from evstream.rvt.windows import SequencePlan
+from evstream.utils.process_local import ProcessLocal
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -66,7 +67,7 @@ class LayoutSequence:
                                   f"{len(repr_index)} frame indices", label_file)
         self.plan = SequencePlan(FrameLabels(frames, np.zeros(0, np.int64), labels, label_index),
                                  ends, repr_index)
-        self._file: h5py.File | None = None
+        self._file: ProcessLocal[h5py.File] = ProcessLocal()    # opened per process
         with h5py.File(self.h5_path, "r") as f:
             shape = f["data"].shape
             self._dtype = f["data"].dtype
@@ -88,9 +89,11 @@ class LayoutSequence:
 
     def frames(self, first: int, last: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frames ``first .. last - 1`` (uint8; float32 for a non-uint8 file, as RVT)."""
-        if self._file is None:
-            self._file = h5py.File(self.h5_path, "r")
-        data = self._file["data"]
+        file = self._file.get()
+        if file is None:
+            file = h5py.File(self.h5_path, "r")
+            self._file.set(file)
+        data = file["data"]
         dtype = np.uint8 if self._dtype == np.uint8 else np.float32
         if out is None:
             out = np.empty((last - first,) + self.frame_shape, dtype)
@@ -101,15 +104,18 @@ class LayoutSequence:
                 out[:last - first] = data[first:last]
         return out
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def warm_up(self) -> None:
+        """Read one frame here and close the file again (if this call opened it): HDF5 and
+        the Blosc filter are then loaded in a process that forks loader workers."""
+        opened = self._file.get() is None
+        self.frames(0, min(1, self.num_windows))
+        if opened:
+            self.close()
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_file"] = None
-        return state
+    def close(self) -> None:
+        file = self._file.pop()
+        if file is not None:
+            file.close()
 
 
 def layout_sequences(root: str | os.PathLike, split: str, dataset: str | RvtDataset = "gen1",

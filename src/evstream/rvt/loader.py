@@ -34,6 +34,8 @@ here it is filled with padded samples so that no sample is lost. Augmentation is
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,12 +186,17 @@ class RvtLoader:
         batch_format: ``"rvt"`` (RVT's dict) or ``"metavision"`` (evstream's batch).
         data_type: the enum keying RVT's dict (default :class:`~evstream.rvt.batch.DataType`;
             pass an RVT fork's own ``DataType`` to keep its keys).
+        ring_depth, multiprocessing_context: as :class:`~evstream.data.stream.StreamDataLoader`.
+
+    With forked workers (the default start method on Linux), the first iteration builds one
+    window of each kind of sequence in this process first (:func:`warm_up`), so that the
+    workers of every epoch start with the kernels loaded.
     """
 
     def __init__(self, sequences, dataset="gen1", sampling="random", batch_size=8, num_workers=0,
                  *, sequence_length=None, train=False, augment=None, shuffle=None, seed=0,
                  epoch=0, rank=None, world_size=None, batch_format="rvt", data_type=DataType,
-                 ring_depth=3):
+                 ring_depth=3, multiprocessing_context=None):
         if sampling not in SAMPLINGS:
             raise ArgumentError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if batch_format not in BATCH_FORMATS:
@@ -232,12 +239,18 @@ class RvtLoader:
             collate = _RvtCollate(data_type)
         else:
             collate = collate_metavision
-        self.loader = StreamDataLoader(dataset_, num_workers, collate, ring_depth=ring_depth)
+        self.loader = StreamDataLoader(dataset_, num_workers, collate, ring_depth=ring_depth,
+                                       multiprocessing_context=multiprocessing_context)
+        self._warmed = False
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
+        if not self._warmed and self.loader.num_workers and \
+                starts_by_fork(self.loader.multiprocessing_context):
+            warm_up(self.sequences)
+            self._warmed = True
         return iter(self.loader)
 
     def set_epoch(self, epoch: int) -> None:
@@ -252,6 +265,27 @@ class RvtLoader:
     @property
     def stats(self) -> dict:
         return self.loader.stats
+
+
+def starts_by_fork(context) -> bool:
+    """Whether workers of a DataLoader given ``multiprocessing_context=context`` (None, a
+    start-method name or a context) are forked."""
+    if context is None:
+        return multiprocessing.get_start_method() == "fork"
+    if isinstance(context, str):
+        return context == "fork"
+    return context.get_start_method() == "fork"
+
+
+def warm_up(sequences) -> None:
+    """``warm_up()`` one sequence of each kind (class and event-file extension) of
+    ``sequences``, in this process."""
+    seen = set()
+    for seq in sequences:
+        kind = (type(seq), os.path.splitext(getattr(seq, "events_path", ""))[1].lower())
+        if kind not in seen:
+            seen.add(kind)
+            seq.warm_up()
 
 
 class _RvtCollate:

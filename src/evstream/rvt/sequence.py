@@ -23,6 +23,7 @@ from evstream.rvt.labels import frame_labels, load_box_file
 from evstream.rvt.representation import stacked_histogram_window
 from evstream.rvt.window_events import iter_window_events
 from evstream.rvt.windows import SequencePlan, plan_sequence
+from evstream.utils.process_local import ProcessLocal
 
 SPLITS = ("train", "val", "test")
 #: Event-file suffixes tried after the box file's prefix, after the dataset's own (RVT's h5).
@@ -109,14 +110,18 @@ class RecordingSequence:
                               path=self.boxes_path)
         self.plan: SequencePlan | None = None if labels is None else plan_sequence(labels)
         self._reader_kwargs = reader_kwargs
-        self._events: RepairedEvents | None = None
+        self._events: ProcessLocal[RepairedEvents] = ProcessLocal()
 
     @property
     def events(self) -> RepairedEvents:
-        if self._events is None:
-            self._events = RepairedEvents(self.events_path, **self._reader_kwargs)
-            check_geometry(self._events, self.dataset)
-        return self._events
+        """The recording's reader, opened by this process at first use (a forked or spawned
+        worker opens its own: :mod:`evstream.utils.process_local`)."""
+        events = self._events.get()
+        if events is None:
+            events = RepairedEvents(self.events_path, **self._reader_kwargs)
+            check_geometry(events, self.dataset)
+            self._events.set(events)
+        return events
 
     @property
     def num_windows(self) -> int:
@@ -153,15 +158,21 @@ class RecordingSequence:
             pass
         return out
 
-    def close(self) -> None:
-        if self._events is not None:
-            self._events.close()
-            self._events = None
+    def warm_up(self) -> None:
+        """Build the first labelled window here and close the reader again (if this call
+        opened it): the format's numba kernels are then loaded in this process, so loader
+        workers forked from it do not each load them from numba's cache at their first sample
+        (about 150 ms per worker and epoch, ``benchmarks/bench_rvt.py``)."""
+        opened = self._events.get() is None
+        k = int(self.repr_index[0])
+        self.frames(k, k + 1)
+        if opened:
+            self.close()
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_events"] = None            # reopened (and re-indexed) in each process
-        return state
+    def close(self) -> None:
+        events = self._events.pop()
+        if events is not None:
+            events.close()
 
 
 def recording_sequences(input_dir: str | os.PathLike, split: str,
