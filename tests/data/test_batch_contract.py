@@ -395,3 +395,17 @@ def test_no_module_of_evstream_is_in_an_import_cycle():
              for m, deps in modules.items() if m not in packages}
     assert len(graph) > 80
     assert _cycles(graph) == []
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32, torch.uint8])
+def test_stack_inputs_equals_torch_stack_along_the_batch_axis(dtype):
+    rng = np.random.default_rng(3)
+    items = [torch.from_numpy(rng.integers(0, 256, (3, 2, 4, 5), dtype=np.uint8))
+             for _ in range(4)]
+    got = common.stack_inputs(items, dtype)
+    want = torch.stack(items, dim=1)
+    want = want if dtype is None else want.to(dtype)
+    assert got.dtype == want.dtype and got.shape == (3, 4, 2, 4, 5) and torch.equal(got, want)
+    # a tensor needing a gradient goes through torch.stack (and keeps the graph)
+    floats = [t.to(torch.float32).requires_grad_() for t in items]
+    assert common.stack_inputs(floats).grad_fn is not None

@@ -20,7 +20,8 @@ leftover in-progress file is deleted first); an existing final h5 is kept, not r
 :class:`~evstream.errors.RvtRuleError`); a sequence whose boxes all fail the filters gets no
 folder ("No labels after filtering"). In addition, every ``.npy``/``.npz`` is written under a
 temporary name and renamed, so an interrupted run leaves no partial file; a rerun resumes.
-Frames stream window by window: memory is one window of events plus one frame.
+Frames stream window by window: memory is one run of windows' events plus
+``FRAMES_AHEAD + 2`` frames.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ import numpy as np
 from evstream.errors import EvstreamError, MissingFileError, RvtRuleError
 from evstream.rvt.config import RvtDataset, dataset_preset, representation_name
 from evstream.rvt.sequence import SPLITS, RecordingSequence, SequenceFiles, find_sequences
+from evstream.utils.run_ahead import run_ahead
 
+#: Frames computed ahead of the h5 write, in a background thread (the numba kernels and the
+#: reads release the GIL, so the frames of a sequence are computed while the previous ones are
+#: compressed and written).
+FRAMES_AHEAD = 2
 #: RVT's h5 filter: Blosc zstd, clevel 1, byte shuffle (filter 32001, opts (0,0,0,0,1,1,5)).
 BLOSC_ZSTD_1 = hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.SHUFFLE)
 
@@ -130,7 +136,9 @@ def write_sequence(files: SequenceFiles, out_dir: str, dataset: str | RvtDataset
     if os.path.exists(partial):
         os.remove(partial)
     try:
-        n = write_frames_h5(partial, seq.iter_frames(), seq.frame_shape)
+        ring = np.empty((FRAMES_AHEAD + 2,) + seq.frame_shape, np.uint8)
+        n = write_frames_h5(partial, run_ahead(seq.iter_frames(out=ring), FRAMES_AHEAD),
+                            seq.frame_shape)
         events = seq.events.count
     finally:
         seq.close()

@@ -139,12 +139,13 @@ class RecordingSequence:
         return (2 * self.nbins,) + self.dataset.frame_hw
 
     def iter_frames(self, first: int = 0, last: int | None = None, out: np.ndarray | None = None):
-        """The frames of windows ``first .. last - 1`` in order, uint8 ``(C, H', W')`` each
-        (written into ``out[k - first]`` when ``out`` is given, else a reused buffer)."""
+        """The frames of windows ``first .. last - 1`` in order, uint8 ``(C, H', W')`` each:
+        the ``i``-th is written into ``out[i % len(out)]`` when ``out`` is given (all of them
+        when it holds the range, else a ring), else into one reused buffer."""
         buffer = np.empty(self.frame_shape, np.uint8)
         for k, window in enumerate(iter_window_events(self.events, self.plan.ends, self.mode,
                                                       first, last)):
-            target = buffer if out is None else out[k]
+            target = buffer if out is None else out[k % len(out)]
             yield stacked_histogram_window(
                 window, self.dataset.height, self.dataset.width, nbins=self.nbins,
                 count_cutoff=self.count_cutoff, fastmode=self.fastmode,
