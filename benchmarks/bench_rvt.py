@@ -43,12 +43,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "rvt"))
 
 RATE = 5e6
-SECONDS = 3.0
+SECONDS = 10.0
 GEN1_RATE = 1e6
 GEN1_SECONDS = 30.0
 REPEAT = 2
-#: times each batch slot plays the recording in the loader table (4 x 57 gen4 windows per slot)
-PASSES = 4
+#: times each batch slot plays the recording in the loader table (190 gen4 windows per pass)
+PASSES = 1
 
 
 def _peak_mb() -> float:

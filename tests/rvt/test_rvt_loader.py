@@ -242,3 +242,15 @@ def test_forked_workers_start_with_the_kernels_loaded_by_the_parent(data, contex
     out = subprocess.run([sys.executable, "-c", _WARM_UP_SCRIPT, str(data / "in"), context],
                          capture_output=True, text=True, timeout=300, check=True).stdout.split()
     assert out == ["3", str(kernels_in_parent), "True"]
+
+
+@pytest.mark.parametrize("first, last", [(0, 13), (-1, 2), (3, 2)])
+def test_frames_outside_the_sequence_raise_naming_the_file(data, first, last):
+    from evstream.errors import ArgumentError
+
+    for seq in (layout_sequences(data / "out", "train", "gen1")[0],
+                recording_sequences(data / "in", "train", "gen1")[0]):
+        assert seq.num_windows == 12
+        with pytest.raises(ArgumentError, match=r"windows \[.*outside the sequence's 12 windows"):
+            seq.frames(first, last)
+        assert seq.frames(12, 12).shape == (0, 20, 240, 304)

@@ -89,6 +89,7 @@ class LayoutSequence:
 
     def frames(self, first: int, last: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frames ``first .. last - 1`` (uint8; float32 for a non-uint8 file, as RVT)."""
+        self.plan.check_range(first, last, self.h5_path)
         file = self._file.get()
         if file is None:
             file = h5py.File(self.h5_path, "r")

@@ -142,6 +142,7 @@ class RecordingSequence:
         """The frames of windows ``first .. last - 1`` in order, uint8 ``(C, H', W')`` each:
         the ``i``-th is written into ``out[i % len(out)]`` when ``out`` is given (all of them
         when it holds the range, else a ring), else into one reused buffer."""
+        last = self.plan.check_range(first, last, self.events_path)
         buffer = np.empty(self.frame_shape, np.uint8)
         for k, window in enumerate(iter_window_events(self.events, self.plan.ends, self.mode,
                                                       first, last)):
@@ -153,6 +154,7 @@ class RecordingSequence:
 
     def frames(self, first: int, last: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frames ``first .. last - 1`` as one uint8 array ``(last - first, C, H', W')``."""
+        self.plan.check_range(first, last, self.events_path)
         if out is None:
             out = np.empty((last - first,) + self.frame_shape, np.uint8)
         for _ in self.iter_frames(first, last, out=out):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evstream.errors import RvtRuleError
+from evstream.errors import ArgumentError, RvtRuleError
 from evstream.rvt.config import FRAME_STEP_US, WINDOW_STEP_US
 from evstream.rvt.labels import FrameLabels
 
@@ -69,6 +69,15 @@ class SequencePlan:
     @property
     def num_windows(self) -> int:
         return len(self.ends)
+
+    def check_range(self, first: int, last: int | None, path: str) -> int:
+        """``last`` (None: the end), after checking ``0 <= first <= last <= N``; else an
+        :class:`~evstream.errors.ArgumentError` naming ``path``."""
+        last = self.num_windows if last is None else int(last)
+        if not 0 <= int(first) <= last <= self.num_windows:
+            raise ArgumentError(f"windows [{first}, {last}) outside the sequence's "
+                                f"{self.num_windows} windows", path)
+        return last
 
 
 def plan_sequence(labels: FrameLabels) -> SequencePlan:
