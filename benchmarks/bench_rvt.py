@@ -23,7 +23,8 @@ Tables:
    faster). The best of ``REPEAT`` runs by CPU time is shown (the machine is shared).
 3. **A worker's one-time start**: the CPU time of the first sample against the next ones, in a
    fresh process (numba loads its compiled kernels from the cache at their first call), and in
-   a process forked after :func:`evstream.rvt.loader.warm_up` (RvtLoader's forked workers).
+   a process forked after one sample was made in its parent (the stream loader's ``warm_up``,
+   which RvtLoader's forked workers get).
 """
 
 from __future__ import annotations
@@ -174,10 +175,9 @@ def _sample_times(seq, samples: int):
 def run_first_samples(root: str, source: str, forked: bool = False, samples: int = 10):
     """CPU ms of the first and the median of the next ``samples - 1`` samples (5 windows each)
     of one sequence, in this (fresh) process, or with ``forked`` in a process forked from this
-    one after :func:`evstream.rvt.loader.warm_up` (what RvtLoader does before forking its
-    workers)."""
+    one after a first sample here (what the stream loader's ``warm_up`` does before forking
+    its workers)."""
     from evstream.rvt.layout_reader import LayoutSequence
-    from evstream.rvt.loader import warm_up
     from evstream.rvt.sequence import RecordingSequence
 
     folder = os.path.join(root, "gen4", "in", "train")
@@ -186,7 +186,7 @@ def run_first_samples(root: str, source: str, forked: bool = False, samples: int
                                                  os.path.join(folder, "rec_bbox.npy"), "gen4", True)
     if not forked:
         return _sample_times(seq, samples)
-    warm_up([seq])
+    seq.frames(0, 5)
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) as pool:
         return pool.submit(_sample_times, seq, samples).result()
 
@@ -279,7 +279,7 @@ def main() -> None:
             first, later = min(_fresh(run_first_samples, root, source, forked)
                                for _ in range(REPEAT))
             label = {"h5": "RVT h5 (blosc zstd-1)", "dat": "DAT on the fly"}[source] + \
-                (", worker forked after RvtLoader's warm-up" if forked else ", fresh process")
+                (", worker forked after the loader's warm-up" if forked else ", fresh process")
             print(f"| {label} | {first:.0f} | {later:.1f} | {first - later:.0f} |")
         print(f"\nload average at the end (1 / 5 / 15 min): {_load()}")
 

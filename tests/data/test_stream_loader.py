@@ -239,3 +239,51 @@ def test_arguments_are_checked():
     with pytest.raises(ArgumentError):
         StreamDataLoader(StreamDataset([0], endless, 1, "zeros", FILL), -1, stack)
     assert np.array_equal(make_loader([2], 1, 0).plan().order, [0])
+
+
+# --------------------------------------------------------------------------------- warm-up
+_PARENT_CALLS = []
+
+
+def _recording_streamer(stream, parent_pid):
+    import os
+
+    if os.getpid() == parent_pid:
+        _PARENT_CALLS.append(stream)
+    yield torch.tensor([stream, 0])
+
+
+@pytest.mark.parametrize("warm_up, context, parent_calls",
+                         [(True, "fork", [0]), (False, "fork", []), (True, "spawn", []),
+                          (True, None, None)])
+def test_warm_up_computes_one_item_in_the_parent_before_forking_only(warm_up, context,
+                                                                     parent_calls):
+    import multiprocessing
+    import os
+
+    if parent_calls is None:        # the process's default start method decides
+        parent_calls = [0] if multiprocessing.get_start_method() == "fork" else []
+    _PARENT_CALLS.clear()
+    dataset = StreamDataset([0, 1, 2], partial(_recording_streamer, parent_pid=os.getpid()), 2,
+                            "zeros", FILL)
+    loader = StreamDataLoader(dataset, 1, stack, multiprocessing_context=context,
+                              warm_up=warm_up)
+    for _ in range(2):                                  # once per loader, not per epoch
+        batches = play(loader)
+        assert sorted(int(r[0]) for b in batches for r in b if r[0] >= 0) == [0, 1, 2]
+    assert _PARENT_CALLS == parent_calls
+    _PARENT_CALLS.clear()
+    play(StreamDataLoader(dataset, 0, stack, warm_up=True))    # no workers: no extra item
+    assert _PARENT_CALLS == [0, 1, 2]
+
+
+def _failing_streamer(stream):
+    raise OSError(f"cannot read stream {stream}")
+    yield
+
+
+def test_a_failing_warm_up_leaves_the_error_to_the_workers():
+    dataset = StreamDataset([0, 1], _failing_streamer, 2, "zeros", FILL)
+    loader = StreamDataLoader(dataset, 1, stack, multiprocessing_context="fork", warm_up=True)
+    with pytest.raises(StreamReadError, match="cannot read stream"):
+        play(loader)

@@ -19,12 +19,23 @@ does not apply.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import threading
 
 from evstream.errors import ArgumentError
 
 #: Seconds the main process waits for a worker's next result (see the module docstring).
 DEFAULT_WORKER_TIMEOUT_S = 300.0
+
+
+def starts_by_fork(context) -> bool:
+    """Whether the workers of a DataLoader given ``multiprocessing_context=context`` (None: the
+    process's default start method, a start-method name, or a context) are forked."""
+    if context is None:
+        return multiprocessing.get_start_method() == "fork"
+    if isinstance(context, str):
+        return context == "fork"
+    return context.get_start_method() == "fork"
 
 
 def check_timeout(timeout) -> float:

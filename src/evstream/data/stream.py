@@ -72,7 +72,7 @@ import torch
 
 from evstream.data._loader import LoaderBase, check_state
 from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
-                                    is_timeout, stop_workers, waiting_worker)
+                                    is_timeout, starts_by_fork, stop_workers, waiting_worker)
 from evstream.data.sharding import check_seed
 from evstream.data.stream_dataset import (PADDING_MODES, StreamDataset, StreamMessage,
                                           WorkerDataset, WorkerSpec)
@@ -101,6 +101,10 @@ class StreamDataLoader(LoaderBase):
         ring_depth: shared-memory ring buffers per slot output (see the module docstring); a
             worker can be this many steps ahead of the main process.
         multiprocessing_context: torch's ``multiprocessing_context`` (default: the platform's).
+        warm_up: with forked workers, compute one item in this process before the first
+            iteration starts them (:meth:`StreamDataset.warm_up`), so that the workers of every
+            epoch inherit the loaded numba kernels (off by default: it runs the streamer once in
+            this process; evstream's loaders turn it on).
         timeout: seconds to wait for a worker's next step (default 300; 0 or None: forever). A
             silent worker is a :class:`~evstream.errors.WorkerTimeoutError` naming it and the
             recordings of its slots, and the iteration's workers are stopped (see
@@ -119,7 +123,7 @@ class StreamDataLoader(LoaderBase):
 
     def __init__(self, dataset: StreamDataset, num_workers: int, collate_fn, *,
                  prefetch_factor: int = 2, ring_depth: int = 3, multiprocessing_context=None,
-                 timeout=DEFAULT_WORKER_TIMEOUT_S):
+                 timeout=DEFAULT_WORKER_TIMEOUT_S, warm_up: bool = False):
         if not isinstance(dataset, StreamDataset):
             raise ArgumentError(f"dataset must be a StreamDataset, got {type(dataset).__name__}")
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
@@ -133,6 +137,8 @@ class StreamDataLoader(LoaderBase):
         self.prefetch_factor = int(prefetch_factor)
         self.ring_depth = int(ring_depth)
         self.multiprocessing_context = multiprocessing_context
+        self.warm_up = bool(warm_up)
+        self._warmed = False
         self.timeout = check_timeout(timeout)
         self.device = torch.device("cpu")
         self.stats: dict = {}
@@ -199,6 +205,10 @@ class StreamDataLoader(LoaderBase):
         positions = {int(k): tuple(v) for k, v in resume["slots"].items()} if resume else {}
         target = self.dataset.num_batches
         self._track(first, positions, False)
+        if self.warm_up and not self._warmed and self.num_workers and \
+                starts_by_fork(self.multiprocessing_context):
+            self.dataset.warm_up()
+            self._warmed = True
         run = _Iteration(self, positions)
         main = run.stats["main"]
         self.stats = run.stats

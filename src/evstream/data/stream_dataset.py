@@ -27,6 +27,7 @@ from evstream.data.stream_plan import StreamPlan, make_stream_plan
 from evstream.data.stream_ring import Ring, Stopped
 from evstream.data.stream_slot import SlotPlayer
 from evstream.errors import ArgumentError
+from evstream.utils.arrays import close_if_closable
 
 __all__ = ["StreamDataset", "StreamMessage", "WorkerSpec", "WorkerDataset", "PADDING_MODES"]
 
@@ -167,6 +168,21 @@ class StreamDataset(torch.utils.data.IterableDataset):
                 for slot in plan.slot_streams:
                     longest = max(longest, sum(self.lengths[local[i]] for i in slot))
             self.num_batches = longest
+
+    def warm_up(self) -> None:
+        """Compute the first item of the first stream in this process and drop it: the numba
+        kernels it needs are then loaded here, and workers forked from this process start with
+        them instead of each loading them from numba's cache at its first item (0.1-0.3 s
+        per worker and epoch, ``benchmarks/bench_rvt.py``). A failure is left to the workers,
+        which meet and report it with their slot's context."""
+        items = None
+        try:
+            items = self.streamer(self.stream_list[0])
+            next(iter(items), None)
+        except Exception:        # noqa: BLE001 (an optimisation only; the workers report it)
+            pass
+        finally:
+            close_if_closable(items)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch: it seeds the shuffle (and, across ranks, ties of the split)."""

@@ -105,14 +105,6 @@ class LayoutSequence:
                 out[:last - first] = data[first:last]
         return out
 
-    def warm_up(self) -> None:
-        """Read one frame here and close the file again (if this call opened it): HDF5 and
-        the Blosc filter are then loaded in a process that forks loader workers."""
-        opened = self._file.get() is None
-        self.frames(0, min(1, self.num_windows))
-        if opened:
-            self.close()
-
     def close(self) -> None:
         file = self._file.pop()
         if file is not None:

@@ -34,8 +34,6 @@ here it is filled with padded samples so that no sample is lost. Augmentation is
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,9 +186,9 @@ class RvtLoader:
             pass an RVT fork's own ``DataType`` to keep its keys).
         ring_depth, multiprocessing_context: as :class:`~evstream.data.stream.StreamDataLoader`.
 
-    With forked workers (the default start method on Linux), the first iteration builds one
-    window of each kind of sequence in this process first (:func:`warm_up`), so that the
-    workers of every epoch start with the kernels loaded.
+    With forked workers (the default start method on Linux), the first iteration computes one
+    sample in this process first (``warm_up`` of the stream loader), so that the workers of
+    every epoch start with the kernels loaded.
     """
 
     def __init__(self, sequences, dataset="gen1", sampling="random", batch_size=8, num_workers=0,
@@ -240,17 +238,13 @@ class RvtLoader:
         else:
             collate = collate_metavision
         self.loader = StreamDataLoader(dataset_, num_workers, collate, ring_depth=ring_depth,
-                                       multiprocessing_context=multiprocessing_context)
-        self._warmed = False
+                                       multiprocessing_context=multiprocessing_context,
+                                       warm_up=True)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
-        if not self._warmed and self.loader.num_workers and \
-                starts_by_fork(self.loader.multiprocessing_context):
-            warm_up(self.sequences)
-            self._warmed = True
         return iter(self.loader)
 
     def set_epoch(self, epoch: int) -> None:
@@ -265,27 +259,6 @@ class RvtLoader:
     @property
     def stats(self) -> dict:
         return self.loader.stats
-
-
-def starts_by_fork(context) -> bool:
-    """Whether workers of a DataLoader given ``multiprocessing_context=context`` (None, a
-    start-method name or a context) are forked."""
-    if context is None:
-        return multiprocessing.get_start_method() == "fork"
-    if isinstance(context, str):
-        return context == "fork"
-    return context.get_start_method() == "fork"
-
-
-def warm_up(sequences) -> None:
-    """``warm_up()`` one sequence of each kind (class and event-file extension) of
-    ``sequences``, in this process."""
-    seen = set()
-    for seq in sequences:
-        kind = (type(seq), os.path.splitext(getattr(seq, "events_path", ""))[1].lower())
-        if kind not in seen:
-            seen.add(kind)
-            seq.warm_up()
 
 
 class _RvtCollate:

@@ -161,17 +161,6 @@ class RecordingSequence:
             pass
         return out
 
-    def warm_up(self) -> None:
-        """Build the first labelled window here and close the reader again (if this call
-        opened it): the format's numba kernels are then loaded in this process, so loader
-        workers forked from it do not each load them from numba's cache at their first sample
-        (about 150 ms per worker and epoch, ``benchmarks/bench_rvt.py``)."""
-        opened = self._events.get() is None
-        k = int(self.repr_index[0])
-        self.frames(k, k + 1)
-        if opened:
-            self.close()
-
     def close(self) -> None:
         events = self._events.pop()
         if events is not None:
