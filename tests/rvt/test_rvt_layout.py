@@ -204,3 +204,25 @@ def test_frame_labels_plan_matches_stored(gen1):
     assert np.array_equal(LayoutSequence(root / "out" / "val" / "c").plan.ends, plan.ends)
     with pytest.raises(RvtRuleError):
         frame_labels(boxes([(100_000, 5, 5, 40, 40, 0), (150_000, 5, 5, 40, 40, 0)]), GEN4, False)
+
+
+def test_an_error_while_computing_frames_fails_the_sequence_and_leaves_no_h5(tmp_path):
+    """The frames are computed in a background thread ahead of the write: an error there
+    (a polarity RVT refuses, in the 4th window) reaches the sequence's result, and neither the
+    final nor the in-progress h5 is left behind."""
+    folder = tmp_path / "in" / "train"
+    os.makedirs(folder)
+    t = np.arange(0, 1_400_000, 20, dtype=np.int64)
+    p = (np.arange(len(t)) % 2).astype(np.int64)
+    p[t >= 560_000] = 3                           # the window ending at 625 ms and later
+    with h5py.File(folder / "q_td.h5", "w") as f:
+        for k, v in (("x", t % 304), ("y", (t // 304) % 240), ("p", p), ("t", t)):
+            f.create_dataset(f"events/{k}", data=v)
+        f.create_dataset("events/height", data=240)
+        f.create_dataset("events/width", data=304)
+    np.save(folder / "q_bbox.npy", boxes([(t_, 20, 30, 50, 40, 0) for t_ in
+                                          (250_000, 500_000, 750_000, 1_000_000)]))
+    (result,) = precompute_rvt(tmp_path / "in", tmp_path / "out", "gen1")
+    assert result.status == "failed" and "polarity 3" in result.error and "q_td.h5" in result.error
+    rep = tmp_path / "out" / "train" / "q" / "event_representations_v2" / REP
+    assert sorted(os.listdir(rep)) == ["objframe_idx_2_repr_idx.npy", "timestamps_us.npy"]

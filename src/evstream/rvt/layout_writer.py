@@ -19,7 +19,8 @@ leftover in-progress file is deleted first); an existing final h5 is kept, not r
 ``.npy`` / ``.npz`` files that already exist must be equal to the new ones (else
 :class:`~evstream.errors.RvtRuleError`); a sequence whose boxes all fail the filters gets no
 folder ("No labels after filtering"). In addition, every ``.npy``/``.npz`` is written under a
-temporary name and renamed, so an interrupted run leaves no partial file; a rerun resumes.
+temporary name and renamed, so an interrupted run leaves no partial file; a rerun resumes; a
+sequence that fails (an error while computing or writing its frames) removes its in-progress h5.
 Frames stream window by window: memory is one run of windows' events plus
 ``FRAMES_AHEAD + 2`` frames.
 """
@@ -140,6 +141,10 @@ def write_sequence(files: SequenceFiles, out_dir: str, dataset: str | RvtDataset
         n = write_frames_h5(partial, run_ahead(seq.iter_frames(out=ring), FRAMES_AHEAD),
                             seq.frame_shape)
         events = seq.events.count
+    except BaseException:
+        if os.path.exists(partial):        # a failed sequence leaves no partial h5
+            os.remove(partial)
+        raise
     finally:
         seq.close()
     os.replace(partial, final)
