@@ -242,6 +242,40 @@ def test_workers_give_identical_batches(tmp_path):
             [(m.path, s, d) for m, s, d in b["video_infos"]]
 
 
+_LOADS_IN_THIS_PROCESS = []
+
+
+def labels_counting_parent_loads(metadata, start, duration, tensor):
+    if os.getpid() == _LOADS_IN_THIS_PROCESS[0]:
+        _LOADS_IN_THIS_PROCESS.append((metadata.path, start))
+    return [None] * 3, np.zeros(3, dtype=bool)
+
+
+def test_forked_workers_are_warmed_up_by_one_item_in_the_parent_once(tmp_path):
+    """Before the first iteration forks its workers, the loader computes item 0 here (the
+    workers of every epoch then inherit the loaded kernels); not again at the next epoch, and
+    not at all without workers."""
+    import multiprocessing
+
+    forks = multiprocessing.get_start_method() == "fork"
+    ev = synthetic_events(500_000, height=120, width=160, seed=4)
+    files = [write_dat(tmp_path / "k_td.dat", ev, 120, 160)]
+    _LOADS_IN_THIS_PROCESS[:] = [os.getpid()]
+    loader = SequentialDataLoader(files, DT, "histo", [3, 2, 60, 80], batch_size=1,
+                                  num_workers=1, load_labels=labels_counting_parent_loads)
+    first = [b["inputs"].clone() for b in loader]
+    loader.set_epoch(1)
+    second = [b["inputs"].clone() for b in loader]
+    assert len(first) == len(second) >= 2
+    assert _LOADS_IN_THIS_PROCESS[1:] == ([(files[0], 0)] if forks else [])
+    _LOADS_IN_THIS_PROCESS[:] = [os.getpid()]
+    plain = [b["inputs"] for b in SequentialDataLoader(files, DT, "histo", [3, 2, 60, 80],
+                                                       batch_size=1, num_workers=0,
+                                                       load_labels=labels_counting_parent_loads)]
+    assert len(_LOADS_IN_THIS_PROCESS) - 1 == len(plain)       # one load per batch, no more
+    assert all(torch.equal(a, b) for a, b in zip(first, plain))
+
+
 def test_lru_of_open_files(tmp_path):
     ev = synthetic_events(400_000, height=120, width=160)
     files = [write_dat(tmp_path / f"l{i}_td.dat", ev, 120, 160) for i in range(2)]

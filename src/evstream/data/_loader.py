@@ -15,6 +15,8 @@
   (:meth:`LoaderBase._state_header`: ``kind``, ``version``, ``epoch``, ``seed``, ``rank``,
   ``world_size``, ``batch_size``, ``num_batches``), validated by one function,
   :func:`check_state`; each loader adds its own position.
+* **Worker start**: :meth:`LoaderBase._warm_up_before_fork` (one item computed here before
+  forked workers start, so that they inherit the loaded numba kernels).
 * **Pictures**: :meth:`LoaderBase.show`, :meth:`LoaderBase.get_vis_func` and
   :meth:`LoaderBase.save_video`, drawn by
   :func:`~evstream.data.sequential_dataset_common.show_dataloader`, for any loader that says its
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from evstream.data._workers import starts_by_fork
 from evstream.data.sequential_dataset_common import CPU_KEYS, show_dataloader, write_frames
 from evstream.data.sharding import DatasetShardView, check_seed
 from evstream.errors import ArgumentError
@@ -105,6 +108,8 @@ class LoaderBase(DatasetShardView):
     device: torch.device = torch.device("cpu")
     #: ``kind`` of this loader's states
     state_kind = "loader"
+    #: whether :meth:`_warm_up_before_fork` ran
+    _warmed = False
 
     # ------------------------------------------------------------------ device
     def to(self, device):
@@ -126,6 +131,18 @@ class LoaderBase(DatasetShardView):
 
     def _to_device(self, batch):
         return move_batch(batch, self.device)
+
+    # ------------------------------------------------------------------ workers
+    def _warm_up_before_fork(self, multiprocessing_context=None) -> None:
+        """Before the first iteration that forks workers (once per loader): the dataset's
+        ``warm_up()`` computes one item in this process, so that every worker of every epoch
+        inherits the numba kernels it loaded (workers are started again each epoch; a fresh
+        process loads each kernel from numba's cache at its first call). Spawned workers
+        cannot inherit them: nothing is done for them."""
+        if self.num_workers and not self._warmed and \
+                starts_by_fork(multiprocessing_context):
+            self.dataset.warm_up()
+            self._warmed = True
 
     # ------------------------------------------------------------------ epoch
     def set_epoch(self, epoch: int) -> None:

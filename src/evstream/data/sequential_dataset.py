@@ -429,6 +429,16 @@ class SequentialDataset(torch.utils.data.Dataset):
     def _padding_item(self, meta):
         return padding_item(self.array_dim, _torch_dtype(self.dtype), SEQUENTIAL_PADDING, meta)
 
+    def warm_up(self) -> None:
+        """Compute item 0 in this process and drop it (see
+        :meth:`~evstream.data._loader.LoaderBase._warm_up_before_fork`); a failure is left to
+        the workers, which report it with its batch's context."""
+        try:
+            if len(self):
+                self[0]
+        except Exception:        # noqa: BLE001 (an optimisation only; the workers report it)
+            pass
+
     def __getitem__(self, n):
         meta, start, duration = self._schedule_item(n)
         if meta.is_padding():
@@ -569,6 +579,7 @@ class SequentialDataLoader(LoaderBase):
     def __iter__(self):
         self.batch_size = self.dataset.batch_size
         if self.num_workers > 0:
+            self._warm_up_before_fork()
             self.dataset.close()      # workers open their own files
         first, self._resume_step = self._resume_step or 0, None
         self._stop_workers()                 # a previous iteration's, if it was left running

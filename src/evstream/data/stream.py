@@ -72,7 +72,7 @@ import torch
 
 from evstream.data._loader import LoaderBase, check_state
 from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
-                                    is_timeout, starts_by_fork, stop_workers, waiting_worker)
+                                    is_timeout, stop_workers, waiting_worker)
 from evstream.data.sharding import check_seed
 from evstream.data.stream_dataset import (PADDING_MODES, StreamDataset, StreamMessage,
                                           WorkerDataset, WorkerSpec)
@@ -138,7 +138,6 @@ class StreamDataLoader(LoaderBase):
         self.ring_depth = int(ring_depth)
         self.multiprocessing_context = multiprocessing_context
         self.warm_up = bool(warm_up)
-        self._warmed = False
         self.timeout = check_timeout(timeout)
         self.device = torch.device("cpu")
         self.stats: dict = {}
@@ -205,10 +204,8 @@ class StreamDataLoader(LoaderBase):
         positions = {int(k): tuple(v) for k, v in resume["slots"].items()} if resume else {}
         target = self.dataset.num_batches
         self._track(first, positions, False)
-        if self.warm_up and not self._warmed and self.num_workers and \
-                starts_by_fork(self.multiprocessing_context):
-            self.dataset.warm_up()
-            self._warmed = True
+        if self.warm_up:
+            self._warm_up_before_fork(self.multiprocessing_context)
         run = _Iteration(self, positions)
         main = run.stats["main"]
         self.stats = run.stats

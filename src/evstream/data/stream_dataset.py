@@ -173,8 +173,9 @@ class StreamDataset(torch.utils.data.IterableDataset):
         """Compute the first item of the first stream in this process and drop it: the numba
         kernels it needs are then loaded here, and workers forked from this process start with
         them instead of each loading them from numba's cache at its first item (0.1-0.3 s
-        per worker and epoch, ``benchmarks/bench_rvt.py``). A failure is left to the workers,
-        which meet and report it with their slot's context."""
+        per worker and epoch, ``benchmarks/bench_rvt.py``; see
+        :meth:`~evstream.data._loader.LoaderBase._warm_up_before_fork`). A failure is left to
+        the workers, which meet and report it with their slot's context."""
         items = None
         try:
             items = self.streamer(self.stream_list[0])
