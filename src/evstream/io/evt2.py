@@ -26,6 +26,32 @@ PERIOD = 1 << 34                                         #: µs covered by the 3
 WRAP_THRESHOLD = (((1 << 28) - 1) << 6) - (10 << 6)      #: 17,179,868,480 µs
 
 
+#: words below this value are CD words (type 0x0 or 0x1)
+CD_WORD_LIMIT = 0x2 << 28
+
+
+@njit(cache=True)
+def decode_cd_run(words, flat, base, width, height, t_stop):
+    """Fast path of :func:`evt2_machine` for a run of CD words (type 0x0 / 0x1) under one
+    time base: write ``words[k]`` as event ``k`` of ``flat`` (an ``int64[N, 2]`` output
+    flattened, ``2 * len(words)`` slots) and return True when every event lies inside ``width x
+    height`` and, with ``t_stop``, before it; else return False (the slots written are then
+    garbage, for the per-word path to overwrite). No branch and no loop-carried state: numba
+    vectorises it."""
+    stray = False
+    for k in range(len(words)):
+        w = np.int64(words[k])
+        x = (w >> 11) & 0x7FF
+        y = w & 0x7FF
+        t = base + ((w >> 22) & 0x3F)
+        stray |= (x >= width) | (y >= height)
+        if t_stop is not None:
+            stray |= t >= t_stop
+        flat[2 * k] = x | (y << 16) | ((w >> 28) << 32)
+        flat[2 * k + 1] = t
+    return not stray
+
+
 @njit(cache=True)
 def evt2_machine(words, ev, tr, st, width, height, t_stop):
     """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
@@ -52,6 +78,8 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
     loops = st[ST_LOOPS]
     skipped = st[ST_SKIPPED]
     oob = st[ST_OOB]
+    flat = ev.reshape(-1)
+    slow_until = 0      # words before it go through the per-word path (a run with a stray event)
     while i < n:
         # words decodable without capacity checks (<= 1 event, <= 1 trigger each)
         block = min(ev.shape[0] - ne, tr.shape[0] - nt, n - i)
@@ -59,6 +87,16 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
             break
         end = i + block
         while i < end:
+            if i >= slow_until and words[i] < CD_WORD_LIMIT:     # a run of CD words
+                j = i + 1
+                while j < end and words[j] < CD_WORD_LIMIT:
+                    j += 1
+                if decode_cd_run(words[i:j], flat[2 * ne:2 * (ne + j - i)], base, width, height,
+                                  t_stop):
+                    ne += j - i
+                    i = j
+                    continue
+                slow_until = j
             w = np.int64(words[i])
             i += 1
             typ = w >> 28
