@@ -9,7 +9,7 @@ This module holds what they have in common:
 * the TIME_HIGH wrap rule (:func:`time_high_update`), identical in shape for EVT 2.x (34-bit time,
   28-bit TIME_HIGH) and EVT 3.0 (24-bit time base, 12-bit TIME_HIGH);
 * :func:`emit_mask`, the writer of a validity-mask vector (EVT 3.0 VECT_12 / VECT_8,
-  EVT 2.1 32-bit masks);
+  EVT 2.1 32-bit masks), and the bit-count intrinsic :func:`popcount`;
 * the once-per-call boundary checks (dtypes, contiguity, buffer sizes) and the int64 views the
   kernels write through.
 
@@ -35,9 +35,19 @@ except ImportError:  # pragma: no cover
             n += 1
         return n
 
+from numba.extending import intrinsic
+
 from ..errors import EventArrayError
 from .dtypes import EventCD, EventExtTrigger
 from .header import check_sensor_side
+
+
+@intrinsic
+def popcount(typingctx, value):
+    """Number of set bits of an integer (LLVM ctpop: one instruction)."""
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+    return value(value), codegen
 
 # ---- state vector layout (int64), shared by every format --------------------------------------
 ST_STARTED = 0        #: 1 once the first TIME_HIGH has been seen

@@ -28,8 +28,8 @@ import numpy as np
 from numba import njit
 
 from ._decoder_base import (ST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
-                            ST_WORDS_BEFORE, WordDecoder, emit_mask, start_time_base,
-                            store_common_state, time_high_update)
+                            ST_WORDS_BEFORE, WordDecoder, emit_mask, popcount, start_time_base,
+                            store_common_state, time_high_update, trailing_zeros)
 
 PERIOD = 1 << 24                          #: µs covered by the 24-bit time base
 WRAP_THRESHOLD = (4095 << 12) - (10 << 12)  #: 16,732,160 µs
@@ -42,6 +42,28 @@ _BX = ST_FORMAT + 3     # vector base x
 _POL = ST_FORMAT + 4    # vector polarity
 _EM_EVENTS = ST_FORMAT + 5
 _N_STATE = ST_FORMAT + 6
+
+
+@njit(cache=True, inline="always")
+def emit_mask_branch_free(ev, ne, mask, first, t):
+    """Write one event per set bit ``i`` of the 12-bit ``mask``, lowest first, at ``ev[ne:]``:
+    column 0 ``first + i`` (``first`` = base x already packed with ``y << 16 | p << 32``),
+    column 1 ``t``; return the new ``ne``. Slots are written four at a time whatever the bit
+    count, which only decides whether a second and third group follow (so a vector with up to
+    four bits, the common case, costs no data-dependent branch); slots up to ``ne + 11`` may be
+    written, the ones past the returned ``ne`` with garbage."""
+    count = popcount(mask)
+    m = mask | 0x1000                      # bit 12 stops trailing_zeros past the last bit
+    for k in range(4):
+        ev[ne + k, 0] = first + trailing_zeros(m)
+        ev[ne + k, 1] = t
+        m &= m - 1
+    if count > 4:
+        for k in range(4, 12):
+            ev[ne + k, 0] = first + trailing_zeros(m)
+            ev[ne + k, 1] = t
+            m &= m - 1
+    return ne + count
 
 
 @njit(cache=True)
@@ -120,15 +142,13 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                         i -= 1                               # window end: this word is next
                         n = i
                         break
-                if mode == 0:
+                if mode == 0 and bx + 12 <= width:
+                    ne = emit_mask_branch_free(ev, ne, mask, bx | hi_y | hi_pol, t)
+                elif mode == 0:
                     ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, t, width)
                     oob += o
                 else:
-                    c = 0
-                    m = mask
-                    while m:
-                        m &= m - 1
-                        c += 1
+                    c = popcount(mask)
                     if mode == 1:
                         oob += c
                     else:
