@@ -193,11 +193,15 @@ class WordDecoder:
         return out
 
     # ---- decoding ----------------------------------------------------------------------------
-    def decode(self, words: np.ndarray, events: np.ndarray, triggers: np.ndarray) -> tuple[int, int, int]:
+    def decode(self, words: np.ndarray, events: np.ndarray, triggers: np.ndarray,
+               t_shift: int = 0) -> tuple[int, int, int]:
         """Decode ``words`` in order into ``events[0:]`` and ``triggers[0:]``.
 
         Stops before a word when fewer than ``max_events_per_word`` slots remain in ``events`` or
-        no slot remains in ``triggers``. State carries across calls exactly.
+        no slot remains in ``triggers``. State carries across calls exactly. ``t_shift`` (µs) is
+        subtracted from the time of every event and trigger written (the readers' time
+        shifting, at no extra pass); the state stays in raw time. Slots past the returned
+        event count may be overwritten (the fast paths write whole groups).
 
         Returns:
             ``(n_words_consumed, n_events_written, n_triggers_written)``.
@@ -214,10 +218,10 @@ class WordDecoder:
             raise EventArrayError(f"{name}.decode: words must be contiguous")
         ev = _view(events, EventCD, 2, self.max_events_per_word, name, "events")
         tr = _view(triggers, EventExtTrigger, 3, 1, name, "triggers")
-        nw, ne, nt = self._run(words, ev, tr)
+        nw, ne, nt = self._run(words, ev, tr, int(t_shift))
         return int(nw), int(ne), int(nt)
 
-    def _run(self, words, ev, tr):  # pragma: no cover - abstract
+    def _run(self, words, ev, tr, t_shift):  # pragma: no cover - abstract
         raise NotImplementedError
 
 

@@ -31,11 +31,11 @@ CD_WORD_LIMIT = 0x2 << 28
 
 
 @njit(cache=True)
-def decode_cd_run(words, flat, base, width, height, t_stop):
+def decode_cd_run(words, flat, base, width, height, t_stop, t_shift):
     """Fast path of :func:`evt2_machine` for a run of CD words (type 0x0 / 0x1) under one
     time base: write ``words[k]`` as event ``k`` of ``flat`` (an ``int64[N, 2]`` output
     flattened, ``2 * len(words)`` slots) and return True when every event lies inside ``width x
-    height`` and, with ``t_stop``, before it; else return False (the slots written are then
+    height`` and, with ``t_stop`` (raw µs), before it; else return False (the slots written are then
     garbage, for the per-word path to overwrite). No branch and no loop-carried state: numba
     vectorises it."""
     stray = False
@@ -48,13 +48,14 @@ def decode_cd_run(words, flat, base, width, height, t_stop):
         if t_stop is not None:
             stray |= t >= t_stop
         flat[2 * k] = x | (y << 16) | ((w >> 28) << 32)
-        flat[2 * k + 1] = t
+        flat[2 * k + 1] = t - t_shift
     return not stray
 
 
 @njit(cache=True)
-def evt2_machine(words, ev, tr, st, width, height, t_stop):
-    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
+def evt2_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
+    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
+    ``t_shift`` µs are subtracted from the times written (the state stays in raw time).
 
     ``t_stop``: None, or a raw time (µs): decoding then stops before the first CD word inside
     the geometry whose time is ``>= t_stop`` (that word is not consumed: the readers' window
@@ -92,7 +93,7 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
                 while j < end and words[j] < CD_WORD_LIMIT:
                     j += 1
                 if decode_cd_run(words[i:j], flat[2 * ne:2 * (ne + j - i)], base, width, height,
-                                  t_stop):
+                                 t_stop, t_shift):
                     ne += j - i
                     i = j
                     continue
@@ -109,7 +110,7 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
                         n = i
                         break
                 ev[ne, 0] = x | (y << 16) | (typ << 32)
-                ev[ne, 1] = base + ((w >> 22) & 0x3F)
+                ev[ne, 1] = base + ((w >> 22) & 0x3F) - t_shift
                 if x < width and y < height:
                     ne += 1
                 else:
@@ -119,7 +120,7 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
                                                WRAP_THRESHOLD)
             elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = w & 1
-                tr[nt, 1] = base + ((w >> 22) & 0x3F)
+                tr[nt, 1] = base + ((w >> 22) & 0x3F) - t_shift
                 tr[nt, 2] = (w >> 8) & 0x1F
                 nt += 1
             else:                                            # IMU, OTHERS, CONTINUED, reserved
@@ -140,5 +141,5 @@ class Evt2Decoder(WordDecoder):
     word_dtype = np.dtype("<u4")
     max_events_per_word = 1
 
-    def _run(self, words, ev, tr):
-        return evt2_machine(words, ev, tr, self._state, self.width, self.height, None)
+    def _run(self, words, ev, tr, t_shift):
+        return evt2_machine(words, ev, tr, self._state, self.width, self.height, None, t_shift)

@@ -67,8 +67,9 @@ def emit_mask_branch_free(ev, ne, mask, first, t):
 
 
 @njit(cache=True)
-def evt3_machine(words, ev, tr, st, width, height, t_stop):
-    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
+def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
+    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
+    ``t_shift`` µs are subtracted from the times written (``ts``; the state stays in raw time).
 
     ``t_stop``: None, or a raw time (µs): decoding then stops before the first word that would
     write an event with ``t >= t_stop`` (that word is not consumed), the rule by which the
@@ -108,6 +109,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
     mode = 2 if em != 0 else (0 if y < height else 1)
     hi_y = y << 16
     hi_pol = pol << 32
+    ts = t - t_shift
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
         block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
@@ -126,7 +128,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                         n = i
                         break
                 ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
-                ev[ne, 1] = t
+                ev[ne, 1] = ts
                 if mode == 0 and x < width:
                     ne += 1
                 elif mode == 2:
@@ -143,9 +145,9 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                         n = i
                         break
                 if mode == 0 and bx + 12 <= width:
-                    ne = emit_mask_branch_free(ev, ne, mask, bx | hi_y | hi_pol, t)
+                    ne = emit_mask_branch_free(ev, ne, mask, bx | hi_y | hi_pol, ts)
                 elif mode == 0:
-                    ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, t, width)
+                    ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, ts, width)
                     oob += o
                 else:
                     c = popcount(mask)
@@ -156,6 +158,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                 bx += nbits
             elif typ == 0x6:                                 # EVT_TIME_LOW
                 t = base + (w & 0xFFF)
+                ts = t - t_shift
             elif typ == 0x0:                                 # EVT_ADDR_Y
                 y = w & 0x7FF
                 em = 0
@@ -168,6 +171,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 t = base
+                ts = t - t_shift
             elif typ == 0x1:                                 # EM_ADDR_Y
                 y = w & 0x7FF
                 em = 1
@@ -175,7 +179,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                 hi_y = y << 16
             elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = w & 1
-                tr[nt, 1] = t
+                tr[nt, 1] = ts
                 tr[nt, 2] = (w >> 8) & 0xF
                 nt += 1
             else:                                            # 0x7, 0x9, 0xB-0xF: ignored
@@ -205,5 +209,5 @@ class Evt3Decoder(WordDecoder):
     _extra_counters = {"em_events": _EM_EVENTS}
     _shift_offset = 4096
 
-    def _run(self, words, ev, tr):
-        return evt3_machine(words, ev, tr, self._state, self.width, self.height, None)
+    def _run(self, words, ev, tr, t_shift):
+        return evt3_machine(words, ev, tr, self._state, self.width, self.height, None, t_shift)
