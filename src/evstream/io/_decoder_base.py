@@ -142,6 +142,8 @@ class WordDecoder:
     _extra_counters: dict[str, int] = {}
     #: µs subtracted by OpenEB's time shifting relative to the first time base (§7.4).
     _shift_offset: int = 0
+    #: whether :meth:`decode` takes ``t_stop`` (the kernel stops at a time)
+    stops_at_time: bool = False
 
     def __init__(self, width: int, height: int) -> None:
         self.width = check_sensor_side(width, f"{type(self).__name__}: width")
@@ -194,14 +196,16 @@ class WordDecoder:
 
     # ---- decoding ----------------------------------------------------------------------------
     def decode(self, words: np.ndarray, events: np.ndarray, triggers: np.ndarray,
-               t_shift: int = 0) -> tuple[int, int, int]:
+               t_shift: int = 0, t_stop: int | None = None) -> tuple[int, int, int]:
         """Decode ``words`` in order into ``events[0:]`` and ``triggers[0:]``.
 
         Stops before a word when fewer than ``max_events_per_word`` slots remain in ``events`` or
         no slot remains in ``triggers``. State carries across calls exactly. ``t_shift`` (µs) is
         subtracted from the time of every event and trigger written (the readers' time
         shifting, at no extra pass); the state stays in raw time. Slots past the returned
-        event count may be overwritten (the fast paths write whole groups).
+        event count may be overwritten (the fast paths write whole groups). ``t_stop`` (raw
+        µs; decoders with ``stops_at_time`` only): also stop before the first word that would
+        write an event with ``t >= t_stop`` (the readers' time-window rule).
 
         Returns:
             ``(n_words_consumed, n_events_written, n_triggers_written)``.
@@ -210,6 +214,8 @@ class WordDecoder:
                 make progress (``len(events) < max_events_per_word`` or ``len(triggers) < 1``).
         """
         name = type(self).__name__
+        if t_stop is not None and not self.stops_at_time:
+            raise EventArrayError(f"{name}.decode: this format's decoder takes no t_stop")
         if not isinstance(words, np.ndarray) or words.ndim != 1 or words.dtype != self.word_dtype:
             raise EventArrayError(f"{name}.decode: words must be a 1-D {self.word_dtype} array, got "
                                   f"{getattr(words, 'dtype', type(words))} "
@@ -218,10 +224,10 @@ class WordDecoder:
             raise EventArrayError(f"{name}.decode: words must be contiguous")
         ev = _view(events, EventCD, 2, self.max_events_per_word, name, "events")
         tr = _view(triggers, EventExtTrigger, 3, 1, name, "triggers")
-        nw, ne, nt = self._run(words, ev, tr, int(t_shift))
+        nw, ne, nt = self._run(words, ev, tr, int(t_shift), None if t_stop is None else int(t_stop))
         return int(nw), int(ne), int(nt)
 
-    def _run(self, words, ev, tr, t_shift):  # pragma: no cover - abstract
+    def _run(self, words, ev, tr, t_shift, t_stop):  # pragma: no cover - abstract
         raise NotImplementedError
 
 

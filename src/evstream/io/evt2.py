@@ -141,5 +141,7 @@ class Evt2Decoder(WordDecoder):
     word_dtype = np.dtype("<u4")
     max_events_per_word = 1
 
-    def _run(self, words, ev, tr, t_shift):
-        return evt2_machine(words, ev, tr, self._state, self.width, self.height, None, t_shift)
+    stops_at_time = True
+
+    def _run(self, words, ev, tr, t_shift, t_stop):
+        return evt2_machine(words, ev, tr, self._state, self.width, self.height, t_stop, t_shift)

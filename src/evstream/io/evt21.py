@@ -118,6 +118,6 @@ class Evt21Decoder(WordDecoder):
         super().__init__(width, height)
         self.legacy_word_order = bool(legacy_word_order)
 
-    def _run(self, words, ev, tr, t_shift):
+    def _run(self, words, ev, tr, t_shift, t_stop):
         return _decode_evt21(words, ev, tr, self._state, self.width, self.height,
                              self.legacy_word_order, t_shift)

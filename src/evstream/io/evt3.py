@@ -209,5 +209,7 @@ class Evt3Decoder(WordDecoder):
     _extra_counters = {"em_events": _EM_EVENTS}
     _shift_offset = 4096
 
-    def _run(self, words, ev, tr, t_shift):
-        return evt3_machine(words, ev, tr, self._state, self.width, self.height, None, t_shift)
+    stops_at_time = True
+
+    def _run(self, words, ev, tr, t_shift, t_stop):
+        return evt3_machine(words, ev, tr, self._state, self.width, self.height, t_stop, t_shift)
