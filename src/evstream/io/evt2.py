@@ -88,9 +88,10 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
             break
         end = i + block
         while i < end:
-            if i >= slow_until and words[i] < CD_WORD_LIMIT:     # a run of CD words
+            # a run of CD words (unsigned indices: no negative-index fix-up in the scan)
+            if i >= slow_until and words[np.uint64(i)] < CD_WORD_LIMIT:
                 j = i + 1
-                while j < end and words[j] < CD_WORD_LIMIT:
+                while j < end and words[np.uint64(j)] < CD_WORD_LIMIT:
                     j += 1
                 if decode_cd_run(words[i:j], flat[2 * ne:2 * (ne + j - i)], base, width, height,
                                  t_stop, t_shift):

@@ -45,23 +45,24 @@ _N_STATE = ST_FORMAT + 6
 
 
 @njit(cache=True, inline="always")
-def emit_mask_branch_free(ev, ne, mask, first, t):
-    """Write one event per set bit ``i`` of the 12-bit ``mask``, lowest first, at ``ev[ne:]``:
+def emit_mask_branch_free(flat, ne, mask, first, t):
+    """Write one event per set bit ``i`` of the 12-bit ``mask``, lowest first, as events
+    ``ne, ne + 1, ...`` of ``flat`` (the ``int64[N, 2]`` output flattened):
     column 0 ``first + i`` (``first`` = base x already packed with ``y << 16 | p << 32``),
     column 1 ``t``; return the new ``ne``. Slots are written four at a time whatever the bit
-    count, which only decides whether a second and third group follow (so a vector with up to
+    count, which only decides whether the other eight follow (so a vector with up to
     four bits, the common case, costs no data-dependent branch); slots up to ``ne + 11`` may be
     written, the ones past the returned ``ne`` with garbage."""
     count = popcount(mask)
     m = mask | 0x1000                      # bit 12 stops trailing_zeros past the last bit
     for k in range(4):
-        ev[ne + k, 0] = first + trailing_zeros(m)
-        ev[ne + k, 1] = t
+        flat[np.uint64(2 * (ne + k))] = first + trailing_zeros(m)
+        flat[np.uint64(2 * (ne + k) + 1)] = t
         m &= m - 1
     if count > 4:
         for k in range(4, 12):
-            ev[ne + k, 0] = first + trailing_zeros(m)
-            ev[ne + k, 1] = t
+            flat[np.uint64(2 * (ne + k))] = first + trailing_zeros(m)
+            flat[np.uint64(2 * (ne + k) + 1)] = t
             m &= m - 1
     return ne + count
 
@@ -110,6 +111,9 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     hi_y = y << 16
     hi_pol = pol << 32
     ts = t - t_shift
+    # hot stores go through the flat view with unsigned indices (event k in slots 2k, 2k + 1):
+    # numba then emits neither the stride multiply nor the negative-index fix-up
+    flat = ev.reshape(-1)
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
         block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
@@ -117,7 +121,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
             break
         end = i + block
         while i < end:
-            w = np.int64(words[i])
+            w = np.int64(words[np.uint64(i)])
             i += 1
             typ = w >> 12
             if typ == 0x2:                                   # EVT_ADDR_X
@@ -127,8 +131,8 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                         i -= 1                               # window end: this word is next
                         n = i
                         break
-                ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
-                ev[ne, 1] = ts
+                flat[np.uint64(2 * ne)] = x | hi_y | (((w >> 11) & 1) << 32)
+                flat[np.uint64(2 * ne + 1)] = ts
                 if mode == 0 and x < width:
                     ne += 1
                 elif mode == 2:
@@ -145,7 +149,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                         n = i
                         break
                 if mode == 0 and bx + 12 <= width:
-                    ne = emit_mask_branch_free(ev, ne, mask, bx | hi_y | hi_pol, ts)
+                    ne = emit_mask_branch_free(flat, ne, mask, bx | hi_y | hi_pol, ts)
                 elif mode == 0:
                     ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, ts, width)
                     oob += o
