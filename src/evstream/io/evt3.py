@@ -106,6 +106,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     # mode 0: CD with y in bounds; 1: CD with y out of bounds; 2: EM (y and the polarity are
     # kept only in their packed places: fewer live variables, fewer register spills)
     mode = 2 if st[_EM] != 0 else (0 if st[_Y] < height else 1)
+    x_limit = width if mode == 0 else 0     # an ADDR_X event is kept iff x < x_limit
     hi_y = st[_Y] << 16
     hi_pol = st[_POL] << 32
     ts = t - t_shift
@@ -131,7 +132,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                         break
                 flat[np.uint64(2 * ne)] = x | hi_y | (((w >> 11) & 1) << 32)
                 flat[np.uint64(2 * ne + 1)] = ts
-                if mode == 0 and x < width:
+                if x < x_limit:
                     ne += 1
                 elif mode == 2:
                     em_events += 1
@@ -163,6 +164,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                 ts = t - t_shift
             elif typ == 0x0:                                 # EVT_ADDR_Y
                 mode = 0 if (w & 0x7FF) < height else 1
+                x_limit = width if mode == 0 else 0
                 hi_y = (w & 0x7FF) << 16
             elif typ == 0x3:                                 # VECT_BASE_X
                 bx = w & 0x7FF
@@ -173,6 +175,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                 ts = t - t_shift
             elif typ == 0x1:                                 # EM_ADDR_Y
                 mode = 2
+                x_limit = 0
                 hi_y = (w & 0x7FF) << 16
             elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = w & 1
