@@ -25,7 +25,9 @@ A reader with no event left keeps its ``current_time`` when a load returns nothi
 a fresh array owned by the caller (never a view of an internal buffer).
 
 Concrete readers only provide a *source*: ``_decode_into(out)`` (decode the next events into a
-buffer, 0 at the end), ``_rewind()``, and two seek hints that position the source at or before
+buffer, 0 at the end; optionally ``_decode_until(out, t_end)``, which also stops at a time
+window's end, so that a long window is decoded straight into its array), ``_rewind()``, and
+two seek hints that position the source at or before
 the requested place; the discarding of the few events between a hint and the target is done
 here, once, for every format.
 """
