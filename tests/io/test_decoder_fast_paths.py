@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evstream.io import EventCD, EventExtTrigger, EventsIterator, RawReader
+from evstream.io import DatWriter, EventCD, EventExtTrigger, EventsIterator, RawReader
 from evstream.io import dat as dat_module
 from evstream.io.evt2 import PERIOD as EVT2_PERIOD
 from evstream.io.evt2 import WRAP_THRESHOLD as EVT2_WRAP
@@ -293,3 +293,16 @@ def _all_triggers(path):
     reader = RawReader(path)
     reader.read_all()
     return reader.get_ext_trigger_events()
+
+
+def test_dat_windows_larger_than_the_buffer_equal_the_whole_read(tmp_path):
+    events = row_run_events(6000, width=WIDTH, height=HEIGHT, seed=4)
+    path = tmp_path / "a.dat"
+    with DatWriter(path, HEIGHT, WIDTH) as w:
+        w.write(events)
+    t = events["t"].astype(np.int64)
+    for delta_t in (int(t[-1]) // 7 + 1, int(t[-1]) // 3 + 1):
+        windows = list(EventsIterator(path, delta_t=delta_t, buffer_events=64))
+        assert len(windows) == int(t[-1]) // delta_t + 1
+        for k, got in enumerate(windows):
+            np.testing.assert_array_equal(got, events[(t >= k * delta_t) & (t < (k + 1) * delta_t)])
