@@ -306,3 +306,32 @@ def test_dat_windows_larger_than_the_buffer_equal_the_whole_read(tmp_path):
         assert len(windows) == int(t[-1]) // delta_t + 1
         for k, got in enumerate(windows):
             np.testing.assert_array_equal(got, events[(t >= k * delta_t) & (t < (k + 1) * delta_t)])
+
+
+@pytest.mark.parametrize("kind", ["evt3", "evt2", "dat"])
+@pytest.mark.parametrize("mode, n_events", [("delta_t", 0), ("mixed", 700), ("mixed", 5000),
+                                            ("n_events", 900)])
+def test_slices_and_times_do_not_depend_on_the_buffer_size(tmp_path, kind, mode, n_events):
+    """A 64-event buffer (long windows decoded straight into their arrays) and the default one
+    (every window inside the buffer) give the same slices and the same current times."""
+    events = row_run_events(6000, width=WIDTH, height=HEIGHT, seed=5)
+    if kind == "dat":
+        path = tmp_path / "a.dat"
+        with DatWriter(path, HEIGHT, WIDTH) as w:
+            w.write(events)
+        small = {"buffer_events": 64}
+    else:
+        path = write_raw(tmp_path / f"a_{kind}.raw", events, kind, height=HEIGHT, width=WIDTH)
+        small = {"max_events": 64}
+    delta_t = int(events["t"][-1]) // 6 + 1
+    kwargs = {"mode": mode, "delta_t": delta_t, "n_events": n_events or 10000}
+
+    def play(**reader_kwargs):
+        it = EventsIterator(path, **kwargs, **reader_kwargs)
+        return [(w.copy(), it.get_current_time()) for w in it]
+
+    got, expect = play(**small), play()
+    assert len(got) == len(expect) > 3
+    for (g, gt), (e, et) in zip(got, expect):
+        np.testing.assert_array_equal(g, e)
+        assert gt == et
