@@ -9,7 +9,7 @@ This module holds what they have in common:
 * the TIME_HIGH wrap rule (:func:`time_high_update`), identical in shape for EVT 2.x (34-bit time,
   28-bit TIME_HIGH) and EVT 3.0 (24-bit time base, 12-bit TIME_HIGH);
 * :func:`emit_mask`, the writer of a validity-mask vector (EVT 3.0 VECT_12 / VECT_8,
-  EVT 2.1 32-bit masks);
+  EVT 2.1 32-bit masks), and the bit-count intrinsic :func:`popcount`;
 * the once-per-call boundary checks (dtypes, contiguity, buffer sizes) and the int64 views the
   kernels write through.
 
@@ -35,9 +35,19 @@ except ImportError:  # pragma: no cover
             n += 1
         return n
 
+from numba.extending import intrinsic
+
 from ..errors import EventArrayError
 from .dtypes import EventCD, EventExtTrigger
 from .header import check_sensor_side
+
+
+@intrinsic
+def popcount(typingctx, value):
+    """Number of set bits of an integer (LLVM ctpop: one instruction)."""
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+    return value(value), codegen
 
 # ---- state vector layout (int64), shared by every format --------------------------------------
 ST_STARTED = 0        #: 1 once the first TIME_HIGH has been seen
@@ -132,6 +142,8 @@ class WordDecoder:
     _extra_counters: dict[str, int] = {}
     #: µs subtracted by OpenEB's time shifting relative to the first time base (§7.4).
     _shift_offset: int = 0
+    #: whether :meth:`decode` takes ``t_stop`` (the kernel stops at a time)
+    stops_at_time: bool = False
 
     def __init__(self, width: int, height: int) -> None:
         self.width = check_sensor_side(width, f"{type(self).__name__}: width")
@@ -183,11 +195,17 @@ class WordDecoder:
         return out
 
     # ---- decoding ----------------------------------------------------------------------------
-    def decode(self, words: np.ndarray, events: np.ndarray, triggers: np.ndarray) -> tuple[int, int, int]:
+    def decode(self, words: np.ndarray, events: np.ndarray, triggers: np.ndarray,
+               t_shift: int = 0, t_stop: int | None = None) -> tuple[int, int, int]:
         """Decode ``words`` in order into ``events[0:]`` and ``triggers[0:]``.
 
         Stops before a word when fewer than ``max_events_per_word`` slots remain in ``events`` or
-        no slot remains in ``triggers``. State carries across calls exactly.
+        no slot remains in ``triggers``. State carries across calls exactly. ``t_shift`` (µs) is
+        subtracted from the time of every event and trigger written (the readers' time
+        shifting, at no extra pass); the state stays in raw time. Slots past the returned
+        event count may be overwritten (the fast paths write whole groups). ``t_stop`` (raw
+        µs; decoders with ``stops_at_time`` only): also stop before the first word that would
+        write an event with ``t >= t_stop`` (the readers' time-window rule).
 
         Returns:
             ``(n_words_consumed, n_events_written, n_triggers_written)``.
@@ -196,6 +214,8 @@ class WordDecoder:
                 make progress (``len(events) < max_events_per_word`` or ``len(triggers) < 1``).
         """
         name = type(self).__name__
+        if t_stop is not None and not self.stops_at_time:
+            raise EventArrayError(f"{name}.decode: this format's decoder takes no t_stop")
         if not isinstance(words, np.ndarray) or words.ndim != 1 or words.dtype != self.word_dtype:
             raise EventArrayError(f"{name}.decode: words must be a 1-D {self.word_dtype} array, got "
                                   f"{getattr(words, 'dtype', type(words))} "
@@ -204,10 +224,10 @@ class WordDecoder:
             raise EventArrayError(f"{name}.decode: words must be contiguous")
         ev = _view(events, EventCD, 2, self.max_events_per_word, name, "events")
         tr = _view(triggers, EventExtTrigger, 3, 1, name, "triggers")
-        nw, ne, nt = self._run(words, ev, tr)
+        nw, ne, nt = self._run(words, ev, tr, int(t_shift), None if t_stop is None else int(t_stop))
         return int(nw), int(ne), int(nt)
 
-    def _run(self, words, ev, tr):  # pragma: no cover - abstract
+    def _run(self, words, ev, tr, t_shift, t_stop):  # pragma: no cover - abstract
         raise NotImplementedError
 
 

@@ -38,6 +38,38 @@ READ_RECORDS = 1 << 16
 
 
 @numba.njit(cache=True, nogil=True)
+def _decode_clean_block(words: np.ndarray, out: np.ndarray, width: int, height: int,
+                        running: int) -> bool:
+    """The fast path of :func:`_decode_records` for a block with nothing to drop or repair:
+    when every record lies inside ``width x height`` and the stored times never go below
+    ``running`` nor step back, decode all ``len(words) // 2`` records into ``out`` and return
+    True; else return False (``out`` may then hold partial results, to be overwritten).
+
+    Both passes are free of branches and loop-carried state, so numba vectorises them: the
+    records are read as little-endian uint64 (``t`` in the low half, the data word above)."""
+    n = len(words) // 2
+    rec = words[:2 * n].view(np.uint64)
+    flat = out[:n].reshape(-1)
+    low = np.uint64(0xFFFFFFFF)
+    late = np.int64(rec[0] & low) < running
+    for i in range(1, n):
+        late |= (rec[i] & low) < (rec[i - 1] & low)
+    if late:
+        return False
+    outside = False
+    w, h = np.uint64(width), np.uint64(height)
+    for i in range(n):
+        r = rec[i]
+        x = (r >> np.uint64(32)) & np.uint64(0x3FFF)
+        y = (r >> np.uint64(46)) & np.uint64(0x3FFF)
+        outside |= (x >= w) | (y >= h)
+        flat[2 * i] = np.int64(x | (y << np.uint64(16)) | (((r >> np.uint64(60)) & np.uint64(1))
+                                                         << np.uint64(32)))
+        flat[2 * i + 1] = np.int64(r & low)
+    return not outside
+
+
+@numba.njit(cache=True, nogil=True)
 def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int, running: int,
                     count_from: int, repair: bool, stop_at_late: bool):
     """Decode ``len(words) // 2`` records into ``out``; drop events outside width x height.
@@ -51,11 +83,14 @@ def _decode_records(words: np.ndarray, out: np.ndarray, width: int, height: int,
     among records ``>= count_from``, index of the first late record or -1, running maximum
     after the last record decoded). ``out`` must hold ``len(words) // 2`` events.
     """
+    n_records = len(words) // 2
+    if n_records and _decode_clean_block(words, out, width, height, running):
+        return n_records, 0, 0, -1, np.int64(words[2 * n_records - 2])
     n = 0
     dropped = 0
     late = 0
     first_late = -1
-    for i in range(len(words) // 2):
+    for i in range(n_records):
         t, running, is_late = order_time(np.int64(words[2 * i]), running, repair)
         if is_late:
             if first_late < 0:

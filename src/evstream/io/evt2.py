@@ -26,9 +26,36 @@ PERIOD = 1 << 34                                         #: µs covered by the 3
 WRAP_THRESHOLD = (((1 << 28) - 1) << 6) - (10 << 6)      #: 17,179,868,480 µs
 
 
+#: words below this value are CD words (type 0x0 or 0x1)
+CD_WORD_LIMIT = 0x2 << 28
+
+
 @njit(cache=True)
-def evt2_machine(words, ev, tr, st, width, height, t_stop):
-    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
+def decode_cd_run(words, flat, base, width, height, t_stop, t_shift):
+    """Fast path of :func:`evt2_machine` for a run of CD words (type 0x0 / 0x1) under one
+    time base: write ``words[k]`` as event ``k`` of ``flat`` (an ``int64[N, 2]`` output
+    flattened, ``2 * len(words)`` slots) and return True when every event lies inside ``width x
+    height`` and, with ``t_stop`` (raw µs), before it; else return False (the slots written are then
+    garbage, for the per-word path to overwrite). No branch and no loop-carried state: numba
+    vectorises it."""
+    stray = False
+    for k in range(len(words)):
+        w = np.int64(words[k])
+        x = (w >> 11) & 0x7FF
+        y = w & 0x7FF
+        t = base + ((w >> 22) & 0x3F)
+        stray |= (x >= width) | (y >= height)
+        if t_stop is not None:
+            stray |= t >= t_stop
+        flat[2 * k] = x | (y << 16) | ((w >> 28) << 32)
+        flat[2 * k + 1] = t - t_shift
+    return not stray
+
+
+@njit(cache=True)
+def evt2_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
+    """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
+    ``t_shift`` µs are subtracted from the times written (the state stays in raw time).
 
     ``t_stop``: None, or a raw time (µs): decoding then stops before the first CD word inside
     the geometry whose time is ``>= t_stop`` (that word is not consumed: the readers' window
@@ -52,6 +79,8 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
     loops = st[ST_LOOPS]
     skipped = st[ST_SKIPPED]
     oob = st[ST_OOB]
+    flat = ev.reshape(-1)
+    slow_until = 0      # words before it go through the per-word path (a run with a stray event)
     while i < n:
         # words decodable without capacity checks (<= 1 event, <= 1 trigger each)
         block = min(ev.shape[0] - ne, tr.shape[0] - nt, n - i)
@@ -59,6 +88,17 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
             break
         end = i + block
         while i < end:
+            # a run of CD words (unsigned indices: no negative-index fix-up in the scan)
+            if i >= slow_until and words[np.uint64(i)] < CD_WORD_LIMIT:
+                j = i + 1
+                while j < end and words[np.uint64(j)] < CD_WORD_LIMIT:
+                    j += 1
+                if decode_cd_run(words[i:j], flat[2 * ne:2 * (ne + j - i)], base, width, height,
+                                 t_stop, t_shift):
+                    ne += j - i
+                    i = j
+                    continue
+                slow_until = j
             w = np.int64(words[i])
             i += 1
             typ = w >> 28
@@ -71,7 +111,7 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
                         n = i
                         break
                 ev[ne, 0] = x | (y << 16) | (typ << 32)
-                ev[ne, 1] = base + ((w >> 22) & 0x3F)
+                ev[ne, 1] = base + ((w >> 22) & 0x3F) - t_shift
                 if x < width and y < height:
                     ne += 1
                 else:
@@ -81,7 +121,7 @@ def evt2_machine(words, ev, tr, st, width, height, t_stop):
                                                WRAP_THRESHOLD)
             elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = w & 1
-                tr[nt, 1] = base + ((w >> 22) & 0x3F)
+                tr[nt, 1] = base + ((w >> 22) & 0x3F) - t_shift
                 tr[nt, 2] = (w >> 8) & 0x1F
                 nt += 1
             else:                                            # IMU, OTHERS, CONTINUED, reserved
@@ -102,5 +142,7 @@ class Evt2Decoder(WordDecoder):
     word_dtype = np.dtype("<u4")
     max_events_per_word = 1
 
-    def _run(self, words, ev, tr):
-        return evt2_machine(words, ev, tr, self._state, self.width, self.height, None)
+    stops_at_time = True
+
+    def _run(self, words, ev, tr, t_shift, t_stop):
+        return evt2_machine(words, ev, tr, self._state, self.width, self.height, t_stop, t_shift)

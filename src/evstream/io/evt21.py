@@ -43,8 +43,9 @@ def _word(raw, legacy):
 
 
 @njit(cache=True)
-def _decode_evt21(words, ev, tr, st, width, height, legacy):
-    """The EVT 2.1 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state."""
+def _decode_evt21(words, ev, tr, st, width, height, legacy, t_shift):
+    """The EVT 2.1 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
+    ``t_shift`` µs are subtracted from the times written."""
     n = words.shape[0]
     i = 0
     ne = 0
@@ -76,7 +77,7 @@ def _decode_evt21(words, ev, tr, st, width, height, legacy):
                 x = (w >> 43) & 0x7FF
                 y = (w >> 32) & 0x7FF
                 mask = w & 0xFFFFFFFF
-                t = base + ((w >> 54) & 0x3F)
+                t = base + ((w >> 54) & 0x3F) - t_shift
                 if y < height:
                     ne, o = emit_mask(ev, ne, mask, 32, x, (y << 16) | (typ << 32), t, width)
                     oob += o
@@ -90,7 +91,7 @@ def _decode_evt21(words, ev, tr, st, width, height, legacy):
                                                PERIOD, WRAP_THRESHOLD)
             elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = (w >> 32) & 1
-                tr[nt, 1] = base + ((w >> 54) & 0x3F)
+                tr[nt, 1] = base + ((w >> 54) & 0x3F) - t_shift
                 tr[nt, 2] = (w >> 40) & 0x1F
                 nt += 1
             else:                                            # OTHERS, reserved
@@ -117,6 +118,6 @@ class Evt21Decoder(WordDecoder):
         super().__init__(width, height)
         self.legacy_word_order = bool(legacy_word_order)
 
-    def _run(self, words, ev, tr):
+    def _run(self, words, ev, tr, t_shift, t_stop):
         return _decode_evt21(words, ev, tr, self._state, self.width, self.height,
-                             self.legacy_word_order)
+                             self.legacy_word_order, t_shift)

@@ -28,8 +28,8 @@ import numpy as np
 from numba import njit
 
 from ._decoder_base import (ST_BASE, ST_FORMAT, ST_LOOPS, ST_OOB, ST_SKIPPED, ST_STARTED,
-                            ST_WORDS_BEFORE, WordDecoder, emit_mask, start_time_base,
-                            store_common_state, time_high_update)
+                            ST_WORDS_BEFORE, WordDecoder, emit_mask, popcount, start_time_base,
+                            store_common_state, time_high_update, trailing_zeros)
 
 PERIOD = 1 << 24                          #: µs covered by the 24-bit time base
 WRAP_THRESHOLD = (4095 << 12) - (10 << 12)  #: 16,732,160 µs
@@ -44,9 +44,33 @@ _EM_EVENTS = ST_FORMAT + 5
 _N_STATE = ST_FORMAT + 6
 
 
+@njit(cache=True, inline="always")
+def emit_mask_branch_free(flat, ne, mask, first, t):
+    """Write one event per set bit ``i`` of the 12-bit ``mask``, lowest first, as events
+    ``ne, ne + 1, ...`` of ``flat`` (the ``int64[N, 2]`` output flattened):
+    column 0 ``first + i`` (``first`` = base x already packed with ``y << 16 | p << 32``),
+    column 1 ``t``; return the new ``ne``. Slots are written four at a time whatever the bit
+    count, which only decides whether the other eight follow (so a vector with up to
+    four bits, the common case, costs no data-dependent branch); slots up to ``ne + 11`` may be
+    written, the ones past the returned ``ne`` with garbage."""
+    count = popcount(mask)
+    m = mask | 0x1000                      # bit 12 stops trailing_zeros past the last bit
+    for k in range(4):
+        flat[np.uint64(2 * (ne + k))] = first + trailing_zeros(m)
+        flat[np.uint64(2 * (ne + k) + 1)] = t
+        m &= m - 1
+    if count > 4:
+        for k in range(4, 12):
+            flat[np.uint64(2 * (ne + k))] = first + trailing_zeros(m)
+            flat[np.uint64(2 * (ne + k) + 1)] = t
+            m &= m - 1
+    return ne + count
+
+
 @njit(cache=True)
-def evt3_machine(words, ev, tr, st, width, height, t_stop):
-    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state.
+def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
+    """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
+    ``t_shift`` µs are subtracted from the times written (``ts``; the state stays in raw time).
 
     ``t_stop``: None, or a raw time (µs): decoding then stops before the first word that would
     write an event with ``t >= t_stop`` (that word is not consumed), the rule by which the
@@ -75,17 +99,20 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
     base = st[ST_BASE]
     loops = st[ST_LOOPS]
     t = st[_T]
-    y = st[_Y]
-    em = st[_EM]
     bx = st[_BX]
-    pol = st[_POL]
     skipped = st[ST_SKIPPED]
     oob = st[ST_OOB]
     em_events = st[_EM_EVENTS]
-    # mode 0: CD with y in bounds; 1: CD with y out of bounds; 2: EM
-    mode = 2 if em != 0 else (0 if y < height else 1)
-    hi_y = y << 16
-    hi_pol = pol << 32
+    # mode 0: CD with y in bounds; 1: CD with y out of bounds; 2: EM (y and the polarity are
+    # kept only in their packed places: fewer live variables, fewer register spills)
+    mode = 2 if st[_EM] != 0 else (0 if st[_Y] < height else 1)
+    x_limit = width if mode == 0 else 0     # an ADDR_X event is kept iff x < x_limit
+    hi_y = st[_Y] << 16
+    hi_pol = st[_POL] << 32
+    ts = t - t_shift
+    # hot stores go through the flat view with unsigned indices (event k in slots 2k, 2k + 1):
+    # numba then emits neither the stride multiply nor the negative-index fix-up
+    flat = ev.reshape(-1)
     while i < n:
         # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
         block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
@@ -93,7 +120,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
             break
         end = i + block
         while i < end:
-            w = np.int64(words[i])
+            w = np.int64(words[np.uint64(i)])
             i += 1
             typ = w >> 12
             if typ == 0x2:                                   # EVT_ADDR_X
@@ -103,9 +130,9 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                         i -= 1                               # window end: this word is next
                         n = i
                         break
-                ev[ne, 0] = x | hi_y | (((w >> 11) & 1) << 32)
-                ev[ne, 1] = t
-                if mode == 0 and x < width:
+                flat[np.uint64(2 * ne)] = x | hi_y | (((w >> 11) & 1) << 32)
+                flat[np.uint64(2 * ne + 1)] = ts
+                if x < x_limit:
                     ne += 1
                 elif mode == 2:
                     em_events += 1
@@ -120,15 +147,13 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                         i -= 1                               # window end: this word is next
                         n = i
                         break
-                if mode == 0:
-                    ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, t, width)
+                if mode == 0 and bx + 12 <= width:
+                    ne = emit_mask_branch_free(flat, ne, mask, bx | hi_y | hi_pol, ts)
+                elif mode == 0:
+                    ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, ts, width)
                     oob += o
                 else:
-                    c = 0
-                    m = mask
-                    while m:
-                        m &= m - 1
-                        c += 1
+                    c = popcount(mask)
                     if mode == 1:
                         oob += c
                     else:
@@ -136,36 +161,35 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop):
                 bx += nbits
             elif typ == 0x6:                                 # EVT_TIME_LOW
                 t = base + (w & 0xFFF)
+                ts = t - t_shift
             elif typ == 0x0:                                 # EVT_ADDR_Y
-                y = w & 0x7FF
-                em = 0
-                mode = 0 if y < height else 1
-                hi_y = y << 16
+                mode = 0 if (w & 0x7FF) < height else 1
+                x_limit = width if mode == 0 else 0
+                hi_y = (w & 0x7FF) << 16
             elif typ == 0x3:                                 # VECT_BASE_X
                 bx = w & 0x7FF
-                pol = (w >> 11) & 1
-                hi_pol = pol << 32
+                hi_pol = ((w >> 11) & 1) << 32
             elif typ == 0x8:                                 # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 t = base
+                ts = t - t_shift
             elif typ == 0x1:                                 # EM_ADDR_Y
-                y = w & 0x7FF
-                em = 1
                 mode = 2
-                hi_y = y << 16
+                x_limit = 0
+                hi_y = (w & 0x7FF) << 16
             elif typ == 0xA:                                 # EXT_TRIGGER
                 tr[nt, 0] = w & 1
-                tr[nt, 1] = t
+                tr[nt, 1] = ts
                 tr[nt, 2] = (w >> 8) & 0xF
                 nt += 1
             else:                                            # 0x7, 0x9, 0xB-0xF: ignored
                 skipped += 1
 
     st[_T] = t
-    st[_Y] = y
-    st[_EM] = em
+    st[_Y] = hi_y >> 16
+    st[_EM] = 1 if mode == 2 else 0
     st[_BX] = bx
-    st[_POL] = pol
+    st[_POL] = hi_pol >> 32
     st[_EM_EVENTS] = em_events
     store_common_state(st, base, loops, skipped, oob, nt)
     return i, ne, nt
@@ -185,5 +209,7 @@ class Evt3Decoder(WordDecoder):
     _extra_counters = {"em_events": _EM_EVENTS}
     _shift_offset = 4096
 
-    def _run(self, words, ev, tr):
-        return evt3_machine(words, ev, tr, self._state, self.width, self.height, None)
+    stops_at_time = True
+
+    def _run(self, words, ev, tr, t_shift, t_stop):
+        return evt3_machine(words, ev, tr, self._state, self.width, self.height, t_stop, t_shift)

@@ -174,8 +174,13 @@ class _RawDecodeStream:
                                   f"bytes at word {self.word_pos}, got {got}", self.path)
         self._block_start, self._block_stop = self.word_pos, self.word_pos + n
 
-    def decode_into(self, out: np.ndarray, on_triggers, on_out_of_bounds) -> int:
-        """Decode into ``out`` (raw times) until it is full or the file ends; return the count."""
+    def decode_into(self, out: np.ndarray, on_triggers, on_out_of_bounds, t_shift: int = 0,
+                    t_stop: int | None = None) -> int:
+        """Decode into ``out`` until it is full or the file ends, or (``t_stop``, raw µs, for a
+        decoder that ``stops_at_time``) before the first event with ``t >= t_stop``, which sets
+        ``at_t_stop``; return the count. Times written (events and triggers) are raw minus
+        ``t_shift`` µs."""
+        self.at_t_stop = False
         n = 0
         cp = self.index.words_per_checkpoint
         counters = self.decoder.counters
@@ -188,18 +193,22 @@ class _RawDecodeStream:
                 self._load_block()
             stop = min(self._block_stop, (self.word_pos // cp + 1) * cp)
             words = self._block[self.word_pos - self._block_start:stop - self._block_start]
-            consumed, n_events, n_triggers = self.decoder.decode(words, out[n:], self._triggers)
+            consumed, n_events, n_triggers = self.decoder.decode(words, out[n:], self._triggers,
+                                                                 t_shift, t_stop)
             if n_triggers:
                 on_triggers(self._triggers[:n_triggers])
             if n_events:
                 if self.events_emitted == 0 and self.index.first_raw_t < 0:
-                    self.index.first_raw_t = int(out["t"][n])
-                self.last_raw_t = int(out["t"][n + n_events - 1])
+                    self.index.first_raw_t = int(out["t"][n]) + t_shift
+                self.last_raw_t = int(out["t"][n + n_events - 1]) + t_shift
             n += n_events
             self.events_emitted += n_events
             self.word_pos += consumed
             if consumed < len(words) and len(out) - n < self.decoder.max_events_per_word:
                 break  # output buffer full (a full trigger buffer was emptied above: go on)
+            if consumed < len(words) and t_stop is not None and n_triggers < len(self._triggers):
+                self.at_t_stop = True       # neither buffer full: the word is at t_stop
+                break
         on_out_of_bounds(self.decoder.counters["out_of_bounds"] - dropped_before)
         if self.word_pos >= self.n_words and not self.index.complete:
             self.index.complete = True
@@ -295,12 +304,15 @@ class RawReader(EventReader):
 
     # source hooks
     def _decode_into(self, out: np.ndarray) -> int:
-        n = self._stream.decode_into(out, self._keep_triggers, self._on_dropped)
-        if self.origin:
-            out["t"][:n] -= self.origin
-        if self._stream.index.complete:
-            self._after_complete_pass(self._stream.decoder.counters)
-        return n
+        return self._decode_until(out, None)[0]
+
+    def _decode_until(self, out: np.ndarray, t_end: int | None) -> tuple[int, bool]:
+        stream = self._stream
+        t_stop = None if t_end is None or not stream.decoder.stops_at_time else t_end + self.origin
+        n = stream.decode_into(out, self._keep_triggers, self._on_dropped, self.origin, t_stop)
+        if stream.index.complete:
+            self._after_complete_pass(stream.decoder.counters)
+        return n, stream.at_t_stop
 
     def _after_complete_pass(self, c: dict[str, int]) -> None:
         """Once the whole file has been decoded (``c``: the decoder's counters at its end): save
@@ -343,9 +355,7 @@ class RawReader(EventReader):
         return int(events / sample * n_words * 1.05) + 1024
 
     def _keep_triggers(self, triggers: np.ndarray) -> None:
-        triggers = triggers.copy()
-        triggers["t"] -= self.origin
-        self._trigger_chunks.append(triggers)
+        self._trigger_chunks.append(triggers.copy())     # times already shifted by the decoder
 
     def _on_dropped(self, n_dropped: int) -> None:
         # the decoder's counter covers the file up to the decode position; report only the part

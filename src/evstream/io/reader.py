@@ -25,7 +25,9 @@ A reader with no event left keeps its ``current_time`` when a load returns nothi
 a fresh array owned by the caller (never a view of an internal buffer).
 
 Concrete readers only provide a *source*: ``_decode_into(out)`` (decode the next events into a
-buffer, 0 at the end), ``_rewind()``, and two seek hints that position the source at or before
+buffer, 0 at the end; optionally ``_decode_until(out, t_end)``, which also stops at a time
+window's end, so that a long window is decoded straight into its array), ``_rewind()``, and
+two seek hints that position the source at or before
 the requested place; the discarding of the few events between a hint and the target is done
 here, once, for every format.
 """
@@ -128,6 +130,12 @@ class EventReader:
         """Decode the next events of the file into ``out``; return how many (0 at the end)."""
         raise NotImplementedError
 
+    def _decode_until(self, out: np.ndarray, t_end: int | None) -> tuple[int, bool]:
+        """``_decode_into``, for a source that can also stop exactly before the first event
+        (in file order) with ``t >= t_end`` (reader time): returns ``(count, whether it stopped
+        there)``; the events after it stay in the file. This default never stops early."""
+        return self._decode_into(out), False
+
     def _rewind(self) -> None:
         """Position the source at the first event of the file."""
         raise NotImplementedError
@@ -192,13 +200,19 @@ class EventReader:
         return True
 
     def _take(self, n_max: int | None, t_end: int | None) -> np.ndarray:
-        """Consume pending events: at most ``n_max`` and only before the first ``t >= t_end``."""
-        if self._pending() == 0:
+        """Consume pending events: at most ``n_max`` and only before the first ``t >= t_end``.
+
+        With no pending event and a time window expected to outgrow the buffer (the last one
+        did), the window is decoded straight into its array (``_take_decoding``), without
+        filling the buffer first."""
+        direct = (self._pending() == 0 and t_end is not None and not self._eof
+                  and self._window_guess >= self._buffer_events)
+        if self._pending() == 0 and not direct:
             self._decode_more()
         start = self._buf_start
         stop = self._buf_stop if n_max is None else min(self._buf_stop, start + n_max)
         cut = stop if t_end is None else _prefix_before(self._buf["t"], start, stop, t_end)
-        if cut < self._buf_stop or cut - start == n_max or self._eof:
+        if not direct and (cut < self._buf_stop or cut - start == n_max or self._eof):
             # the result lies within the pending events
             events = copy_records(self._buf[start:cut])
             self._buf_start = cut
@@ -213,26 +227,27 @@ class EventReader:
     def _take_decoding(self, n_max: int | None, t_end: int | None) -> tuple[np.ndarray, bool]:
         """``_take`` for a result longer than the pending events: the rest is decoded straight
         into the returned array (no second copy); the events decoded past the cut go back to
-        the buffer. Returns (events, whether the time limit cut them)."""
+        the buffer (none when the source stops at ``t_end`` itself, :meth:`_decode_until`).
+        Returns (events, whether the time limit cut them)."""
         pending = self._pending()
         step = self._buffer_events
         out = np.empty(max(self._window_guess, pending + step) + _MIN_ROOM, dtype=self.dtype)
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
         self._buf_start = self._buf_stop = 0
-        n, scanned = pending, 0
+        n, scanned, at_t_end = pending, 0, False
         while True:
             stop = n if n_max is None else min(n, n_max)
             cut = stop if t_end is None else _prefix_before(out["t"], scanned, stop, t_end)
-            hit_time_limit = cut < stop
+            hit_time_limit = cut < stop or at_t_end
             scanned = cut
-            if cut < n or cut == n_max:
+            if cut < n or cut == n_max or at_t_end:
                 break
             if len(out) - n < step // 2 + _MIN_ROOM:
                 grown = np.empty(2 * len(out), dtype=self.dtype)
                 assign_records(grown[:n], out[:n])
                 out = grown
-            decoded = self._decode_into(out[n:min(len(out), n + step)])
-            if decoded == 0:
+            decoded, at_t_end = self._decode_until(out[n:min(len(out), n + step)], t_end)
+            if decoded == 0 and not at_t_end:
                 self._eof = True
                 break
             n += decoded
