@@ -16,6 +16,7 @@ import bench_loader  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_preprocessing  # noqa: E402
+import bench_revision  # noqa: E402
 import bench_rvt  # noqa: E402
 import bench_stream  # noqa: E402
 import bench_writer  # noqa: E402
@@ -23,7 +24,8 @@ import bench_writer  # noqa: E402
 BENCHMARKS = {"io": bench_io.main, "preprocessing": bench_preprocessing.main,
               "hdf5": bench_hdf5.main, "loader": bench_loader.main, "stream": bench_stream.main,
               "metrics": bench_metrics.main, "rvt": bench_rvt.main,
-              "peers": bench_peers.main, "fused": bench_fused.main, "writer": bench_writer.main}
+              "peers": bench_peers.main, "fused": bench_fused.main, "writer": bench_writer.main,
+              "revision": bench_revision.main}
 
 
 def machine() -> str:
