@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 import torch
 
+from evstream.data.batch_buffers import BatchBuffers
 from evstream.data.scheduler import FileMetadata
 from evstream.errors import ArgumentError
 from evstream.utils.arrays import as_numpy, close_if_closable
@@ -95,19 +96,23 @@ _NUMPY_DTYPES = {dt: torch.empty(0, dtype=dt).numpy().dtype
                             torch.int16, torch.int32, torch.int64, torch.bool)}
 
 
+#: the recycled arrays of the batches :func:`stack_inputs` makes in this process
+BATCH_BUFFERS = BatchBuffers()
+
+
 def stack_inputs(tensors, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``[T, N, C, H, W]`` from ``N`` items ``[T, C, H, W]`` (as ``dtype``, default the items'):
-    numpy copies whole planes into a new array (about 8x faster than ``torch.stack`` for these
-    shapes, see ``benchmarks/bench_stream.py``; numpy also asks for transparent huge pages for
-    a large array, so the first touch of a fresh batch costs fewer page faults) when the items
-    are CPU tensors of one dtype and shape that need no gradient; ``torch.stack`` otherwise."""
+    numpy copies whole planes into an array of :data:`BATCH_BUFFERS` (a batch array nobody
+    refers to any more, else a new one: no fresh pages to fault in; about 8x faster than
+    ``torch.stack`` for these shapes, see ``benchmarks/bench_stream.py``) when the items are
+    CPU tensors of one dtype and shape that need no gradient; ``torch.stack`` otherwise."""
     first = tensors[0]
     if isinstance(first, torch.Tensor) and first.dtype in _NUMPY_DTYPES and \
             (dtype or first.dtype) in _NUMPY_DTYPES and all(
             isinstance(t, torch.Tensor) and t.dtype == first.dtype and t.shape == first.shape
             and t.device.type == "cpu" and not t.requires_grad for t in tensors):
-        inputs = np.empty((first.shape[0], len(tensors)) + tuple(first.shape[1:]),
-                          dtype=_NUMPY_DTYPES[dtype or first.dtype])
+        inputs = BATCH_BUFFERS.empty((first.shape[0], len(tensors)) + tuple(first.shape[1:]),
+                                     _NUMPY_DTYPES[dtype or first.dtype])
         for i, t in enumerate(tensors):
             inputs[:, i] = t.numpy()
         return torch.from_numpy(inputs)
