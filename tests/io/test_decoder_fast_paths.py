@@ -217,6 +217,22 @@ def test_t_stop_stops_before_the_first_event_at_or_past_it(kind):
         assert got + rest == ref
 
 
+def test_evt3_t_stop_at_every_event_time():
+    """Windows ending at each distinct event time of a mixed stream (the stop word is then an
+    ADDR_X, a vector inside the row, a vector at the right edge, after EM rows or rows outside
+    the sensor) stop before the first event at or past the end and resume there exactly."""
+    words = evt3_words(np.random.default_rng(21), 700)
+    ref = ref_evt3(words, WIDTH, HEIGHT, t_shift=-4096)[0]
+    times = [e[3] for e in ref]
+    for t_stop in sorted(set(times)):
+        d = Evt3Decoder(WIDTH, HEIGHT)
+        got, _, pos = decode(d, words, 1 << 14, t_shift=-4096, t_stop=t_stop - 4096)
+        first = next(i for i, t in enumerate(times) if t >= t_stop)
+        assert got == ref[:first], t_stop
+        rest, _, _ = decode(d, words[pos:], 1 << 14, t_shift=-4096)
+        assert got + rest == ref, t_stop
+
+
 # ---- DAT ---------------------------------------------------------------------------------------
 def ref_dat(records, width, height, running, count_from, policy):
     """(events, dropped, late, first_late, running) by the per-record rule."""

@@ -84,7 +84,6 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     i = 0
     ne = 0
     nt = 0
-    # ---- words before the first TIME_HIGH: skipped, no state taken from them
     if st[ST_STARTED] == 0:
         while i < n and (words[i] >> 12) != 0x8:
             i += 1
@@ -98,96 +97,115 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
 
     base = st[ST_BASE]
     loops = st[ST_LOOPS]
-    t = st[_T]
     bx = st[_BX]
     skipped = st[ST_SKIPPED]
     oob = st[ST_OOB]
     em_events = st[_EM_EVENTS]
-    # mode 0: CD with y in bounds; 1: CD with y out of bounds; 2: EM (y and the polarity are
-    # kept only in their packed places: fewer live variables, fewer register spills)
-    mode = 2 if st[_EM] != 0 else (0 if st[_Y] < height else 1)
-    x_limit = width if mode == 0 else 0     # an ADDR_X event is kept iff x < x_limit
+    # x_limit: an ADDR_X event is kept iff x < x_limit; it also stands for the class and the
+    # row (fewer live variables, fewer register spills): width (CD, y in bounds), 0 (CD, y out
+    # of bounds), -1 (EM); y and the vector polarity are kept only in their packed places
+    x_limit = -1 if st[_EM] != 0 else (width if st[_Y] < height else 0)
     hi_y = st[_Y] << 16
     hi_pol = st[_POL] << 32
-    ts = t - t_shift
-    # hot stores go through the flat view with unsigned indices (event k in slots 2k, 2k + 1):
-    # numba then emits neither the stride multiply nor the negative-index fix-up
+    ts = st[_T] - t_shift            # current time, shifted
+    base_s = base - t_shift
+    ts_stop = 0 if t_stop is None else t_stop - t_shift
     flat = ev.reshape(-1)
     while i < n:
-        # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
         block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
         if block <= 0:
             break
         end = i + block
         while i < end:
-            w = np.int64(words[np.uint64(i)])
-            i += 1
-            typ = w >> 12
-            if typ == 0x2:                                   # EVT_ADDR_X
-                x = w & 0x7FF
-                if t_stop is not None:
-                    if t >= t_stop and mode == 0 and x < width:
-                        i -= 1                               # window end: this word is next
-                        n = i
-                        break
-                flat[np.uint64(2 * ne)] = x | hi_y | (((w >> 11) & 1) << 32)
-                flat[np.uint64(2 * ne + 1)] = ts
-                if x < x_limit:
-                    ne += 1
-                elif mode == 2:
-                    em_events += 1
+            # hot loop, the words of nearly every stream: ADDR_X and ADDR_Y (one branch-free
+            # path: the X / Y alternation of real recordings costs no misprediction),
+            # TIME_LOW, VECT_BASE_X and vectors wholly inside the sensor's row; it uses few
+            # variables, so they stay in registers. Any other word (or one at t_stop) leaves it
+            while i < end:
+                w = np.int64(words[np.uint64(i)])
+                typ = w >> 12
+                if (typ & 0xD) == 0:
+                    is_x = typ >> 1
+                    v = w & 0x7FF
+                    if t_stop is not None:
+                        if is_x and ts >= ts_stop and x_limit > 0 and v < width:
+                            break
+                    flat[np.uint64(2 * ne)] = v | hi_y | (((w >> 11) & 1) << 32)
+                    flat[np.uint64(2 * ne + 1)] = ts
+                    kept = is_x & (v < x_limit)
+                    ne += kept
+                    if is_x != kept:
+                        if x_limit < 0:
+                            em_events += 1
+                        else:
+                            oob += 1
+                    x_limit = x_limit if is_x else (width if v < height else 0)
+                    hi_y = hi_y if is_x else v << 16
+                elif typ == 0x6:
+                    ts = base_s + (w & 0xFFF)
+                elif typ == 0x3:
+                    bx = w & 0x7FF
+                    hi_pol = ((w >> 11) & 1) << 32
+                elif (typ == 0x4 or typ == 0x5) and x_limit > 0 and bx + 12 <= width:
+                    nbits = 12 - ((typ & 1) << 2)
+                    mask = w & ((1 << nbits) - 1)
+                    if t_stop is not None:
+                        if ts >= ts_stop and mask:
+                            break
+                    ne = emit_mask_branch_free(flat, ne, mask, bx | hi_y | hi_pol, ts)
+                    bx += nbits
                 else:
-                    oob += 1
-            elif typ == 0x4 or typ == 0x5:                   # VECT_12 / VECT_8
+                    break
+                i += 1
+            if i >= end:
+                break
+            w = np.int64(words[np.uint64(i)])           # the word that left the hot loop
+            typ = w >> 12
+            if typ == 0x4 or typ == 0x5:
                 nbits = 12 if typ == 0x4 else 8
                 mask = w & ((1 << nbits) - 1)
                 if t_stop is not None:
-                    if t >= t_stop and mode == 0 and bx < width and \
+                    if ts >= ts_stop and x_limit > 0 and bx < width and \
                             mask & ((1 << min(nbits, width - bx)) - 1):
-                        i -= 1                               # window end: this word is next
-                        n = i
+                        n = i                           # window end: this word is next
                         break
-                if mode == 0 and bx + 12 <= width:
+                if x_limit > 0 and bx + 12 <= width:
                     ne = emit_mask_branch_free(flat, ne, mask, bx | hi_y | hi_pol, ts)
-                elif mode == 0:
+                elif x_limit > 0:
                     ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, ts, width)
                     oob += o
                 else:
                     c = popcount(mask)
-                    if mode == 1:
+                    if x_limit == 0:
                         oob += c
                     else:
                         em_events += c
                 bx += nbits
-            elif typ == 0x6:                                 # EVT_TIME_LOW
-                t = base + (w & 0xFFF)
-                ts = t - t_shift
-            elif typ == 0x0:                                 # EVT_ADDR_Y
-                mode = 0 if (w & 0x7FF) < height else 1
-                x_limit = width if mode == 0 else 0
-                hi_y = (w & 0x7FF) << 16
-            elif typ == 0x3:                                 # VECT_BASE_X
+            elif typ == 0x2:                            # only at t_stop: the window ends
+                n = i                                   # before this word
+                break
+            elif typ == 0x3:
                 bx = w & 0x7FF
                 hi_pol = ((w >> 11) & 1) << 32
-            elif typ == 0x8:                                 # EVT_TIME_HIGH
+            elif typ == 0x8:
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
-                t = base
-                ts = t - t_shift
-            elif typ == 0x1:                                 # EM_ADDR_Y
-                mode = 2
-                x_limit = 0
+                base_s = base - t_shift
+                ts = base_s
+            elif typ == 0x1:
+                x_limit = -1
                 hi_y = (w & 0x7FF) << 16
-            elif typ == 0xA:                                 # EXT_TRIGGER
+            elif typ == 0xA:
                 tr[nt, 0] = w & 1
                 tr[nt, 1] = ts
                 tr[nt, 2] = (w >> 8) & 0xF
                 nt += 1
-            else:                                            # 0x7, 0x9, 0xB-0xF: ignored
+            else:
                 skipped += 1
+            i += 1
 
-    st[_T] = t
+    st[_T] = ts + t_shift
     st[_Y] = hi_y >> 16
-    st[_EM] = 1 if mode == 2 else 0
+    st[_EM] = 1 if x_limit < 0 else 0
     st[_BX] = bx
     st[_POL] = hi_pol >> 32
     st[_EM_EVENTS] = em_events
