@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from evstream.data import SequentialDataLoader
-from evstream.data._workers import DEFAULT_WORKER_TIMEOUT_S, check_timeout
+from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
+                                    stop_workers)
 from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.data.stream import StreamDataLoader, StreamDataset
 from evstream.errors import ArgumentError, FileFormatError, WorkerTimeoutError
@@ -122,4 +123,19 @@ def test_cd_processor_loader_takes_the_timeout(recordings):
     assert loader.timeout == 3
     with pytest.raises(WorkerTimeoutError, match="b_td.dat"):
         list(loader)
+    assert _wait_no_children() == []
+
+
+def test_workers_killed_by_the_watchdog_are_not_raised_by_torchs_sigchld_handler():
+    """Before: the death of the workers that the watchdog killed reached torch's SIGCHLD
+    handler, which raised "DataLoader worker ... is killed by signal" in the main thread while
+    the loader built its WorkerTimeoutError (a flaky test_sequential_loader_worker_timeout)."""
+    iterator = iter(torch.utils.data.DataLoader(range(64), batch_size=4, num_workers=2,
+                                                multiprocessing_context="fork"))
+    next(iterator)
+    Watchdog(iterator, 1.0)._fire()
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:        # SIGCHLD handlers run between these bytecodes
+        time.sleep(0.01)
+    stop_workers(iterator)
     assert _wait_no_children() == []

@@ -118,6 +118,7 @@ class Watchdog:
     def _fire(self) -> None:
         self.fired = True
         self.waiting = waiting_worker(self.torch_iterator)
+        forget_worker_pids(self.torch_iterator)
         for process in getattr(self.torch_iterator, "_workers", ()):
             if process.is_alive():
                 process.kill()
@@ -132,6 +133,20 @@ class Watchdog:
     def __exit__(self, *exc) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def forget_worker_pids(torch_iterator) -> None:
+    """Take the iterator's workers out of torch's SIGCHLD check before killing them: else the
+    death of a worker killed here is raised by torch's signal handler as a RuntimeError in
+    whatever the main thread runs at that moment (for example while it builds the
+    WorkerTimeoutError naming that worker)."""
+    if getattr(torch_iterator, "_worker_pids_set", False):
+        from torch.utils.data._utils import signal_handling
+        try:
+            signal_handling._remove_worker_pids(id(torch_iterator))
+        except (RuntimeError, ValueError):      # already removed: nothing left to check
+            pass
+        torch_iterator._worker_pids_set = False
 
 
 def stop_workers(torch_iterator) -> None:
