@@ -369,7 +369,9 @@ class CDProcessorDataLoader(StreamDataLoader):
                                 epoch=epoch, rank=rank, world_size=world_size, lengths=lengths)
         super().__init__(dataset, num_workers, collate_fn, prefetch_factor=prefetch_factor,
                          ring_depth=ring_depth, multiprocessing_context=multiprocessing_context,
-                         timeout=timeout, warm_up=True)
+                         timeout=timeout, warm_up=True,
+                         batch_output=((self.num_tbins, self.cin, self.height, self.width),
+                                       torch.float32))
 
     def _on_epoch(self, changed: bool) -> None:
         """The epoch seeds the shuffle and the transforms (see

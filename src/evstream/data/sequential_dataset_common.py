@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import torch
 
-from evstream.data.batch_buffers import BatchBuffers
+from evstream.data.batch_buffers import BatchBuffers, in_place_batch, is_row_of
 from evstream.data.scheduler import FileMetadata
 from evstream.errors import ArgumentError
 from evstream.utils.arrays import as_numpy, close_if_closable
@@ -102,10 +102,21 @@ BATCH_BUFFERS = BatchBuffers()
 
 def stack_inputs(tensors, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``[T, N, C, H, W]`` from ``N`` items ``[T, C, H, W]`` (as ``dtype``, default the items'):
-    numpy copies whole planes into an array of :data:`BATCH_BUFFERS` (a batch array nobody
-    refers to any more, else a new one: no fresh pages to fault in; about 8x faster than
-    ``torch.stack`` for these shapes, see ``benchmarks/bench_stream.py``) when the items are
-    CPU tensors of one dtype and shape that need no gradient; ``torch.stack`` otherwise."""
+
+    * when some items are already rows of a batch array that the stream loader's workers
+      wrote in place (:func:`~evstream.data.batch_buffers.in_place_batch`) and ``dtype`` is
+      its dtype or None, that array, with the other items copied into their rows;
+    * else, when the items are CPU tensors of one dtype and shape that need no gradient,
+      numpy copies whole planes into an array of :data:`BATCH_BUFFERS` (a batch array nobody
+      refers to any more, else a new one: no fresh pages to fault in; about 8x faster than
+      ``torch.stack`` for these shapes, see ``benchmarks/bench_stream.py``);
+    * ``torch.stack`` otherwise."""
+    base = in_place_batch(tensors)
+    if base is not None and dtype in (None, base.dtype):
+        for i, t in enumerate(tensors):
+            if not is_row_of(t, base, i):
+                base[:, i].copy_(torch.as_tensor(t))
+        return base
     first = tensors[0]
     if isinstance(first, torch.Tensor) and first.dtype in _NUMPY_DTYPES and \
             (dtype or first.dtype) in _NUMPY_DTYPES and all(

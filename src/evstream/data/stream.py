@@ -77,7 +77,7 @@ from evstream.data.sharding import check_seed
 from evstream.data.stream_dataset import (PADDING_MODES, StreamDataset, StreamMessage,
                                           WorkerDataset, WorkerSpec)
 from evstream.data.stream_plan import StreamPlan
-from evstream.data.stream_ring import resolve_refs, stream_output
+from evstream.data.stream_ring import BatchPool, resolve_refs, stream_output
 from evstream.data.stream_slot import stream_name
 from evstream.errors import ArgumentError, StreamReadError, WorkerTimeoutError
 
@@ -101,6 +101,12 @@ class StreamDataLoader(LoaderBase):
         ring_depth: shared-memory ring buffers per slot output (see the module docstring); a
             worker can be this many steps ahead of the main process.
         multiprocessing_context: torch's ``multiprocessing_context`` (default: the platform's).
+        batch_output: ``(shape, dtype)`` of the first tensor each item gets from
+            :func:`stream_output` (``[T, ...]``), when every item has one and ``collate_fn``
+            batches it with :func:`~evstream.data.sequential_dataset_common.stack_inputs`: the
+            workers then write it in place into shared batch arrays ``[T, B, ...]`` that
+            become the batches without a copy (:class:`~evstream.data.stream_ring.BatchPool`;
+            ``ring_depth + 3`` arrays). None (default): every item is copied into its batch.
         warm_up: with forked workers, compute one item in this process before the first
             iteration starts them (:meth:`StreamDataset.warm_up`), so that the workers of every
             epoch inherit the loaded numba kernels (off by default: it runs the streamer once in
@@ -123,7 +129,7 @@ class StreamDataLoader(LoaderBase):
 
     def __init__(self, dataset: StreamDataset, num_workers: int, collate_fn, *,
                  prefetch_factor: int = 2, ring_depth: int = 3, multiprocessing_context=None,
-                 timeout=DEFAULT_WORKER_TIMEOUT_S, warm_up: bool = False):
+                 timeout=DEFAULT_WORKER_TIMEOUT_S, warm_up: bool = False, batch_output=None):
         if not isinstance(dataset, StreamDataset):
             raise ArgumentError(f"dataset must be a StreamDataset, got {type(dataset).__name__}")
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
@@ -138,6 +144,8 @@ class StreamDataLoader(LoaderBase):
         self.ring_depth = int(ring_depth)
         self.multiprocessing_context = multiprocessing_context
         self.warm_up = bool(warm_up)
+        self.batch_output = None if batch_output is None else \
+            (tuple(int(n) for n in batch_output[0]), batch_output[1])
         self.timeout = check_timeout(timeout)
         self.device = torch.device("cpu")
         self.stats: dict = {}
@@ -274,12 +282,16 @@ class _Iteration:
                       "workers": [None] * workers}
         self.in_process = loader.num_workers == 0
         self.control = None
+        self.pool = None
         if self.in_process:
             spec = WorkerSpec(resume_positions=dict(positions))
             self.messages = loader.dataset.iter_worker(0, 1, spec)
         else:
             self.control = torch.zeros(workers + 1, dtype=torch.int64).share_memory_()
-            spec = WorkerSpec(self.control, loader.ring_depth, dict(positions))
+            if loader.batch_output is not None:
+                self.pool = BatchPool(*loader.batch_output, plan.batch_size, loader.ring_depth)
+            spec = WorkerSpec(self.control, loader.ring_depth, dict(positions),
+                              None if self.pool is None else self.pool.share)
             torch_loader = torch.utils.data.DataLoader(
                 WorkerDataset(loader.dataset, spec), batch_size=None, num_workers=workers,
                 collate_fn=_identity, prefetch_factor=loader.prefetch_factor,
@@ -334,14 +346,17 @@ class _Iteration:
                 buffers.update(msg.new_buffers)
             for slot, item, flag, position in zip(msg.slots, msg.items, msg.first_pass_done,
                                                   msg.positions):
-                if item is not None and buffers:
-                    item = resolve_refs(item, buffers)
+                if item is not None and (buffers or self.pool is not None):
+                    item = resolve_refs(item, buffers, self.pool)
                 items[slot], done[slot] = item, flag
                 self.positions[slot] = position
         return items, done, senders
 
     def release(self, senders: list, step: int) -> None:
-        """Tell the ``senders`` that their ring buffers of ``step`` are free (collated)."""
+        """Tell the ``senders`` that their ring buffers of ``step`` are free (collated), once the
+        pool (if any) has assigned its array to step ``step + ring_depth``."""
+        if self.pool is not None:
+            self.pool.release(step)
         if self.ctl is not None:
             for w in senders:
                 self.ctl[w] = step + 1

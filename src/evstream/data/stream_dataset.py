@@ -24,7 +24,7 @@ import torch
 
 from evstream.data.sharding import assign_to_ranks, check_seed, resolve_rank
 from evstream.data.stream_plan import StreamPlan, make_stream_plan
-from evstream.data.stream_ring import Ring, Stopped
+from evstream.data.stream_ring import PoolShare, Ring, Stopped
 from evstream.data.stream_slot import SlotPlayer
 from evstream.errors import ArgumentError
 from evstream.utils.arrays import close_if_closable
@@ -53,11 +53,14 @@ class WorkerSpec:
         ring_depth: ring buffers per slot output (see :mod:`evstream.data.stream_ring`).
         resume_positions: slot -> :meth:`~evstream.data.stream_slot.SlotPlayer.position` to
             continue from (empty: every slot from its start).
+        pool: the batch arrays that the workers write in place
+            (:class:`~evstream.data.stream_ring.PoolShare`; None: none).
     """
 
     control: torch.Tensor | None = None
     ring_depth: int = 0
     resume_positions: Mapping = field(default_factory=dict)
+    pool: PoolShare | None = None
 
 
 def _proc_status_mb(key: str) -> float | None:
@@ -216,7 +219,7 @@ class StreamDataset(torch.utils.data.IterableDataset):
         slots = plan.worker_slots[worker_id] if worker_id < plan.num_workers else ()
         ring = None
         if spec.control is not None and torch.utils.data.get_worker_info() is not None:
-            ring = Ring(worker_id, spec.control, spec.ring_depth)
+            ring = Ring(worker_id, spec.control, spec.ring_depth, spec.pool)
         stats: dict = {"rss_start_mb": _proc_status_mb("VmRSS") or 0.0}
         streams = self.slot_stream_lists(plan)
         states = [SlotPlayer(s, streams[s], self.streamer, self.padding_mode, stats, ring)

@@ -14,6 +14,19 @@ worker loop sets the *current outputs* of the slot whose item is being computed
 (:func:`current_outputs`, a :mod:`contextvars` variable, not a module-level list) and resets it
 after the item; outside of that (in the main process, with ``num_workers=0``, in any other code)
 :func:`stream_output` returns a new ordinary tensor.
+
+**Batches written in place.** A loader that knows the shape and dtype of its items' first output
+(``StreamDataLoader(batch_output=...)``, which
+:class:`~evstream.data.cd_processor_dataset.CDProcessorDataLoader` sets) also gets a
+:class:`BatchPool`: a few shared-memory batch arrays ``[T, B, ...]`` allocated by the main
+process before the workers start. The main process assigns one of them to each step (a shared
+table, written before it frees the step for the workers) and the workers write their items'
+first output straight into its row ``[:, slot]``; the messages carry a :class:`PoolRef`, and the
+collation hands the array itself out as the batch (no copy in the main process, which is then
+free for the training step). An array is assigned again only once nothing refers to it any more
+(:func:`~evstream.data.batch_buffers.unreferenced`); when none is free (the caller keeps many
+batches), the step is assigned no array and its items go through the ring and are copied, as
+without a pool.
 """
 
 from __future__ import annotations
@@ -25,10 +38,11 @@ from collections import namedtuple
 
 import torch
 
+from evstream.data.batch_buffers import register_in_place_batch, unreferenced
 from evstream.utils.shm import shared_empty
 
-__all__ = ["Ring", "RingRef", "SlotOutputs", "Stopped", "computing_item", "current_outputs",
-           "stream_output", "resolve_refs"]
+__all__ = ["BatchPool", "PoolRef", "PoolShare", "Ring", "RingRef", "SlotOutputs", "Stopped",
+           "computing_item", "current_outputs", "stream_output", "resolve_refs"]
 
 #: How long a worker sleeps between two looks at the main process's progress (s).
 POLL_S = 0.0002
@@ -42,6 +56,63 @@ class RingRef(namedtuple("RingRef", "ring_id")):
     """Stands for a ring buffer inside a message (the main process holds the buffer itself)."""
 
 
+class PoolRef(namedtuple("PoolRef", "array slot")):
+    """Stands for row ``[:, slot]`` of batch array ``array`` of the :class:`BatchPool`."""
+
+
+#: What the workers get of a :class:`BatchPool`: its shared tensors ``[T, B, ...]`` and the shared
+#: int64 table ``assign`` (``assign[step % depth]``: the array of ``step``, -1 for none).
+PoolShare = namedtuple("PoolShare", "tensors assign")
+
+
+class BatchPool:
+    """Main side of the batches written in place (module docstring): ``depth + spare``
+    shared-memory arrays ``[item_shape[0], batch_size, *item_shape[1:]]`` of ``dtype``.
+
+    The array of step ``k`` is chosen when step ``k - depth`` is released (:meth:`release`; steps
+    below ``depth`` at construction), before the workers may start step ``k``."""
+
+    def __init__(self, item_shape, dtype: torch.dtype, batch_size: int, depth: int,
+                 spare: int = 3):
+        self.item_shape = tuple(int(n) for n in item_shape)
+        self.dtype = dtype
+        shape = (self.item_shape[0], int(batch_size)) + self.item_shape[1:]
+        tensors = [shared_empty(shape, dtype) for _ in range(depth + spare)]
+        self.arrays = [t.numpy() for t in tensors]        # what the reference counts look at
+        self.depth = depth
+        assign = torch.full((depth,), -1, dtype=torch.int64).share_memory_()
+        self.share = PoolShare(tensors, assign)
+        self._assign = assign.numpy()
+        self._pending: dict[int, int] = {}               # step -> array, not yet collated
+        self._batches: dict[int, torch.Tensor] = {}      # array -> batch tensor of this step
+        for step in range(depth):
+            self._assign_step(step)
+
+    def _assign_step(self, step: int) -> None:
+        taken = set(self._pending.values())
+        free = next((j for j in range(len(self.arrays))
+                     if j not in taken and unreferenced(self.arrays, j)), -1)
+        if free >= 0:
+            self._pending[step] = free
+        self._assign[step % self.depth] = free
+
+    def row(self, ref: PoolRef) -> torch.Tensor:
+        """The row that ``ref`` stands for, a view of this step's batch tensor of its array
+        (registered with :func:`~evstream.data.batch_buffers.register_in_place_batch`)."""
+        batch = self._batches.get(ref.array)
+        if batch is None:
+            batch = register_in_place_batch(torch.from_numpy(self.arrays[ref.array]))
+            self._batches[ref.array] = batch
+        return batch[:, ref.slot]
+
+    def release(self, step: int) -> None:
+        """Step ``step`` is collated: assign an array to step ``step + depth`` (call before
+        freeing the step for the workers)."""
+        self._batches.clear()
+        self._pending.pop(step, None)
+        self._assign_step(step + self.depth)
+
+
 class Ring:
     """The ring buffers of one worker. Buffer ``(key, step % depth)`` is handed out for ``step``;
     it may be written only once the main process has collated step ``step - depth``.
@@ -49,7 +120,8 @@ class Ring:
     ``control`` is the shared int64 tensor ``[consumed steps of worker 0, ..., stop flag]``
     written by the main process."""
 
-    def __init__(self, worker_id: int, control: torch.Tensor, depth: int):
+    def __init__(self, worker_id: int, control: torch.Tensor, depth: int,
+                 pool: PoolShare | None = None):
         self.worker_id = worker_id
         self.control = control.numpy()
         self.depth = depth
@@ -59,9 +131,25 @@ class Ring:
         self.step = 0
         self.wait_s = 0.0
         self._ppid = os.getppid()
+        self.pool = pool
+        self.pool_rows: dict = {}                # data_ptr -> (PoolRef, row)
+        if pool is not None:
+            self._assign = pool.assign.numpy()
+            for j, batch in enumerate(pool.tensors):
+                for slot in range(batch.shape[1]):
+                    row = batch[:, slot]
+                    self.pool_rows[row.data_ptr()] = (PoolRef(j, slot), row)
+            first = pool.tensors[0]
+            self._pool_item = ((first.shape[0],) + tuple(first.shape[2:]), first.dtype)
 
     def allocate(self, key, shape, dtype) -> torch.Tensor:
-        """The buffer of ``key`` (with this shape and dtype) for the current :attr:`step`."""
+        """The buffer of ``key`` (``(slot, rank of the call within the item)``, with this shape
+        and dtype) for the current :attr:`step`: the slot's row of the step's pool array for
+        an item's first output of the pool's layout when the step has one, else a ring buffer."""
+        if self.pool is not None and key[1] == 0 and (tuple(shape), dtype) == self._pool_item:
+            j = int(self._assign[self.step % self.depth])
+            if j >= 0:
+                return self.pool.tensors[j][:, key[0]]
         full_key = (key, tuple(shape), dtype)
         ring = self.buffers.get(full_key)
         if ring is None:
@@ -80,7 +168,7 @@ class Ring:
         :class:`Stopped` when the main process stopped the iteration or died."""
         need = step - self.depth + 1
         ctl = self.control
-        if not self.buffers or ctl[self.worker_id] >= need:
+        if (not self.buffers and self.pool is None) or ctl[self.worker_id] >= need:
             return
         t0 = time.perf_counter()
         while ctl[self.worker_id] < need:
@@ -92,6 +180,9 @@ class Ring:
     def to_refs(self, data):
         """``data`` with every ring buffer replaced by a :class:`RingRef`."""
         if isinstance(data, torch.Tensor):
+            row = self.pool_rows.get(data.data_ptr()) if data.numel() else None
+            if row is not None and data.shape == row[1].shape and data.stride() == row[1].stride():
+                return row[0]
             found = self.refs.get(data.data_ptr()) if data.numel() else None
             if found is not None:
                 buf = found[1]
@@ -172,14 +263,17 @@ def stream_output(shape, dtype=torch.float32) -> torch.Tensor:
     return outputs.allocate(shape, dtype)
 
 
-def resolve_refs(data, buffers: dict):
-    """Main side: ``data`` with every :class:`RingRef` replaced by its buffer."""
+def resolve_refs(data, buffers: dict, pool: BatchPool | None = None):
+    """Main side: ``data`` with every :class:`RingRef` replaced by its buffer and every
+    :class:`PoolRef` by its row of ``pool``."""
     if isinstance(data, RingRef):
         return buffers[data.ring_id]
+    if isinstance(data, PoolRef):
+        return pool.row(data)
     if isinstance(data, tuple) and not hasattr(data, "_fields"):
-        return tuple(resolve_refs(v, buffers) for v in data)
+        return tuple(resolve_refs(v, buffers, pool) for v in data)
     if isinstance(data, list):
-        return [resolve_refs(v, buffers) for v in data]
+        return [resolve_refs(v, buffers, pool) for v in data]
     if isinstance(data, dict):
-        return {k: resolve_refs(v, buffers) for k, v in data.items()}
+        return {k: resolve_refs(v, buffers, pool) for k, v in data.items()}
     return data
