@@ -14,12 +14,15 @@ Tables:
    (histogram + copy into the item tensor), one stage when the loader takes the fused path
    (:mod:`evstream.preprocessing.fused`, the default for RAW EVT 3.0 histo), labels (the stub), collate (numpy stack into the
    batch), and the hand-over from a worker to the main process (IPC), measured with a streamer
-   that does no work, with the shared-memory ring and, for comparison, with torch's default
-   tensor transfer. "Mev/s" = events of the workload / time of that stage alone.
+   that does no work: items written in place into the loader's shared batch arrays (what
+   ``CDProcessorDataLoader``'s workers do, ``batch_output``), items in the shared-memory ring
+   copied into the batch, and, for comparison, torch's default tensor transfer. "Mev/s" =
+   events of the workload / time of that stage alone.
 2. End to end with 0, 1 and 2 workers: wall time of a full epoch (all files), Mev/s, multiple of
-   real time (recording seconds per wall second), per-worker time split and peak RSS. Also one
-   worker on the first third of each recording (``max_duration``), to show that memory depends
-   on the window, not on the recording length.
+   real time (recording seconds per wall second), the time until the first batch (worker start,
+   first file openings) and the rate after it (what a long epoch runs at), per-worker time
+   split and peak RSS. Also one worker on the first third of each recording
+   (``max_duration``), to show that memory depends on the window, not on the recording length.
 
 Machine: see the first line of ``benchmarks/run.py``'s output; 2 cores here, shared with other
 jobs, so the numbers vary between runs: the configurations run three times, interleaved, and
@@ -83,10 +86,16 @@ def make_loader(paths, workers, max_duration=None):
                                  num_workers=workers, height=OUT[0], width=OUT[1])
 
 
-def run_epoch(loader) -> tuple[float, int]:
+def run_epoch(loader) -> tuple[float, int, float]:
+    """(wall s of the epoch, batches, s until the first batch)."""
     start = time.perf_counter()
-    batches = sum(1 for _ in loader)
-    return time.perf_counter() - start, batches
+    first = None
+    batches = 0
+    for _ in loader:
+        batches += 1
+        if first is None:
+            first = time.perf_counter() - start
+    return time.perf_counter() - start, batches, first or 0.0
 
 
 def null_streamer(stream, steps, ring):
@@ -96,14 +105,16 @@ def null_streamer(stream, steps, ring):
         yield (out, [torch.empty(0)] * T, float(i > 0), np.zeros(T, bool), (None, 0, 0))
 
 
-def ipc_cost(steps: int, ring: bool) -> tuple[float, float]:
-    """(hand-over ms per batch, collate ms per batch) with one worker that does no work."""
+def ipc_cost(steps: int, ring: bool, in_place: bool = False) -> tuple[float, float]:
+    """(hand-over ms per batch, collate ms per batch) with one worker that does no work;
+    ``in_place``: the items written into the loader's shared batch arrays (``batch_output``)."""
     fill = (torch.zeros((T, CIN) + OUT), [torch.empty(0)] * T, 0.0, np.zeros(T, bool),
             (None, 0, 0))
     dataset = StreamDataset(list(range(B)), partial(null_streamer, steps=steps, ring=ring), B,
                             "zeros", fill)
-    loader = StreamDataLoader(dataset, 1, collate_fn)
-    wall, batches = run_epoch(loader)
+    loader = StreamDataLoader(dataset, 1, collate_fn,
+                              batch_output=((T, CIN) + OUT, torch.float32) if in_place else None)
+    wall, batches, _ = run_epoch(loader)
     collate = loader.stats["main"]["collate_s"]
     return (wall - collate) / batches * 1e3, collate / batches * 1e3
 
@@ -123,24 +134,25 @@ def main() -> None:
         runs = {}
         configs = (("0 (main process)", 0, None), ("1", 1, None), ("2", 2, None),
                    ("1, first third of each file", 1, SECONDS * 1_000_000 // 3))
-        ipc = {True: [], False: []}
+        ipc = {"in place": [], "ring": [], "torch": []}
         for _ in range(REPEAT):        # interleaved, so that load changes hit every config
             for label, workers, max_duration in configs:
                 loader = make_loader(paths, workers, max_duration)
-                wall, batches = run_epoch(loader)
+                wall, batches, first = run_epoch(loader)
                 if label not in runs or wall < runs[label][2]:
-                    runs[label] = (workers, max_duration, wall, batches, loader.stats)
-            for ring in (True, False):
-                ipc[ring].append(ipc_cost(40, ring=ring))
-        ring_ipc, ring_collate = min(ipc[True])
-        torch_ipc, torch_collate = min(ipc[False])
+                    runs[label] = (workers, max_duration, wall, batches, loader.stats, first)
+            for kind in ipc:
+                ipc[kind].append(ipc_cost(40, ring=kind != "torch", in_place=kind == "in place"))
+        place_ipc, place_collate = min(ipc["in place"])
+        ring_ipc, ring_collate = min(ipc["ring"])
+        torch_ipc, torch_collate = min(ipc["torch"])
 
     print(f"\n### Streaming RAW EVT 3.0 -> histo batches [T={T}, B={B}, C={CIN}, {OUT[0]}, "
           f"{OUT[1]}] float32, {DELTA_T // 1000} ms bins\n")
     print(f"Workload: {N_FILES} recordings x {SECONDS} s, {n_events / 1e6:.0f} M events "
           f"({rate / 1e6:.1f} Mev/s average), {mib:.0f} MiB of EVT 3.0 in the page cache.\n")
 
-    workers, _, wall, batches, stats = runs["0 (main process)"]
+    workers, _, wall, batches, stats, _ = runs["0 (main process)"]
     w = stats["workers"][0]
     m = stats["main"]
     other = max(w["produce_s"] - w["decode_s"] - w["tensorize_s"] - w["labels_s"], 0.0)
@@ -158,31 +170,37 @@ def main() -> None:
     for name, seconds in stages:
         print(f"| {name} | {seconds:.2f} | {seconds / batches * 1e3:.1f} | "
               f"{n_events / max(seconds, 1e-9) / 1e6:.0f} |")
-    for name, per_batch in (("IPC, shared-memory ring (worker -> main, per batch of 4 items)",
-                             ring_ipc),
+    for name, per_batch in (("IPC, items written in place into the shared batch arrays "
+                             "(worker -> main, per batch of 4 items)", place_ipc),
+                            ("IPC, shared-memory ring, copied into the batch", ring_ipc),
                             ("IPC, torch's default tensor transfer (for comparison)", torch_ipc)):
         seconds = per_batch * batches / 1e3
         print(f"| {name} | {seconds:.2f} | {per_batch:.1f} | "
               f"{n_events / max(seconds, 1e-9) / 1e6:.0f} |")
     print(f"| **total in one process** | {wall:.2f} | {wall / batches * 1e3:.1f} | "
           f"{n_events / wall / 1e6:.0f} |")
-    print(f"\n(Collate in the IPC runs: {ring_collate:.1f} ms per batch from ring buffers, "
-          f"{torch_collate:.1f} ms from tensors received the default way. IPC = wall time per "
-          f"batch of a worker that does no work, minus collate.)\n")
+    print(f"\n(Collate in the IPC runs: {place_collate:.1f} ms per batch for items written in "
+          f"place (what CDProcessorDataLoader's workers do), {ring_collate:.1f} ms from ring "
+          f"buffers, {torch_collate:.1f} ms from tensors received the default way. IPC = wall "
+          f"time per batch of a worker that does no work, minus collate.)\n")
 
     print("#### End to end (decode + tensorize + IPC + collate), full epoch\n")
-    print("| workers | wall s | batches | Mev/s | x real time | vs 1 worker | Mev per worker "
-          "CPU s | main: waiting / collating s | per worker: producing / ring wait / handing "
-          "over s | peak RSS per worker MiB (at start) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    base = None
-    for label, (workers, max_duration, wall, batches, stats) in runs.items():
+    print("| workers | wall s | batches | Mev/s | x real time | vs 1 worker | first batch s | "
+          "after the first: batches/s, vs 1 worker | Mev per worker CPU s | main: waiting / "
+          "collating s | per worker: producing / ring wait / handing over s | peak RSS per "
+          "worker MiB (at start) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    base = base_steady = None
+    for label, (workers, max_duration, wall, batches, stats, first) in runs.items():
         events = sum(x.get("events", 0) for x in stats["workers"] if x)
         mev = events / wall / 1e6
+        steady = (batches - 1) / max(wall - first, 1e-9)
         seconds_played = events / rate
         if workers == 1 and max_duration is None:
-            base = mev
-        speedup = "" if base is None or workers == 0 or max_duration else f"{mev / base:.2f}x"
+            base, base_steady = mev, steady
+        compare = base is not None and workers > 0 and not max_duration
+        speedup = f"{mev / base:.2f}x" if compare else ""
+        steady_vs = f", {steady / base_steady:.2f}x" if compare else ""
         ws = [x for x in stats["workers"] if x]
         split = ", ".join(f"{x['produce_s']:.2f} / {x.get('ring_wait_s', 0):.2f} / "
                           f"{x['outside_s']:.2f}" for x in ws)
@@ -190,7 +208,8 @@ def main() -> None:
         m = stats["main"]
         cpu = sum(x.get("cpu_s", 0) for x in ws)
         print(f"| {label} | {wall:.2f} | {batches} | {mev:.1f} | {seconds_played / wall:.1f} | "
-              f"{speedup} | {events / max(cpu, 1e-9) / 1e6:.0f} | {m['wait_s']:.2f} / "
+              f"{speedup} | {first:.2f} | {steady:.1f}{steady_vs} | "
+              f"{events / max(cpu, 1e-9) / 1e6:.0f} | {m['wait_s']:.2f} / "
               f"{m['collate_s']:.2f} | {split} | {rss} |")
     print("\nWorkers are forked from the benchmark process, so their RSS at start already "
           "counts its pages; the growth is what one worker uses (decode window, item ring, "

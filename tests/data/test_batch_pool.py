@@ -108,3 +108,15 @@ def test_spawned_workers_write_in_place_too(recordings):
             is b["inputs"]) for b in _loader(recordings, 1, "spawn")]
     assert all(torch.equal(g, e) for (g, _), e in zip(got, expected, strict=True))
     assert all(flag for _, flag in got)
+
+
+def test_the_pool_serves_the_next_epoch_and_spares_batches_still_held(recordings):
+    expected = [b["inputs"].clone() for b in _loader(recordings, 0)]
+    loader = _loader(recordings, 2)
+    kept = [b["inputs"] for k, b in enumerate(loader) if k in (0, 5)]
+    pool = loader._idle_pool
+    assert pool is not None
+    again = [b["inputs"].clone() for b in loader]                  # second epoch, same arrays
+    assert loader._idle_pool is pool
+    assert all(torch.equal(a, e) for a, e in zip(again, expected, strict=True))
+    assert torch.equal(kept[0], expected[0]) and torch.equal(kept[1], expected[5])

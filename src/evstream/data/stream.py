@@ -147,6 +147,7 @@ class StreamDataLoader(LoaderBase):
         self.batch_output = None if batch_output is None else \
             (tuple(int(n) for n in batch_output[0]), batch_output[1])
         self.timeout = check_timeout(timeout)
+        self._idle_pool: BatchPool | None = None      # kept from one iteration to the next
         self.device = torch.device("cpu")
         self.stats: dict = {}
         self._state = self._fresh_state()
@@ -241,6 +242,15 @@ class StreamDataLoader(LoaderBase):
         finally:
             run.close()
 
+    def _take_pool(self, batch_size: int) -> BatchPool:
+        """A pool of batch arrays for one iteration: a kept one that fits, restarted, or a new
+        one (returned by :meth:`_Iteration.close`)."""
+        pool, self._idle_pool = self._idle_pool, None
+        if pool is not None and pool.fits(*self.batch_output, batch_size, self.ring_depth):
+            pool.restart()
+            return pool
+        return BatchPool(*self.batch_output, batch_size, self.ring_depth)
+
     def _collate(self, items: list):
         """The batch of one step's ``B`` items (None: a slot without data, filled)."""
         fill = self.dataset.fill_value
@@ -289,7 +299,7 @@ class _Iteration:
         else:
             self.control = torch.zeros(workers + 1, dtype=torch.int64).share_memory_()
             if loader.batch_output is not None:
-                self.pool = BatchPool(*loader.batch_output, plan.batch_size, loader.ring_depth)
+                self.pool = loader._take_pool(plan.batch_size)
             spec = WorkerSpec(self.control, loader.ring_depth, dict(positions),
                               None if self.pool is None else self.pool.share)
             torch_loader = torch.utils.data.DataLoader(
@@ -362,10 +372,13 @@ class _Iteration:
                 self.ctl[w] = step + 1
 
     def close(self) -> None:
-        """Stop the workers (those waiting on the ring too)."""
+        """Stop the workers (those waiting on the ring too); the batch pool goes back to the
+        loader for its next iteration."""
         if self.ctl is not None:
             self.ctl[-1] = 1
         if self.in_process:
             self.messages.close()
         else:
             stop_workers(self.messages)
+        if self.pool is not None:
+            self.loader._idle_pool, self.pool = self.pool, None

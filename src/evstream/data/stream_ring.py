@@ -70,7 +70,9 @@ class BatchPool:
     shared-memory arrays ``[item_shape[0], batch_size, *item_shape[1:]]`` of ``dtype``.
 
     The array of step ``k`` is chosen when step ``k - depth`` is released (:meth:`release`; steps
-    below ``depth`` at construction), before the workers may start step ``k``."""
+    below ``depth`` by :meth:`restart`, at construction), before the workers may start step
+    ``k``. A loader keeps its pool from one iteration to the next (allocating and mapping the
+    arrays is the costly part) and restarts it."""
 
     def __init__(self, item_shape, dtype: torch.dtype, batch_size: int, depth: int,
                  spare: int = 3):
@@ -85,7 +87,19 @@ class BatchPool:
         self._assign = assign.numpy()
         self._pending: dict[int, int] = {}               # step -> array, not yet collated
         self._batches: dict[int, torch.Tensor] = {}      # array -> batch tensor of this step
-        for step in range(depth):
+        self.restart()
+
+    def fits(self, item_shape, dtype: torch.dtype, batch_size: int, depth: int) -> bool:
+        """Whether this pool serves items of ``item_shape`` and ``dtype`` in batches of
+        ``batch_size`` with ring depth ``depth``."""
+        return (tuple(item_shape), dtype, batch_size, depth) == \
+            (self.item_shape, self.dtype, self.arrays[0].shape[1], self.depth)
+
+    def restart(self) -> None:
+        """A new iteration from step 0 (arrays still held from the last one are skipped)."""
+        self._pending.clear()
+        self._batches.clear()
+        for step in range(self.depth):
             self._assign_step(step)
 
     def _assign_step(self, step: int) -> None:
