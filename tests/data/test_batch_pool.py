@@ -9,6 +9,7 @@ import torch
 from evstream.data.batch_buffers import in_place_batch
 from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.data.sequential_dataset_common import stack_inputs
+from evstream.data.stream import StreamDataLoader, StreamDataset, stream_output
 from evstream.data.stream_ring import BatchPool, PoolRef
 from evstream.io import EventCD, RawWriter
 
@@ -120,3 +121,23 @@ def test_the_pool_serves_the_next_epoch_and_spares_batches_still_held(recordings
     assert loader._idle_pool is pool
     assert all(torch.equal(a, e) for a, e in zip(again, expected, strict=True))
     assert torch.equal(kept[0], expected[0]) and torch.equal(kept[1], expected[5])
+
+
+def _eager_streamer(stream):
+    """A stream of one item made when the streamer is called (RVT's random samples)."""
+    out = stream_output((2, 3))
+    out.fill_(float(stream))
+    return [out]
+
+
+def test_an_item_made_when_the_streamer_is_called_is_written_in_place():
+    """Before: the streamer was called outside the item's context, so such an item was a plain
+    tensor sent through torch's pickling (a shared-memory file per item), never the ring."""
+    dataset = StreamDataset([1, 2, 3, 4, 5], _eager_streamer, 2, "zeros", torch.zeros(2, 3))
+    loader = StreamDataLoader(dataset, 1, stack_inputs, batch_output=((2, 3), torch.float32),
+                              multiprocessing_context="fork")
+    batches = []
+    for batch in loader:
+        assert in_place_batch([batch[:, i] for i in range(2)]) is batch
+        batches.append(batch[0, :, 0].tolist())
+    assert batches == [[1.0, 2.0], [3.0, 4.0], [5.0, 0.0]]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from evstream.data.batch_buffers import in_place_batch
 from evstream.errors import RvtRuleError
 from evstream.rvt import augmentation as aug
 from evstream.rvt.batch import DataType, collate_rvt
@@ -145,6 +146,31 @@ def test_random_mode_covers_samples_once_and_pads(data):
     halves = [RvtLoader(lay, "gen1", "random", 2, sequence_length=5, rank=r, world_size=2)
               for r in (0, 1)]
     assert sum(h.samples for h in halves) == 16 and len(halves[0]) == len(halves[1]) == 2
+
+
+def test_worker_batches_from_the_layout_are_written_in_place(data):
+    """RVT dict batches from RVT's h5 layout with forked workers: the frames are read straight
+    into the loader's shared batch arrays (frame by frame, the rows being strided) and equal
+    those read in one process; the metavision format, float32, is copied as before."""
+    lay = layout_sequences(data / "out", "train", "gen1")
+
+    def run(workers, batch_format="rvt"):
+        return RvtLoader(lay, "gen1", "random", 3, workers, sequence_length=4, train=True,
+                         seed=2, batch_format=batch_format, multiprocessing_context="fork")
+
+    def frames(batch):
+        return torch.stack(batch["data"][DataType.EV_REPR])
+
+    expected = [frames(b).clone() for b in run(0)]
+    in_place = 0
+    for batch, want in zip(run(2), expected, strict=True):
+        base = batch["data"][DataType.EV_REPR][0]._base
+        in_place += in_place_batch([base[:, i] for i in range(3)]) is base
+        assert torch.equal(frames(batch), want)
+    assert in_place == len(expected) >= 3
+    assert run(2, "metavision").loader.batch_output is None
+    mv = [b["inputs"] for b in run(2, "metavision")]
+    assert all(torch.equal(m, e.float()) for m, e in zip(mv, expected, strict=True))
 
 
 def test_determinism_epochs_and_resume(data):

@@ -91,7 +91,8 @@ class SlotPlayer:
         self.pos = pos
         stream = self.streams[pos]
         try:
-            self.it = iter(self.streamer(stream))
+            with self._computing:      # a streamer that makes its first item when called
+                self.it = iter(self.streamer(stream))
         except Exception as exc:   # noqa: BLE001
             raise_for(exc, stream, self.slot)
         self.consumed = 0

@@ -99,10 +99,13 @@ class LayoutSequence:
         if out is None:
             out = np.empty((last - first,) + self.frame_shape, dtype)
         if last > first:
-            if data.dtype == out.dtype:
-                data.read_direct(out, np.s_[first:last], np.s_[0:last - first])
-            else:
+            if data.dtype != out.dtype:
                 out[:last - first] = data[first:last]
+            elif out.flags.c_contiguous:
+                data.read_direct(out, np.s_[first:last], np.s_[0:last - first])
+            else:                    # e.g. a row of a batch written in place: frame by frame
+                for k in range(last - first):
+                    data.read_direct(out[k], np.s_[first + k], np.s_[...])
         return out
 
     def close(self) -> None:

@@ -233,13 +233,14 @@ class RvtLoader:
                                       shuffle=shuffle, epoch=epoch, rank=rank,
                                       world_size=world_size, lengths=lengths)
         dataset_.set_epoch(epoch)
-        if batch_format == "rvt":
+        if batch_format == "rvt":         # uint8 frames: the workers write the batches in place
             collate = _RvtCollate(data_type)
-        else:
-            collate = collate_metavision
+            in_place = ((self.length,) + frame_shape, torch.uint8)
+        else:                             # float32 batches: a converting copy
+            collate, in_place = collate_metavision, None
         self.loader = StreamDataLoader(dataset_, num_workers, collate, ring_depth=ring_depth,
                                        multiprocessing_context=multiprocessing_context,
-                                       warm_up=True)
+                                       warm_up=True, batch_output=in_place)
 
     def __len__(self) -> int:
         return len(self.loader)
