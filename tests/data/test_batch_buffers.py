@@ -7,7 +7,8 @@ import torch
 from evstream.data.batch_buffers import BatchBuffers
 from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.data.sequential_dataset_common import stack_inputs
-from evstream.io import EventCD, RawWriter
+
+from seqloader_data import synthetic_events, write_raw
 
 SHAPE = (3, 2, 4, 5)
 
@@ -67,17 +68,8 @@ def test_stack_inputs_batches_kept_by_the_caller_stay_intact():
 
 
 def test_loader_batches_held_by_the_user_equal_their_clones(tmp_path):
-    rng = np.random.default_rng(5)
-    paths = []
-    for k in range(3):
-        ev = np.zeros(20_000, EventCD)
-        ev["t"] = np.sort(rng.integers(0, 400_000, len(ev)))
-        ev["x"], ev["y"] = rng.integers(0, 64, len(ev)), rng.integers(0, 48, len(ev))
-        ev["p"] = rng.integers(0, 2, len(ev))
-        path = tmp_path / f"r{k}.raw"
-        with RawWriter(path, 48, 64, "evt3") as w:
-            w.write(ev)
-        paths.append(str(path))
+    paths = [write_raw(tmp_path / f"r{k}.raw", synthetic_events(400_000, 50, 48, 64, seed=5 + k),
+                       48, 64) for k in range(3)]
 
     def loader():
         return CDProcessorDataLoader(paths, "delta_t", 20_000, 0, None, "histo", 3, 2,

@@ -11,7 +11,8 @@ from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.data.sequential_dataset_common import stack_inputs
 from evstream.data.stream import StreamDataLoader, StreamDataset, stream_output
 from evstream.data.stream_ring import BatchPool, PoolRef
-from evstream.io import EventCD, RawWriter
+
+from seqloader_data import synthetic_events, write_raw
 
 ITEM = (3, 2, 4, 5)
 
@@ -62,18 +63,8 @@ def test_items_that_are_not_rows_are_copied_into_the_batch():
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pool")
-    rng = np.random.default_rng(3)
-    paths = []
-    for k, duration in enumerate((900_000, 500_000, 700_000)):   # slots end apart: fills
-        ev = np.zeros(30_000, EventCD)
-        ev["t"] = np.sort(rng.integers(0, duration, len(ev)))
-        ev["x"], ev["y"] = rng.integers(0, 64, len(ev)), rng.integers(0, 48, len(ev))
-        ev["p"] = rng.integers(0, 2, len(ev))
-        path = folder / f"r{k}.raw"
-        with RawWriter(path, 48, 64, "evt3") as w:
-            w.write(ev)
-        paths.append(str(path))
-    return paths
+    return [write_raw(folder / f"r{k}.raw", synthetic_events(duration, 40, 48, 64, seed=k), 48, 64)
+            for k, duration in enumerate((900_000, 500_000, 700_000))]   # slots end apart: fills
 
 
 def _loader(paths, workers, context="fork"):
