@@ -1,10 +1,10 @@
-"""BatchBuffers: a batch array is reused only when nothing refers to it any more."""
+"""RecycledArrays (the batch arrays of stack_inputs): an array is reused only when nothing refers to it any more."""
 
 import numpy as np
 import pytest
 import torch
 
-from evstream.data.batch_buffers import BatchBuffers
+from evstream.utils.recycled import RecycledArrays
 from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.data.sequential_dataset_common import stack_inputs
 
@@ -18,7 +18,7 @@ def _address(array) -> int:
 
 
 def test_a_dropped_array_is_reused():
-    pool = BatchBuffers(keep=2)
+    pool = RecycledArrays(keep=2)
     first = pool.empty(SHAPE, np.float32)
     address = _address(first)
     del first
@@ -29,7 +29,7 @@ def test_a_dropped_array_is_reused():
 
 @pytest.mark.parametrize("hold", ["tensor", "view", "numpy of a view", "storage", "slice"])
 def test_an_array_still_referenced_in_any_form_is_never_reused(hold):
-    pool = BatchBuffers(keep=3)
+    pool = RecycledArrays(keep=3)
     batch = torch.from_numpy(pool.empty(SHAPE, np.float32))
     batch.fill_(7.0)
     held = {"tensor": lambda b: b, "view": lambda b: b[1], "numpy of a view": lambda b: b[0].numpy(),
@@ -46,13 +46,29 @@ def test_an_array_still_referenced_in_any_form_is_never_reused(hold):
 
 
 def test_the_pool_is_bounded_and_other_shapes_replace_free_arrays():
-    pool = BatchBuffers(keep=2)
+    pool = RecycledArrays(keep=2)
     held = [pool.empty(SHAPE, np.uint8) for _ in range(4)]       # all held: 2 kept, 2 plain
     assert len(pool) == 2 and len({_address(a) for a in held}) == 4
     del held
     other = pool.empty((7,), np.float32)                         # replaces a free array
     assert len(pool) == 2 and other.shape == (7,)
     assert pool.empty(SHAPE, np.uint8).shape == SHAPE
+
+
+def test_at_least_hands_out_a_free_array_of_n_to_2n_elements():
+    pool = RecycledArrays(keep=2)
+    first = pool.at_least(100, np.int64)                # a new array of 150
+    address = _address(first)
+    assert first.shape == (100,) and first.dtype == np.int64 and len(first.base) == 150
+    del first
+    again = pool.at_least(140, np.int64)                # 150 elements serve 75..150
+    assert _address(again) == address and again.shape == (140,)
+    tail = again[50:]                                   # a view of the view holds the array
+    del again
+    assert _address(pool.at_least(80, np.int64)) != address
+    del tail
+    assert _address(pool.at_least(74, np.int64)) != address      # 150 > 2 x 74: another one
+    assert _address(pool.at_least(75, np.int64)) == address
 
 
 def test_stack_inputs_batches_kept_by_the_caller_stay_intact():

@@ -311,6 +311,24 @@ def _all_triggers(path):
     return reader.get_ext_trigger_events()
 
 
+def test_long_windows_reuse_dropped_arrays_and_never_overwrite_held_ones(tmp_path):
+    events = row_run_events(30_000, width=WIDTH, height=HEIGHT, seed=4)
+    path = write_raw(tmp_path / "a.raw", events, "evt3", height=HEIGHT, width=WIDTH)
+    t = RawReader(path).read_all()["t"]
+    delta_t = int(t[-1] - t[0]) // 20 + 1
+
+    def windows():                  # windows of ~1500 events, a 64-event buffer: decoded direct
+        return EventsIterator(path, delta_t=delta_t, max_events=64)
+
+    expected = [w.copy() for w in windows()]
+    held = [(k, w, w[: len(w) // 2]) for k, w in enumerate(windows()) if k % 3 == 0]
+    assert len(expected) >= 20 and len(held) >= 7
+    for k, w, half in held:
+        assert np.array_equal(w, expected[k]) and np.array_equal(half, expected[k][: len(half)])
+    long = [w.__array_interface__["data"][0] for w in windows() if len(w) > 64]   # dropped
+    assert len(set(long)) <= 3 and len(long) >= 15
+
+
 def test_dat_windows_larger_than_the_buffer_equal_the_whole_read(tmp_path):
     events = row_run_events(6000, width=WIDTH, height=HEIGHT, seed=4)
     path = tmp_path / "a.dat"

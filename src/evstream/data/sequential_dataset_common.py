@@ -36,10 +36,11 @@ import cv2
 import numpy as np
 import torch
 
-from evstream.data.batch_buffers import BatchBuffers, in_place_batch, is_row_of
+from evstream.data.batch_buffers import in_place_batch, is_row_of
 from evstream.data.scheduler import FileMetadata
 from evstream.errors import ArgumentError
 from evstream.utils.arrays import as_numpy, close_if_closable
+from evstream.utils.recycled import RecycledArrays
 
 __all__ = ["BATCH_KEYS", "CPU_KEYS", "load_labels_stub", "collate_fn", "StackedItems",
            "PaddingRule", "SEQUENTIAL_PADDING", "STREAM_PADDING", "padding_item",
@@ -97,7 +98,7 @@ _NUMPY_DTYPES = {dt: torch.empty(0, dtype=dt).numpy().dtype
 
 
 #: the recycled arrays of the batches :func:`stack_inputs` makes in this process
-BATCH_BUFFERS = BatchBuffers()
+BATCH_BUFFERS = RecycledArrays()
 
 
 def stack_inputs(tensors, dtype: torch.dtype | None = None) -> torch.Tensor:

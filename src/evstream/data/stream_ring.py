@@ -24,7 +24,7 @@ table, written before it frees the step for the workers) and the workers write t
 first output straight into its row ``[:, slot]``; the messages carry a :class:`PoolRef`, and the
 collation hands the array itself out as the batch (no copy in the main process, which is then
 free for the training step). An array is assigned again only once nothing refers to it any more
-(:func:`~evstream.data.batch_buffers.unreferenced`); when none is free (the caller keeps many
+(:func:`~evstream.utils.recycled.unreferenced`); when none is free (the caller keeps many
 batches), the step is assigned no array and its items go through the ring and are copied, as
 without a pool.
 """
@@ -38,7 +38,8 @@ from collections import namedtuple
 
 import torch
 
-from evstream.data.batch_buffers import register_in_place_batch, unreferenced
+from evstream.data.batch_buffers import register_in_place_batch
+from evstream.utils.recycled import unreferenced
 from evstream.utils.shm import shared_empty
 
 __all__ = ["BatchPool", "PoolRef", "PoolShare", "Ring", "RingRef", "SlotOutputs", "Stopped",

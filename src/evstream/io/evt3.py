@@ -128,7 +128,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                     is_x = typ >> 1
                     v = w & 0x7FF
                     if t_stop is not None:
-                        if is_x and ts >= ts_stop and x_limit > 0 and v < width:
+                        if ts >= ts_stop and is_x and x_limit > 0 and v < width:
                             break
                     flat[np.uint64(2 * ne)] = v | hi_y | (((w >> 11) & 1) << 32)
                     flat[np.uint64(2 * ne + 1)] = ts

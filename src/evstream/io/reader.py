@@ -43,6 +43,7 @@ import numba
 import numpy as np
 
 from ..errors import ArgumentError, GeometryError, SeekError
+from ..utils.recycled import RecycledArrays
 from .dtypes import EventCD
 
 #: What a reader does with events outside the declared sensor geometry.
@@ -122,6 +123,9 @@ class EventReader:
         #: file decoded so far (a part decoded twice after a seek back is counted once)
         self.out_of_bounds_count = 0
         self._buffer_events = int(buffer_events)
+        #: the arrays of long results (decoded straight into them), reused once the caller
+        #: holds nothing of them any more: no fresh pages to fault in per window
+        self._long_windows = RecycledArrays(keep=2)
         self._buf = np.empty(0, dtype=self.dtype)
         self._reset_cursor()
 
@@ -231,7 +235,8 @@ class EventReader:
         Returns (events, whether the time limit cut them)."""
         pending = self._pending()
         step = self._buffer_events
-        out = np.empty(max(self._window_guess, pending + step) + _MIN_ROOM, dtype=self.dtype)
+        out = self._long_windows.at_least(max(self._window_guess, pending + step) + _MIN_ROOM,
+                                          self.dtype)
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
         self._buf_start = self._buf_stop = 0
         n, scanned, at_t_end = pending, 0, False
@@ -243,7 +248,7 @@ class EventReader:
             if cut < n or cut == n_max or at_t_end:
                 break
             if len(out) - n < step // 2 + _MIN_ROOM:
-                grown = np.empty(2 * len(out), dtype=self.dtype)
+                grown = self._long_windows.at_least(2 * len(out), self.dtype)
                 assign_records(grown[:n], out[:n])
                 out = grown
             decoded, at_t_end = self._decode_until(out[n:min(len(out), n + step)], t_end)
