@@ -84,6 +84,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     i = 0
     ne = 0
     nt = 0
+    # ---- words before the first TIME_HIGH: skipped, no state taken from them
     if st[ST_STARTED] == 0:
         while i < n and (words[i] >> 12) != 0x8:
             i += 1
@@ -110,8 +111,11 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     ts = st[_T] - t_shift            # current time, shifted
     base_s = base - t_shift
     ts_stop = 0 if t_stop is None else t_stop - t_shift
+    # hot stores go through the flat view with unsigned indices (event k in slots 2k, 2k + 1):
+    # numba then emits neither the stride multiply nor the negative-index fix-up
     flat = ev.reshape(-1)
     while i < n:
+        # words that can be decoded without any capacity check (<= 12 events, <= 1 trigger each)
         block = min((ev_cap - ne) // 12, tr_cap - nt, n - i)
         if block <= 0:
             break
@@ -124,7 +128,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
             while i < end:
                 w = np.int64(words[np.uint64(i)])
                 typ = w >> 12
-                if (typ & 0xD) == 0:
+                if (typ & 0xD) == 0:                      # EVT_ADDR_X / EVT_ADDR_Y
                     is_x = typ >> 1
                     v = w & 0x7FF
                     if t_stop is not None:
@@ -141,12 +145,12 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                             oob += 1
                     x_limit = x_limit if is_x else (width if v < height else 0)
                     hi_y = hi_y if is_x else v << 16
-                elif typ == 0x6:
+                elif typ == 0x6:                          # EVT_TIME_LOW
                     ts = base_s + (w & 0xFFF)
-                elif typ == 0x3:
+                elif typ == 0x3:                          # VECT_BASE_X
                     bx = w & 0x7FF
                     hi_pol = ((w >> 11) & 1) << 32
-                elif (typ == 0x4 or typ == 0x5) and x_limit > 0 and bx + 12 <= width:
+                elif (typ == 0x4 or typ == 0x5) and x_limit > 0 and bx + 12 <= width:  # in-row
                     nbits = 12 - ((typ & 1) << 2)
                     mask = w & ((1 << nbits) - 1)
                     if t_stop is not None:
@@ -161,17 +165,15 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                 break
             w = np.int64(words[np.uint64(i)])           # the word that left the hot loop
             typ = w >> 12
-            if typ == 0x4 or typ == 0x5:
-                nbits = 12 if typ == 0x4 else 8
+            if typ == 0x4 or typ == 0x5:                # VECT_12 / VECT_8 at the row's edge,
+                nbits = 12 if typ == 0x4 else 8         # outside the sensor, EM, or at t_stop
                 mask = w & ((1 << nbits) - 1)
                 if t_stop is not None:
                     if ts >= ts_stop and x_limit > 0 and bx < width and \
                             mask & ((1 << min(nbits, width - bx)) - 1):
                         n = i                           # window end: this word is next
                         break
-                if x_limit > 0 and bx + 12 <= width:
-                    ne = emit_mask_branch_free(flat, ne, mask, bx | hi_y | hi_pol, ts)
-                elif x_limit > 0:
+                if x_limit > 0:
                     ne, o = emit_mask(ev, ne, mask, nbits, bx, hi_y | hi_pol, ts, width)
                     oob += o
                 else:
@@ -184,22 +186,19 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
             elif typ == 0x2:                            # only at t_stop: the window ends
                 n = i                                   # before this word
                 break
-            elif typ == 0x3:
-                bx = w & 0x7FF
-                hi_pol = ((w >> 11) & 1) << 32
-            elif typ == 0x8:
+            elif typ == 0x8:                            # EVT_TIME_HIGH
                 base, loops = time_high_update(base, loops, (w & 0xFFF) << 12, PERIOD, WRAP_THRESHOLD)
                 base_s = base - t_shift
                 ts = base_s
-            elif typ == 0x1:
+            elif typ == 0x1:                            # EM_ADDR_Y
                 x_limit = -1
                 hi_y = (w & 0x7FF) << 16
-            elif typ == 0xA:
+            elif typ == 0xA:                            # EXT_TRIGGER
                 tr[nt, 0] = w & 1
                 tr[nt, 1] = ts
                 tr[nt, 2] = (w >> 8) & 0xF
                 nt += 1
-            else:
+            else:                                       # 0x7, 0x9, 0xB-0xF: ignored
                 skipped += 1
             i += 1
 
