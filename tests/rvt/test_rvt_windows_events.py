@@ -197,3 +197,36 @@ def test_other_readers_are_repaired_the_same_way(tmp_path, monkeypatch):
         assert src.load_until(int(expected[min(k + 5, 99)]))["t"].tolist() == \
             expected[k:np.searchsorted(expected, expected[min(k + 5, 99)], "right")].tolist()
     assert src.reader.time_repaired_count == int(np.sum(t < expected))
+
+
+def test_repaired_seek_reads_the_inner_reader_once(tmp_path, monkeypatch):
+    """A seek by repaired time through RepairedReader (here on RAW EVT 3.0, whose every seek
+    decodes from a checkpoint) moves the inner reader once: the block whose times located the
+    target serves the events from within it (it used to seek three times: the block for the
+    search, the block again for the running maximum before the cursor, then the cursor). The
+    events read after each seek, forwards and back, are the file's."""
+    monkeypatch.setattr(time_order, "TIME_BLOCK", 64)
+    rng = np.random.default_rng(7)
+    n = 2_000
+    t = np.sort(rng.integers(0, 400_000, n))
+    ev = events(rng.integers(0, 304, n), rng.integers(0, 240, n), rng.integers(0, 2, n), t)
+    path = tmp_path / "s_td.raw"
+    with RawWriter(path, 240, 304, "evt3") as w:
+        w.write(ev)
+    src = RepairedEvents(path)
+    stored = src.read(0, n)
+    shift = int(stored["t"][0] - t[0])                  # RAW times count from a TIME_HIGH word
+    assert all(np.array_equal(stored[f], ev[f]) for f in "xyp")
+    assert np.array_equal(stored["t"], t + shift)
+    t = stored["t"]
+    inner = src.reader._inner
+    seeks = []
+    original = inner.seek_event
+    monkeypatch.setattr(inner, "seek_event", lambda k: (seeks.append(k), original(k)))
+    for tau in (300_000, 100_000, 100_000, 250_001, 5, 399_999, 100_000):
+        k = int(np.searchsorted(t, tau))
+        del seeks[:]
+        assert src.seek_time(tau) == k
+        end = int(t[min(k + 150, n - 1)])
+        assert np.array_equal(src.load_until(end), stored[k:np.searchsorted(t, end, "right")])
+        assert len(seeks) <= 1, (tau, seeks)

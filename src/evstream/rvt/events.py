@@ -38,7 +38,7 @@ from evstream.errors import EventArrayError, FileFormatError, MissingFileError
 from evstream.io import EventCD, open_reader
 from evstream.io.dat import EventDatReader
 from evstream.io.hdf5_events import HDF5EventArraysReader
-from evstream.io.reader import EventReader, assign_records
+from evstream.io.reader import EventReader, assign_records, copy_records
 from evstream.io.time_order import NO_TIME, RunningMaxIndex, repair_in_place, report_late_events
 
 #: Events a reader decodes at a time (its buffer; also the step of a long read).
@@ -74,22 +74,38 @@ class RepairedReader(EventReader):
         self._row = 0
         self._running = NO_TIME
         self._furthest = 0
+        # the stored events [_block_lo, _block_lo + len(_block)) last read for their times: a
+        # seek reads a block's times (the index), then the events from within it
+        self._block_lo = 0
+        self._block = np.empty(0, EventCD)
         self.time_repaired_count = 0
         self.format_name = inner.format_name
         super().__init__(inner.path, buffer_events, "keep")
         self.done = self._count == 0
 
+    def _stored_block(self, lo: int, hi: int) -> np.ndarray:
+        """The stored events ``[lo, hi)``, kept until another block is read."""
+        if lo != self._block_lo or hi - lo != len(self._block):
+            if self._inner.current_event_index() != lo:
+                self._inner.seek_event(lo)
+            self._block = copy_records(self._inner.load_n_events(hi - lo))
+            self._block_lo = lo
+        return self._block
+
     def _stored_times(self, lo: int, hi: int) -> np.ndarray:
-        self._inner.seek_event(lo)
-        return self._inner.load_n_events(hi - lo)["t"]
+        return self._stored_block(lo, hi)["t"]
 
     def _decode_into(self, out: np.ndarray) -> int:
         n = min(len(out), self._count - self._row)
         if n <= 0:
             return 0
-        if self._inner.current_event_index() != self._row:
-            self._inner.seek_event(self._row)
-        events = self._inner.load_n_events(n)
+        k = self._row - self._block_lo
+        if 0 <= k < len(self._block):          # after a seek: no seek back in the inner reader
+            events = self._block[k:k + n]
+        else:
+            if self._inner.current_event_index() != self._row:
+                self._inner.seek_event(self._row)
+            events = self._inner.load_n_events(n)
         n = len(events)
         assign_records(out[:n], events)
         np.maximum(out["p"][:n], 0, out=out["p"][:n])
