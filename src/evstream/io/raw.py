@@ -7,7 +7,10 @@ words the decoder state is recorded in a :class:`RawIndex` (word offset, decoder
 of events before, last timestamp before). The index fills up as the file is read; a seek
 restarts decoding at the last checkpoint before the target instead of at the start of the
 file. ``cache_index=True`` saves the complete index beside the file (``<file>.evindex.npz``)
-and reuses it while the file is unchanged; nothing is written otherwise.
+and reuses it while the file is unchanged; nothing is written otherwise. Complete indexes are
+also kept in memory (:data:`COMPLETE_INDEXES`): a reader opened again on the same unchanged file
+with the same settings, in this process or in one forked from it (a loader's workers, restarted
+every epoch), starts with the whole index instead of decoding the file to count its events.
 
 Time shifting (on by default, as in OpenEB): timestamps are reported relative to an origin taken
 from the first TIME_HIGH word (EVT 2.x: its time; EVT 3.0: its time minus 4096 µs), so
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
+from collections import OrderedDict
 
 import numpy as np
 
@@ -37,6 +42,11 @@ TRIGGER_BUFFER = 4096
 SIZE_SAMPLE_WORDS = 1 << 16
 NO_LIMIT = 1 << 16
 INDEX_VERSION = 1
+#: checkpoints the in-memory complete indexes hold in all (about 130 bytes each: some 128 GB of
+#: RAW files at the default interval); the least recently opened file's index goes first
+SHARED_INDEX_CHECKPOINTS = 1 << 18
+#: bytes at each end of a file that :class:`CompleteIndexes` checks
+FINGERPRINT_BYTES = 4096
 
 
 def _make_decoder(header: RawHeader, out_of_bounds: str, evt21_legacy_word_order: bool):
@@ -136,6 +146,53 @@ class RawIndex:
             return None
         index.complete = True
         return index
+
+
+class CompleteIndexes:
+    """Complete :class:`RawIndex` es of the files read in this process, by file and reader
+    settings (the stamp: size, modification time, interval, ``out_of_bounds``, EVT 2.1 layout;
+    and a CRC of the file's first and last :data:`FINGERPRINT_BYTES`), at most
+    ``max_checkpoints`` checkpoints in all. A complete index is never written again, so
+    readers share it."""
+
+    def __init__(self, max_checkpoints: int = SHARED_INDEX_CHECKPOINTS):
+        self.max_checkpoints = max_checkpoints
+        self._indexes: OrderedDict[tuple[str, bytes, int], RawIndex] = OrderedDict()
+        self._checkpoints = 0        # held in all
+
+    @staticmethod
+    def key(path: str, stamp: np.ndarray) -> tuple[str, bytes, int]:
+        """The key of the file ``path`` as it is now, read with the settings of ``stamp``."""
+        # the stamp's modification time may not change when a file is rewritten within a few
+        # ms (coarse file clocks): the CRC of its first and last bytes tells most such files apart
+        with open(path, "rb") as f:
+            head = f.read(FINGERPRINT_BYTES)
+            f.seek(max(os.fstat(f.fileno()).st_size - FINGERPRINT_BYTES, 0))
+            tail = f.read(FINGERPRINT_BYTES)
+        return os.path.realpath(path), stamp.tobytes(), zlib.crc32(tail, zlib.crc32(head))
+
+    def get(self, key: tuple[str, bytes, int]) -> RawIndex | None:
+        """The complete index kept for ``key`` (:meth:`key`), or None."""
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+        return index
+
+    def add(self, key: tuple[str, bytes, int], index: RawIndex) -> None:
+        """Keep ``index`` (complete) for ``key``, dropping the least recently used ones beyond
+        ``max_checkpoints``."""
+        old = self._indexes.pop(key, None)
+        self._checkpoints -= 0 if old is None else len(old.states)
+        if not index.complete or len(index.states) > self.max_checkpoints:
+            return
+        self._indexes[key] = index
+        self._checkpoints += len(index.states)
+        while self._checkpoints > self.max_checkpoints:
+            self._checkpoints -= len(self._indexes.popitem(last=False)[1].states)
+
+
+#: The process's :class:`CompleteIndexes` (inherited by forked processes).
+COMPLETE_INDEXES = CompleteIndexes()
 
 
 class _RawDecodeStream:
@@ -278,9 +335,14 @@ class RawReader(EventReader):
         self._stamp = np.array([INDEX_VERSION, stat.st_size, stat.st_mtime_ns,
                                 index_interval_words, int(out_of_bounds == "keep"),
                                 int(self._evt21_legacy_word_order)], dtype=np.int64)
-        self._index_saved = False
-        index = RawIndex.load(self._index_path(path), self._stamp, index_interval_words) \
-            if cache_index else None
+        self._index_kept = False         # in COMPLETE_INDEXES
+        self._index_saved = False        # the index cache file is up to date
+        self._index_key = CompleteIndexes.key(path, self._stamp)
+        index = COMPLETE_INDEXES.get(self._index_key)
+        if cache_index:
+            cached = RawIndex.load(self._index_path(path), self._stamp, index_interval_words)
+            self._index_saved = cached is not None
+            index = index or cached
         self._stream = _RawDecodeStream(path, self.header, data_bytes // word_size,
                                         index or RawIndex(index_interval_words), decoder)
         self._trigger_chunks: list[np.ndarray] = []
@@ -288,6 +350,8 @@ class RawReader(EventReader):
         self.origin = self._find_time_origin() if self.do_time_shifting else 0
         self._stream.restore(0)
         self.done = self._stream.n_words == 0
+        if self._stream.index.complete:
+            self._after_complete_pass(None)
 
     @staticmethod
     def _index_path(path: str) -> str:
@@ -311,16 +375,22 @@ class RawReader(EventReader):
         t_stop = None if t_end is None or not stream.decoder.stops_at_time else t_end + self.origin
         n = stream.decode_into(out, self._keep_triggers, self._on_dropped, self.origin, t_stop)
         if stream.index.complete:
-            self._after_complete_pass(stream.decoder.counters)
+            self._after_complete_pass(stream.decoder.counters if stream.word_pos >= stream.n_words
+                                      else None)
         return n, stream.at_t_stop
 
-    def _after_complete_pass(self, c: dict[str, int]) -> None:
-        """Once the whole file has been decoded (``c``: the decoder's counters at its end): save
-        the index cache (once) and warn about a file whose data words gave no event at all."""
+    def _after_complete_pass(self, c: dict[str, int] | None) -> None:
+        """Once the index is complete: keep it in :data:`COMPLETE_INDEXES` and save the index
+        cache (once each); with ``c``, the counters of a decoder that reached the end of the
+        file, warn about a file whose data words gave no event at all."""
+        if not self._index_kept:
+            self._index_kept = True
+            COMPLETE_INDEXES.add(self._index_key, self._stream.index)
         if self._cache_index and not self._index_saved:
             self._index_saved = True
             self._stream.index.save(self._index_path(self.path), self._stamp)
-        if self._stream.index.total_events == 0 and self._stream.n_words and not self._warned_empty:
+        if c is not None and self._stream.index.total_events == 0 and self._stream.n_words \
+                and not self._warned_empty:
             self._warned_empty = True
             hint = (f" (EVT 2.1 decoded with the {'legacy' if self._evt21_legacy_word_order else 'little'}"
                     f" layout, selected by {'the argument' if self._layout_forced else self.header.evt21_layout_source}"
