@@ -143,8 +143,11 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
                             em_events += 1
                         else:
                             oob += 1
-                    x_limit = x_limit if is_x else (width if v < height else 0)
-                    hi_y = hi_y if is_x else v << 16
+                    # ADDR_Y sets the row; masks, not conditionals, which numba would compile
+                    # into a branch the X / Y alternation mispredicts
+                    on_y = is_x - 1                             # all ones on ADDR_Y, else 0
+                    x_limit = (x_limit & ~on_y) | (width & -np.int64(v < height) & on_y)
+                    hi_y = (hi_y & ~on_y) | ((v << 16) & on_y)
                 elif typ == 0x6:                          # EVT_TIME_LOW
                     ts = base_s + (w & 0xFFF)
                 elif typ == 0x3:                          # VECT_BASE_X
