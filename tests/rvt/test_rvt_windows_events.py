@@ -230,3 +230,18 @@ def test_repaired_seek_reads_the_inner_reader_once(tmp_path, monkeypatch):
         end = int(t[min(k + 150, n - 1)])
         assert np.array_equal(src.load_until(end), stored[k:np.searchsorted(t, end, "right")])
         assert len(seeks) <= 1, (tau, seeks)
+
+
+def test_copy_repaired_clips_polarity_and_repairs_time_in_one_pass():
+    from evstream.io import EventCD
+    from evstream.io.dtypes import event_words
+    from evstream.rvt.events import copy_repaired
+    src = np.zeros(5, EventCD)
+    src["x"], src["y"] = [1, 65535, 3, 4, 5], [7, 8, 65535, 10, 11]
+    src["p"], src["t"] = [-1, 1, 0, -32768, 1], [5, 3, 9, 9, 2]
+    dst = np.zeros(5, EventCD)
+    running, late = copy_repaired(event_words(src), event_words(dst), 4, 2)
+    assert dst["x"].tolist() == src["x"].tolist() and dst["y"].tolist() == src["y"].tolist()
+    assert dst["p"].tolist() == [0, 1, 0, 0, 1]
+    assert dst["t"].tolist() == [5, 5, 9, 9, 9]
+    assert (running, late) == (9, 1)              # late: indices 1 and 4, counted from 2

@@ -11,6 +11,12 @@ EventCD = np.dtype({"names": ["x", "y", "p", "t"],
                     "formats": ["<u2", "<u2", "<i2", "<i8"],
                     "offsets": [0, 2, 4, 8], "itemsize": 16})
 
+
+def event_words(events: np.ndarray) -> np.ndarray:
+    """A contiguous EventCD array seen as ``int64[N, 2]`` (a view): ``x | y << 16 | p << 32``
+    (``p`` the int16 at bits 32-47, bits 48-63 padding) in column 0, ``t`` in column 1."""
+    return events.view(np.int64).reshape(-1, 2)
+
 #: Largest sensor side (pixels) evstream reads: decoded x and y must fit EventCD's ``<u2`` fields.
 MAX_SENSOR_SIDE = 65536
 #: Largest sensor side (pixels) the RAW writers encode: 11-bit coordinates in EVT 2.0 / 2.1 / 3.0.

@@ -36,10 +36,11 @@ import numpy as np
 
 from evstream.errors import EventArrayError, FileFormatError, MissingFileError
 from evstream.io import EventCD, open_reader
+from evstream.io.dtypes import event_words
 from evstream.io.dat import EventDatReader
 from evstream.io.hdf5_events import HDF5EventArraysReader
-from evstream.io.reader import EventReader, assign_records, copy_records
-from evstream.io.time_order import NO_TIME, RunningMaxIndex, repair_in_place, report_late_events
+from evstream.io.reader import EventReader, copy_records
+from evstream.io.time_order import NO_TIME, RunningMaxIndex, order_time, report_late_events
 
 #: Events a reader decodes at a time (its buffer; also the step of a long read).
 READ_EVENTS = 1 << 16
@@ -57,6 +58,24 @@ def first_at_or_after_time(events, t):
         else:
             hi = mid
     return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def copy_repaired(source, target, running, count_from):
+    """``target[i] = source[i]`` for EventCD arrays seen as ``int64[N, 2]`` (x, y, p in the first
+    word, p the int16 at bits 32-47; t the second), in one pass: a negative ``p`` becomes 0 and
+    ``t`` follows the ``"repair"`` rule after running maximum ``running``. Returns (running
+    maximum after them, late events at indices ``>= count_from``)."""
+    late = 0
+    for i in range(source.shape[0]):
+        xyp = source[i, 0]
+        if (xyp >> 47) & 1:                       # p < 0: clear its 16 bits
+            xyp &= ~np.int64(0xFFFF << 32)
+        target[i, 0] = xyp
+        target[i, 1], running, is_late = order_time(source[i, 1], running, True)
+        if is_late and i >= count_from:
+            late += 1
+    return running, late
 
 
 class RepairedReader(EventReader):
@@ -107,10 +126,8 @@ class RepairedReader(EventReader):
                 self._inner.seek_event(self._row)
             events = self._inner.load_n_events(n)
         n = len(events)
-        assign_records(out[:n], events)
-        np.maximum(out["p"][:n], 0, out=out["p"][:n])
-        self._running, late = repair_in_place(out["t"][:n], self._running,
-                                              self._furthest - self._row)
+        self._running, late = copy_repaired(event_words(events), event_words(out[:n]), self._running,
+                                            self._furthest - self._row)
         self._row += n
         self._furthest = max(self._furthest, self._row)
         report_late_events(self, late, -1, 0)
