@@ -128,3 +128,14 @@ def test_a_forked_process_inherits_the_index(tmp_path):
     got = queue.get(timeout=60)
     child.join(60)
     assert got == (True, len(events))
+
+
+def test_clear_forgets_every_index(tmp_path, decoded_words):
+    path = write_raw(tmp_path / "a.raw", row_run_events(50_000, seed=4), "evt2")
+    first = RawReader(path)
+    first.event_count()
+    raw.COMPLETE_INDEXES.clear()
+    decoded_words[0] = 0
+    again = RawReader(path)
+    assert not again._stream.index.complete
+    assert again.event_count() == 50_000 and decoded_words[0] >= again._stream.n_words

@@ -178,6 +178,11 @@ class CompleteIndexes:
             self._indexes.move_to_end(key)
         return index
 
+    def clear(self) -> None:
+        """Forget every index (the next reader of each file builds its own again)."""
+        self._indexes.clear()
+        self._checkpoints = 0
+
     def add(self, key: tuple[str, bytes, int], index: RawIndex) -> None:
         """Keep ``index`` (complete) for ``key``, dropping the least recently used ones beyond
         ``max_checkpoints``."""
