@@ -17,7 +17,7 @@ Tables:
 2. **Training batches on the fly vs from RVT's h5**: the same :class:`evstream.rvt.loader.
    RvtLoader` (stream sampling, B = 4, L = 5, gen4) over ``RecordingSequence`` (DAT, and RAW
    EVT 3.0 of the same events) and over ``LayoutSequence`` (the precomputed blosc h5): windows
-   per second, per worker, and the worker's peak RSS. The four batch slots play the same
+   per second (whole run, and after the first batch), per worker, and the worker's peak RSS. The four batch slots play the same
    sequence object (one recording) ``PASSES`` times each, in step, so every sample seeks the
    shared reader (slots on different recordings would continue where they stopped, which is
    faster). The best of ``REPEAT`` runs by CPU time is shown (the machine is shared).
@@ -154,14 +154,17 @@ def run_loader(root: str, source: str, workers: int):
     loader.loader.dataset.num_batches = None     # run until the workers send their statistics
     t0 = time.perf_counter()
     windows = 0
+    first = None                  # (s, windows) at the first batch
     for batch in loader:
         windows += sum(int((~m).sum()) for m in batch["data"][DataType.IS_PADDED_MASK])
+        first = first or (time.perf_counter() - t0, windows)
     wall = time.perf_counter() - t0
+    after = (windows - first[1]) / (wall - first[0])     # windows/s after the first batch
     ws = [w for w in loader.stats["workers"] if w]
     produce = sum(w["produce_s"] for w in ws)
     cpu = sum(w["cpu_s"] for w in ws)
     peak = max(w["peak_rss_mb"] for w in ws)
-    return wall, windows, produce, peak, cpu
+    return wall, windows, produce, peak, cpu, first[0], after
 
 
 def _sample_times(seq, samples: int):
@@ -255,23 +258,31 @@ def main() -> None:
               f"slot plays the recording {PASSES} times), same RvtLoader, best of {REPEAT} by "
               f"CPU time\n")
         print("| source | workers | windows | wall s | windows/s | wall rate vs 1 worker | "
+              "first batch s | after the first: windows/s, vs 1 worker | "
               "windows/s per worker (busy time) | windows per worker CPU s | worker peak RSS "
               "MiB |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for source in ("h5", "dat", "raw"):
-            one = None
+            one = one_after = None
             for workers in (0, 1, 2):
                 runs = [_fresh(run_loader, root, source, workers) for _ in range(REPEAT)]
-                wall, windows, produce, peak, cpu = min(runs, key=lambda r: r[4])
-                fastest = min(r[0] for r in runs)        # the scaling column: best wall times
-                one = fastest if workers == 1 else one
+                wall, windows, produce, peak, cpu, _, _ = min(runs, key=lambda r: r[4])
+                fastest = min(r[0] for r in runs)        # the scaling columns: best of the runs
+                first = min(r[5] for r in runs)
+                after = max(r[6] for r in runs)
+                if workers == 1:
+                    one, one_after = fastest, after
                 label = {"h5": "RVT h5 (blosc zstd-1)", "dat": "DAT on the fly",
                          "raw": "RAW EVT 3.0 on the fly"}[source]
                 vs = f"x{one / fastest:.2f}" if workers and one else ""
+                vs_after = f", x{after / one_after:.2f}" if workers and one_after else ""
                 print(f"| {label} | {workers} | {windows} | {wall:.2f} | {windows / wall:.0f} | "
-                      f"{vs} | {windows / produce:.0f} | {windows / cpu:.0f} | {peak:.0f} |")
+                      f"{vs} | {first:.2f} | {after:.0f}{vs_after} | {windows / produce:.0f} | "
+                      f"{windows / cpu:.0f} | {peak:.0f} |")
         print("\nRows: the run of least CPU time of each configuration; 'wall rate vs 1 worker' "
-              "compares the fastest wall times. Peak RSS: VmHWM of the process that computes "
+              "compares the fastest wall times, 'first batch' and 'after the first' the best of "
+              "the runs (the first batch includes numba loading its kernels in the spawned "
+              "process and the loader's warm-up; after it, what a long epoch runs at). Peak RSS: VmHWM of the process that computes "
               "the batches (the main process for 0 workers, the largest worker otherwise), each "
               "run in a fresh spawned process. Worker CPU s "
               "is the CPU time of that process while it produced the batches (with 0 workers it "
