@@ -153,7 +153,9 @@ class CompleteIndexes:
     settings (the stamp: size, modification time, interval, ``out_of_bounds``, EVT 2.1 layout;
     and a CRC of the file's first and last :data:`FINGERPRINT_BYTES`), at most
     ``max_checkpoints`` checkpoints in all. A complete index is never written again, so
-    readers share it."""
+    readers share it. No lock (a lock held by another thread at a fork would hang the forked
+    worker): the operations tolerate another thread's at the same time, at worst keeping a
+    few checkpoints more or fewer than the bound."""
 
     def __init__(self, max_checkpoints: int = SHARED_INDEX_CHECKPOINTS):
         self.max_checkpoints = max_checkpoints
@@ -175,7 +177,10 @@ class CompleteIndexes:
         """The complete index kept for ``key`` (:meth:`key`), or None."""
         index = self._indexes.get(key)
         if index is not None:
-            self._indexes.move_to_end(key)
+            try:
+                self._indexes.move_to_end(key)
+            except KeyError:             # another thread's add dropped it meanwhile
+                pass
         return index
 
     def clear(self) -> None:
@@ -192,7 +197,7 @@ class CompleteIndexes:
             return
         self._indexes[key] = index
         self._checkpoints += len(index.states)
-        while self._checkpoints > self.max_checkpoints:
+        while self._checkpoints > self.max_checkpoints and self._indexes:
             self._checkpoints -= len(self._indexes.popitem(last=False)[1].states)
 
 

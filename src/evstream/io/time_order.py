@@ -18,7 +18,7 @@ seek back is not counted twice, and one that a forward seek skipped is not count
 decoded later.
 
 :func:`order_time` is the per-event rule, called from the readers' numba decode loops (so the
-repair costs no extra pass); :func:`repair_in_place` applies it to an array of times.
+repair costs no extra pass).
 :class:`RunningMaxIndex` knows the running maximum at the end of each block of
 :data:`TIME_BLOCK` events (built lazily, one pass over the times up to where it is asked),
 which a reader needs to resume the running maximum after a seek and to seek by repaired time.
@@ -59,19 +59,6 @@ def order_time(t, running, repair):
     if t < running:
         return (running if repair else t), running, True
     return t, t, False
-
-
-@numba.njit(cache=True, nogil=True)
-def repair_in_place(t, running, count_from):
-    """Apply the ``"repair"`` rule to ``t`` (int64, file order) in place, after running
-    maximum ``running``; returns (running maximum after ``t``, late events at indices
-    ``>= count_from``)."""
-    late = 0
-    for i in range(t.size):
-        t[i], running, is_late = order_time(t[i], running, True)
-        if is_late and i >= count_from:
-            late += 1
-    return running, late
 
 
 def report_late_events(reader, late: int, first_late: int, first_late_time: int,
