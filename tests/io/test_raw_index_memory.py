@@ -51,6 +51,7 @@ def test_the_index_serves_seeks_of_the_next_reader(tmp_path):
     path = write_raw(tmp_path / "a.raw", events, "evt2")
     RawReader(path, index_interval_words=1000).event_count()
     reader = RawReader(path, index_interval_words=1000)
+    assert reader._stream.index.complete                             # the first reader's
     whole = RawReader(path, index_interval_words=999).read_all()     # its own index
     for t in (int(whole["t"][15_000]), int(whole["t"][3]), int(whole["t"][9_999])):
         reader.seek_time(t)
