@@ -219,6 +219,7 @@ class _RawDecodeStream:
         self._block = np.empty(min(WORDS_PER_BLOCK, max(n_words, 1)), dtype=decoder.word_dtype)
         self._block_start = 0
         self._block_stop = 0
+        self._block_read = len(self._block)   # words the next file read takes (see restore)
         self._triggers = np.empty(TRIGGER_BUFFER, dtype=EventExtTrigger)
         self.restore(0)
 
@@ -229,11 +230,15 @@ class _RawDecodeStream:
             self.index.record(0, self.decoder.get_state(), 0, -1)
         self.decoder.set_state(self.index.states[checkpoint])
         self.word_pos = checkpoint * self.index.words_per_checkpoint
+        # after a jump, the file is read one checkpoint interval first (a seek, which mostly
+        # reads a little, does not copy a whole block), then twice as much per read
+        self._block_read = min(self.index.words_per_checkpoint, len(self._block))
         self.events_emitted = self.index.events_before[checkpoint]
         self.last_raw_t = self.index.last_t_before[checkpoint]
 
     def _load_block(self) -> None:
-        n = min(len(self._block), self.n_words - self.word_pos)
+        n = min(self._block_read, self.n_words - self.word_pos)
+        self._block_read = min(2 * self._block_read, len(self._block))
         self._file.seek(self.header.data_offset + self.word_pos * self.word_size)
         got = self._file.readinto(self._block[:n])
         if got != n * self.word_size:

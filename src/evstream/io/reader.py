@@ -55,6 +55,12 @@ OUT_OF_BOUNDS_POLICIES = ("warn", "raise", "keep")
 #: Free room (events) a decode call needs: the most events one word of any format produces.
 _MIN_ROOM = 64
 
+#: Events the first decode after opening or a seek may produce; each further decode of the
+#: buffer may produce twice as many as the one before, up to the buffer size. A seek followed
+#: by a short read then decodes little more than what it returns, while sequential reading
+#: reaches full-buffer decodes within a few calls.
+_FIRST_READ_AHEAD = 1 << 13
+
 
 def copy_records(records: np.ndarray) -> np.ndarray:
     """A copy of a contiguous 1-D structured array, made as a byte copy.
@@ -168,9 +174,11 @@ class EventReader:
         self._buf_stop = 0
         self._eof = False
         self._window_guess = 0   # size of the last long result, to size the next one
+        self._read_ahead = _FIRST_READ_AHEAD   # most events the next buffer decode produces
 
     def _decode_more(self) -> bool:
-        """Decode more events after the pending ones; False at the end of the file.
+        """Decode more events after the pending ones (at most :meth:`_next_room`); False at
+        the end of the file.
 
         The buffer keeps the pending events contiguous: it is compacted when they fit in its
         first half and doubled otherwise, so it grows to the largest window asked for (memory is
@@ -187,11 +195,18 @@ class EventReader:
                 assign_records(grown[:pending], self._buf[self._buf_start:self._buf_stop])
                 self._buf = grown
             self._buf_start, self._buf_stop = 0, pending
-        n = self._decode_into(self._buf[self._buf_stop:])
+        n = self._decode_into(self._buf[self._buf_stop:self._buf_stop + self._next_room()])
         self._buf_stop += n
         if n == 0:
             self._eof = True
         return n > 0
+
+    def _next_room(self) -> int:
+        """The most events the next decode call may produce: ``_FIRST_READ_AHEAD`` after
+        opening or a seek, then twice the last, up to the buffer size."""
+        room = max(self._read_ahead, _MIN_ROOM)
+        self._read_ahead = min(2 * room, max(self._buffer_events, _MIN_ROOM))
+        return room
 
     def _pending(self) -> int:
         return self._buf_stop - self._buf_start
@@ -234,7 +249,7 @@ class EventReader:
         the buffer (none when the source stops at ``t_end`` itself, :meth:`_decode_until`).
         Returns (events, whether the time limit cut them)."""
         pending = self._pending()
-        step = self._buffer_events
+        step = self._next_room()
         out = self._long_windows.at_least(max(self._window_guess, pending + step) + _MIN_ROOM,
                                           self.dtype)
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
@@ -252,6 +267,7 @@ class EventReader:
                 assign_records(grown[:n], out[:n])
                 out = grown
             decoded, at_t_end = self._decode_until(out[n:min(len(out), n + step)], t_end)
+            step = self._next_room()
             if decoded == 0 and not at_t_end:
                 self._eof = True
                 break
