@@ -1,4 +1,5 @@
-"""Fixtures of the RAW codec tests: the sample recordings and a chunked-decoding driver."""
+"""Fixtures of the RAW codec tests: the sample recordings, a chunked-decoding driver and a
+count of the words RAW readers decode."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import evstream.io.raw as raw
 from evstream.io.dtypes import EventCD, EventExtTrigger
 from sample_oracle import ORACLE as FILE_ORACLE
 from sample_oracle import samples_dir as find_samples
@@ -99,3 +101,18 @@ def oracle_stats(events: np.ndarray) -> tuple:
 def oracle():
     """``(ORACLE, oracle_stats)``."""
     return ORACLE, oracle_stats
+
+
+@pytest.fixture
+def decoded_words(monkeypatch):
+    """The words RAW readers decode from now on (a list of one running total)."""
+    total = [0]
+    original = raw._RawDecodeStream.decode_into
+
+    def counting(stream, *args, **kwargs):
+        before = stream.word_pos
+        n = original(stream, *args, **kwargs)
+        total[0] += stream.word_pos - before
+        return n
+    monkeypatch.setattr(raw._RawDecodeStream, "decode_into", counting)
+    return total

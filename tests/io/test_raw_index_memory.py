@@ -6,26 +6,10 @@ import multiprocessing
 import os
 
 import numpy as np
-import pytest
 
 import evstream.io.raw as raw
 from evstream.io import RawReader
 from raw_files import replace_header_lines, row_run_events, write_raw
-
-
-@pytest.fixture
-def decoded_words(monkeypatch):
-    """The words RAW readers decode from now on (a list of one running total)."""
-    total = [0]
-    original = raw._RawDecodeStream.decode_into
-
-    def counting(stream, *args, **kwargs):
-        before = stream.word_pos
-        n = original(stream, *args, **kwargs)
-        total[0] += stream.word_pos - before
-        return n
-    monkeypatch.setattr(raw._RawDecodeStream, "decode_into", counting)
-    return total
 
 
 def test_second_reader_starts_with_the_whole_index(tmp_path, decoded_words):

@@ -11,21 +11,6 @@ from raw_files import row_run_events, write_raw
 INTERVAL = 20_000          # words between two seek checkpoints
 
 
-@pytest.fixture
-def decoded_words(monkeypatch):
-    """The words RAW readers decode from now on (a list of one running total)."""
-    total = [0]
-    original = raw._RawDecodeStream.decode_into
-
-    def counting(stream, *args, **kwargs):
-        before = stream.word_pos
-        n = original(stream, *args, **kwargs)
-        total[0] += stream.word_pos - before
-        return n
-    monkeypatch.setattr(raw._RawDecodeStream, "decode_into", counting)
-    return total
-
-
 class _CountingFile:
     """A file object that adds the bytes it reads to ``total[0]``."""
 
