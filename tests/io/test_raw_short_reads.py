@@ -1,10 +1,13 @@
 """A seek followed by a short read (random access: samplers, viewers) decodes and reads from the
-file little more than it returns; sequential reading still reaches full-buffer decodes."""
+file little more than it returns; sequential reading still reaches full-buffer decodes; long
+count reads are decoded straight into their arrays, and a seek keeps the size of the last long
+window (no events copied from array to array for either)."""
 
 import numpy as np
 import pytest
 
 import evstream.io.raw as raw
+import evstream.io.reader as reader_module
 from evstream.io import RawReader
 from raw_files import row_run_events, write_raw
 
@@ -87,6 +90,51 @@ def test_sequential_reads_after_a_seek_grow_to_the_full_buffer(recording, monkey
     while not reader.is_done():
         chunks.append(reader.load_n_events(500))
     np.testing.assert_array_equal(np.concatenate(chunks), whole[1234:])
-    assert rooms[0] < rooms[1] < rooms[2]               # small after the seek, then doubling
-    assert max(rooms) >= reader._buffer_events // 2     # up to the buffer's room
-    assert len(rooms) < 20
+    assert rooms[0] <= max(rooms) // 32                 # small after the seek,
+    assert max(rooms) >= reader._buffer_events // 2     # then up to the buffer's room
+    assert len(rooms) < 40                              # in few calls (doubling)
+
+
+@pytest.fixture
+def copied_events(monkeypatch):
+    """The events readers copy from array to array from now on (a list of one running total):
+    ``assign_records`` (buffer compaction and growth, read-ahead put back) and
+    ``copy_records`` (results taken from the buffer)."""
+    total = [0]
+    for name in ("assign_records", "copy_records"):
+        original = getattr(reader_module, name)
+
+        def counting(*args, _original=original):
+            total[0] += len(args[-1])
+            return _original(*args)
+        monkeypatch.setattr(reader_module, name, counting)
+    return total
+
+
+def test_long_count_reads_are_decoded_into_their_arrays(recording, copied_events):
+    path, whole = recording
+    reader = _reader(path)
+    reader.seek_event(5000)
+    copied_events[0] = 0
+    chunks = [reader.load_n_events(65_536) for _ in range(6)]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole[5000:5000 + 6 * 65_536])
+    # before: each read decoded a whole buffer ahead (512 K events), put the rest back and
+    # copied the next reads out of it, some 6 x 65 536 events copied
+    assert copied_events[0] < 6 * 65_536 // 20
+
+
+def test_a_seek_keeps_the_size_of_the_last_long_window(recording, copied_events):
+    path, whole = recording
+    reader = RawReader(path, index_interval_words=INTERVAL, max_events=4096)
+    reader.event_count()
+    t0 = int(whole["t"][100_000])
+    span = int(whole["t"][300_000]) - t0            # some 200 000 events, 49 buffers
+    reader.seek_time(t0)
+    first = reader.load_delta_t(span)
+    reader.seek_time(t0)
+    copied_events[0] = 0
+    again = reader.load_delta_t(span)
+    np.testing.assert_array_equal(again, first)
+    # before: a seek forgot the last window's size, and the window's array grew from the
+    # buffer size by doubling, copying what it held at each step (about the window once)
+    assert copied_events[0] < len(first) // 20

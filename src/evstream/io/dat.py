@@ -193,11 +193,6 @@ class EventDatReader(RecordFileReader):
         super().__init__(path, buffer_events, out_of_bounds)
         self.done = self._count == 0
 
-    def _reset_cursor(self) -> None:
-        guess = getattr(self, "_window_guess", 0)
-        super()._reset_cursor()
-        self._window_guess = guess   # a seek keeps the size of the last long read (no regrowth)
-
     # source hooks
     def _decode_into(self, out: np.ndarray) -> int:
         n_records = min(len(out), self._count - self._row)

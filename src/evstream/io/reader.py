@@ -58,7 +58,9 @@ _MIN_ROOM = 64
 #: Events the first decode after opening or a seek may produce; each further decode of the
 #: buffer may produce twice as many as the one before, up to the buffer size. A seek followed
 #: by a short read then decodes little more than what it returns, while sequential reading
-#: reaches full-buffer decodes within a few calls.
+#: reaches full-buffer decodes within a few calls. A count-limited read of at least this many
+#: events is decoded to its count, straight into its array (no read-ahead to copy back and
+#: out again).
 _FIRST_READ_AHEAD = 1 << 13
 
 
@@ -133,6 +135,9 @@ class EventReader:
         #: holds nothing of them any more: no fresh pages to fault in per window
         self._long_windows = RecycledArrays(keep=2)
         self._buf = np.empty(0, dtype=self.dtype)
+        #: size of the last long result, to size the next one (a seek keeps it: windows after
+        #: a seek are as long as before it, and their arrays need no regrowth)
+        self._window_guess = 0
         self._reset_cursor()
 
     # ----------------------------------------------------------------- source hooks
@@ -173,7 +178,6 @@ class EventReader:
         self._buf_start = 0      # pending events are self._buf[_buf_start:_buf_stop]
         self._buf_stop = 0
         self._eof = False
-        self._window_guess = 0   # size of the last long result, to size the next one
         self._read_ahead = _FIRST_READ_AHEAD   # most events the next buffer decode produces
 
     def _decode_more(self) -> bool:
@@ -221,11 +225,12 @@ class EventReader:
     def _take(self, n_max: int | None, t_end: int | None) -> np.ndarray:
         """Consume pending events: at most ``n_max`` and only before the first ``t >= t_end``.
 
-        With no pending event and a time window expected to outgrow the buffer (the last one
-        did), the window is decoded straight into its array (``_take_decoding``), without
-        filling the buffer first."""
-        direct = (self._pending() == 0 and t_end is not None and not self._eof
-                  and self._window_guess >= self._buffer_events)
+        With no pending event, a time window expected to outgrow the buffer (the last one
+        did) or a count of at least ``_FIRST_READ_AHEAD`` events is decoded straight into its
+        array (``_take_decoding``), without filling the buffer first."""
+        direct = self._pending() == 0 and not self._eof and (
+            (t_end is not None and self._window_guess >= self._buffer_events)
+            or (n_max is not None and n_max >= _FIRST_READ_AHEAD))
         if self._pending() == 0 and not direct:
             self._decode_more()
         start = self._buf_start
@@ -247,11 +252,13 @@ class EventReader:
         """``_take`` for a result longer than the pending events: the rest is decoded straight
         into the returned array (no second copy); the events decoded past the cut go back to
         the buffer (none when the source stops at ``t_end`` itself, :meth:`_decode_until`).
-        Returns (events, whether the time limit cut them)."""
+        Each decode call produces at most the read-ahead (:meth:`_next_room`); for a
+        count-limited result, what its count still needs when that is ``_FIRST_READ_AHEAD`` or
+        more, else the larger of the two. Returns (events, whether the time limit cut them)."""
         pending = self._pending()
-        step = self._next_room()
-        out = self._long_windows.at_least(max(self._window_guess, pending + step) + _MIN_ROOM,
-                                          self.dtype)
+        size = max(self._window_guess, pending + self._buffer_events) if n_max is None else \
+            max(n_max, pending + self._read_ahead)
+        out = self._long_windows.at_least(size + _MIN_ROOM, self.dtype)
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
         self._buf_start = self._buf_stop = 0
         n, scanned, at_t_end = pending, 0, False
@@ -262,12 +269,15 @@ class EventReader:
             scanned = cut
             if cut < n or cut == n_max or at_t_end:
                 break
-            if len(out) - n < step // 2 + _MIN_ROOM:
+            room = self._next_room()
+            if n_max is not None:
+                need = n_max - n + _MIN_ROOM
+                room = need if need >= _FIRST_READ_AHEAD else max(room, need)
+            if len(out) - n < room // 2 + _MIN_ROOM:
                 grown = self._long_windows.at_least(2 * len(out), self.dtype)
                 assign_records(grown[:n], out[:n])
                 out = grown
-            decoded, at_t_end = self._decode_until(out[n:min(len(out), n + step)], t_end)
-            step = self._next_room()
+            decoded, at_t_end = self._decode_until(out[n:min(len(out), n + room)], t_end)
             if decoded == 0 and not at_t_end:
                 self._eof = True
                 break
