@@ -75,3 +75,15 @@ def test_random_loads_and_seeks_match_a_plain_cursor(files, fmt, buffer, seed):
         cursor += len(got)
         assert reader.current_event_index() == cursor
         assert reader.is_done() == (cursor == N_EVENTS)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "dat", "evt2", "evt3", "evt21"])
+def test_a_count_far_beyond_the_file_returns_the_rest(files, fmt):
+    """``load_n_events`` with a count no file holds (a "read everything" idiom) sizes its array
+    from the buffer and grows it, never from the count."""
+    events, paths = files
+    kwargs = {"do_time_shifting": False} if fmt.startswith("evt") else {}
+    reader = open_reader(paths[fmt], **kwargs)
+    reader.seek_event(1000)
+    np.testing.assert_array_equal(reader.load_n_events(10**12), events[1000:])
+    assert reader.is_done()

@@ -256,8 +256,10 @@ class EventReader:
         count-limited result, what its count still needs when that is ``_FIRST_READ_AHEAD`` or
         more, else the larger of the two. Returns (events, whether the time limit cut them)."""
         pending = self._pending()
-        size = max(self._window_guess, pending + self._buffer_events) if n_max is None else \
-            max(n_max, pending + self._read_ahead)
+        if n_max is None:
+            size = max(self._window_guess, pending + self._buffer_events)
+        else:    # the count, up to one buffer past the pending events (a huge count grows)
+            size = max(min(n_max, pending + self._buffer_events), pending + self._read_ahead)
         out = self._long_windows.at_least(size + _MIN_ROOM, self.dtype)
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
         self._buf_start = self._buf_stop = 0
