@@ -1,6 +1,6 @@
 """Random sequences of loads and seeks on every reader give exactly the events a plain cursor
 over the whole array gives: short and long count reads (below and above the read-ahead), short
-and long time windows, seeks by event and by time, on files long enough for the buffers to
+and long time windows, both limits at once, seeks by event and by time, on files long enough for the buffers to
 grow, compact and be bypassed."""
 
 import numpy as np
@@ -51,8 +51,14 @@ def test_random_loads_and_seeks_match_a_plain_cursor(files, fmt, buffer, seed):
     rng = np.random.default_rng(seed)
     cursor = 0
     for step in range(120):
-        op = rng.integers(0, 4)
-        if op == 0:
+        op = rng.integers(0, 5)
+        if op == 4:
+            k, dt = int(rng.choice(COUNTS)), int(rng.choice(WINDOWS_US))
+            t_end = reader.current_time + dt
+            got = reader.load_mixed(k, dt)
+            stop = cursor + int(np.searchsorted(times[cursor:], t_end, side="left"))
+            expected = events[cursor:min(stop, cursor + k)]
+        elif op == 0:
             k = int(rng.choice(COUNTS))
             got = reader.load_n_events(k)
             expected = events[cursor:cursor + k]
