@@ -138,3 +138,16 @@ def test_a_seek_keeps_the_size_of_the_last_long_window(recording, copied_events)
     # before: a seek forgot the last window's size, and the window's array grew from the
     # buffer size by doubling, copying what it held at each step (about the window once)
     assert copied_events[0] < len(first) // 20
+
+
+def test_a_count_read_does_not_size_the_next_window(recording):
+    """The kept window size comes from time windows only: after reading everything by count
+    and seeking back, a 1 ms window gets an array of about its size, not of the file's."""
+    path, whole = recording
+    reader = RawReader(path, index_interval_words=INTERVAL, max_events=4096)
+    everything = reader.load_n_events(10**12)
+    reader.seek_time(int(whole["t"][0]) + 10_000)
+    window = reader.load_delta_t(1000)
+    assert len(everything) == len(whole) and 0 < len(window) < 4096
+    held = window if window.base is None else window.base
+    assert len(held) < 8 * 4096          # before: an array of 1.25 x the file's events

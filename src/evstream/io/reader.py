@@ -135,8 +135,8 @@ class EventReader:
         #: holds nothing of them any more: no fresh pages to fault in per window
         self._long_windows = RecycledArrays(keep=2)
         self._buf = np.empty(0, dtype=self.dtype)
-        #: size of the last long result, to size the next one (a seek keeps it: windows after
-        #: a seek are as long as before it, and their arrays need no regrowth)
+        #: size of the last long time window, to size the next one (a seek keeps it: windows
+        #: after a seek are as long as before it, and their arrays need no regrowth)
         self._window_guess = 0
         self._reset_cursor()
 
@@ -289,7 +289,8 @@ class EventReader:
             self._buf = np.empty(max(overflow, self._buffer_events), dtype=self.dtype)
         assign_records(self._buf[:overflow], out[scanned:n])
         self._buf_stop = overflow
-        self._window_guess = scanned + scanned // 4
+        if t_end is not None:          # a count read sizes itself: the guess is for windows
+            self._window_guess = scanned + scanned // 4
         return out[:scanned], hit_time_limit
 
     def _last_time_of_file(self) -> int:
