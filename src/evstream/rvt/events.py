@@ -39,7 +39,7 @@ from evstream.io import EventCD, open_reader
 from evstream.io.dtypes import event_words
 from evstream.io.dat import EventDatReader
 from evstream.io.hdf5_events import HDF5EventArraysReader
-from evstream.io.reader import EventReader, copy_records
+from evstream.io.reader import EventReader
 from evstream.io.time_order import NO_TIME, RunningMaxIndex, order_time, report_late_events
 
 #: Events a reader decodes at a time (its buffer; also the step of a long read).
@@ -107,7 +107,7 @@ class RepairedReader(EventReader):
         if lo != self._block_lo or hi - lo != len(self._block):
             if self._inner.current_event_index() != lo:
                 self._inner.seek_event(lo)
-            self._block = copy_records(self._inner.load_n_events(hi - lo))
+            self._block = self._inner.load_n_events(hi - lo)   # the caller's own array
             self._block_lo = lo
         return self._block
 
