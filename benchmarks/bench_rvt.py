@@ -20,7 +20,9 @@ Tables:
    per second (whole run, and after the first batch), per worker, and the worker's peak RSS. The four batch slots play the same
    sequence object (one recording) ``PASSES`` times each, in step, so every sample seeks the
    shared reader (slots on different recordings would continue where they stopped, which is
-   faster). The best of ``REPEAT`` runs by CPU time is shown (the machine is shared).
+   faster). The best of ``REPEAT`` runs by CPU time is shown (the machine is shared). With
+   1 and 2 workers, also the loader's second epoch, with new workers and with the first
+   epoch's (``persistent_workers=True``).
 3. **A worker's one-time start**: the CPU time of the first sample against the next ones, in a
    fresh process (numba loads its compiled kernels from the cache at their first call), and in
    a process forked after one sample was made in its parent (the stream loader's ``warm_up``,
@@ -130,7 +132,9 @@ def run_numpy(root: str, dataset: str, out: str):
     return time.perf_counter() - t0, len(frames), _peak_mb(), time.process_time() - c0
 
 
-def run_loader(root: str, source: str, workers: int):
+def run_loader(root: str, source: str, workers: int, before: int = 0, persistent: bool = False):
+    """One timed epoch of ``workers`` workers after ``before`` untimed ones on the same loader
+    (``persistent``: ``persistent_workers=True``)."""
     import torch  # noqa: F401
 
     from evstream.rvt.layout_reader import LayoutSequence
@@ -150,8 +154,12 @@ def run_loader(root: str, source: str, workers: int):
     # 4 slots, each playing the whole recording once (evaluation streaming: one range)
     # forked workers, Linux's default (this process was spawned, so its default is spawn)
     loader = RvtLoader(seqs * 4 * PASSES, "gen4", "stream", 4, workers, sequence_length=5,
-                       train=False, multiprocessing_context="fork" if workers else None)
+                       train=False, multiprocessing_context="fork" if workers else None,
+                       persistent_workers=persistent)
     loader.loader.dataset.num_batches = None     # run until the workers send their statistics
+    for _ in range(before):
+        for _ in loader:
+            pass
     t0 = time.perf_counter()
     windows = 0
     first = None                  # (s, windows) at the first batch
@@ -164,6 +172,7 @@ def run_loader(root: str, source: str, workers: int):
     produce = sum(w["produce_s"] for w in ws)
     cpu = sum(w["cpu_s"] for w in ws)
     peak = max(w["peak_rss_mb"] for w in ws)
+    loader.close()
     return wall, windows, produce, peak, cpu, first[0], after
 
 
@@ -262,10 +271,16 @@ def main() -> None:
               "windows/s per worker (busy time) | windows per worker CPU s | worker peak RSS "
               "MiB |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
+        # (workers column, workers, untimed epochs before, persistent workers)
+        configs = (("0", 0, 0, False), ("1", 1, 0, False), ("2", 2, 0, False),
+                   ("1, second epoch", 1, 1, False), ("2, second epoch", 2, 1, False),
+                   ("1, second epoch, persistent", 1, 1, True),
+                   ("2, second epoch, persistent", 2, 1, True))
         for source in ("h5", "dat", "raw"):
             one = one_after = None
-            for workers in (0, 1, 2):
-                runs = [_fresh(run_loader, root, source, workers) for _ in range(REPEAT)]
+            for column, workers, before, persistent in configs:
+                runs = [_fresh(run_loader, root, source, workers, before, persistent)
+                        for _ in range(REPEAT)]
                 wall, windows, produce, peak, cpu, _, _ = min(runs, key=lambda r: r[4])
                 fastest = min(r[0] for r in runs)        # the scaling columns: best of the runs
                 first = min(r[5] for r in runs)
@@ -276,7 +291,7 @@ def main() -> None:
                          "raw": "RAW EVT 3.0 on the fly"}[source]
                 vs = f"x{one / fastest:.2f}" if workers and one else ""
                 vs_after = f", x{after / one_after:.2f}" if workers and one_after else ""
-                print(f"| {label} | {workers} | {windows} | {wall:.2f} | {windows / wall:.0f} | "
+                print(f"| {label} | {column} | {windows} | {wall:.2f} | {windows / wall:.0f} | "
                       f"{vs} | {first:.2f} | {after:.0f}{vs_after} | {windows / produce:.0f} | "
                       f"{windows / cpu:.0f} | {peak:.0f} |")
         print("\nRows: the run of least CPU time of each configuration; 'wall rate vs 1 worker' "
@@ -287,7 +302,10 @@ def main() -> None:
               "run in a fresh spawned process. Worker CPU s "
               "is the CPU time of that process while it produced the batches (with 0 workers it "
               "includes the collation); it depends less than wall time on other jobs sharing "
-              "the cores.")
+              "the cores. 'Second epoch': the loader's second iteration, timed alone (the "
+              "loader's warm-up is behind it); 'persistent': persistent_workers=True, the first "
+              "epoch's workers serve it. Its 'vs 1 worker' compares with the row of one worker "
+              "above it.")
         print("\n### A worker's one-time start: CPU ms of the first sample (5 gen4 windows) in a "
               f"fresh process against the next ones (median), best of {REPEAT}\n")
         print("| source | first sample ms | later samples ms | one-time start ms |")

@@ -23,7 +23,8 @@ Tables:
    first file openings) and the rate after it (what a long epoch runs at), per-worker time
    split and peak RSS. The same with 1 and 2 workers for the loader's second epoch (its
    once-only start behind it: the item computed before the first fork, the shared batch
-   arrays). Also one worker on the first third of each recording (``max_duration``), to show
+   arrays), with new workers and with the first epoch's (``persistent_workers=True``). Also
+   one worker on the first third of each recording (``max_duration``), to show
    that memory depends on the window, not on the recording length.
 
 Machine: see the first line of ``benchmarks/run.py``'s output; 2 cores here, shared with other
@@ -83,9 +84,10 @@ def write_recordings(folder: str) -> tuple[list[str], int]:
     return paths, len(block) * SECONDS * N_FILES
 
 
-def make_loader(paths, workers, max_duration=None):
+def make_loader(paths, workers, max_duration=None, persistent=False):
     return CDProcessorDataLoader(paths, "delta_t", DELTA_T, 0, max_duration, "histo", T, B,
-                                 num_workers=workers, height=OUT[0], width=OUT[1])
+                                 num_workers=workers, height=OUT[0], width=OUT[1],
+                                 persistent_workers=persistent)
 
 
 def run_epoch(loader) -> tuple[float, int, float]:
@@ -134,20 +136,25 @@ def main() -> None:
         make_loader(paths[:1], 0, max_duration=T * DELTA_T).__iter__().__next__()   # JIT warm-up
 
         runs = {}
-        # (label, workers, max_duration, epochs run before the timed one on the same loader)
-        configs = (("0 (main process)", 0, None, 0), ("1", 1, None, 0), ("2", 2, None, 0),
-                   ("1, second epoch", 1, None, 1), ("2, second epoch", 2, None, 1),
-                   ("1, first third of each file", 1, SECONDS * 1_000_000 // 3, 0))
+        # (label, workers, max_duration, epochs run before the timed one on the same loader,
+        # persistent workers)
+        configs = (("0 (main process)", 0, None, 0, False), ("1", 1, None, 0, False),
+                   ("2", 2, None, 0, False), ("1, second epoch", 1, None, 1, False),
+                   ("2, second epoch", 2, None, 1, False),
+                   ("1, second epoch, persistent workers", 1, None, 1, True),
+                   ("2, second epoch, persistent workers", 2, None, 1, True),
+                   ("1, first third of each file", 1, SECONDS * 1_000_000 // 3, 0, False))
         ipc = {"in place": [], "ring": [], "torch": []}
         for _ in range(REPEAT):        # interleaved, so that load changes hit every config
-            for label, workers, max_duration, before in configs:
-                loader = make_loader(paths, workers, max_duration)
+            for label, workers, max_duration, before, persistent in configs:
+                loader = make_loader(paths, workers, max_duration, persistent)
                 for _ in range(before):
                     run_epoch(loader)
                 wall, batches, first = run_epoch(loader)
+                loader.close()
                 if label not in runs or wall < runs[label][2]:
                     runs[label] = (workers, max_duration, wall, batches, loader.stats, first,
-                                   before)
+                                   (before, persistent))
             for kind in ipc:
                 ipc[kind].append(ipc_cost(40, ring=kind != "torch", in_place=kind == "in place"))
         place_ipc, place_collate = min(ipc["in place"])
@@ -197,16 +204,16 @@ def main() -> None:
           "collating s | per worker: producing / ring wait / handing over s | peak RSS per "
           "worker MiB (at start) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    bases = {}              # epochs before -> (Mev/s, batches/s after the first) of 1 worker
-    for label, (workers, max_duration, wall, batches, stats, first, before) in runs.items():
+    bases = {}      # (epochs before, persistent) -> (Mev/s, batches/s after the first), 1 worker
+    for label, (workers, max_duration, wall, batches, stats, first, kind) in runs.items():
         events = sum(x.get("events", 0) for x in stats["workers"] if x)
         mev = events / wall / 1e6
         steady = (batches - 1) / max(wall - first, 1e-9)
         seconds_played = events / rate
         if workers == 1 and max_duration is None:
-            bases[before] = (mev, steady)
-        compare = before in bases and workers > 0 and not max_duration
-        base, base_steady = bases.get(before, (1.0, 1.0))
+            bases[kind] = (mev, steady)
+        compare = kind in bases and workers > 0 and not max_duration
+        base, base_steady = bases.get(kind, (1.0, 1.0))
         speedup = f"{mev / base:.2f}x" if compare else ""
         steady_vs = f", {steady / base_steady:.2f}x" if compare else ""
         ws = [x for x in stats["workers"] if x]
@@ -225,7 +232,9 @@ def main() -> None:
           "'Second epoch': the loader's second iteration, timed alone (what every epoch after "
           "the first costs in training): the loader's once-only start, the item computed "
           "before the first fork and the shared batch arrays, is behind it; its 'vs 1 worker' "
-          "compares with one worker's second epoch.")
+          "compares with one worker's second epoch. 'Persistent workers': "
+          "persistent_workers=True, the workers of the first epoch serve the second (they "
+          "keep the shared batch arrays mapped); compared with one persistent worker.")
 
 
 if __name__ == "__main__":

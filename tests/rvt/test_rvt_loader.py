@@ -199,6 +199,60 @@ def test_determinism_epochs_and_resume(data):
     assert len(frames(head) + tail) == len(a)
 
 
+def test_a_resume_takes_the_augmentation_seed_from_the_state(data):
+    """load_state_dict takes seed and epoch from the state: the augmentation too (it kept the
+    seed the loader was built with, so a resumed run augmented differently)."""
+    rec = recording_sequences(data / "in", "train", "gen1")
+
+    def run(seed):
+        return RvtLoader(rec, "gen1", "stream", 2, 0, sequence_length=3, train=True, seed=seed)
+
+    def frames(batches):
+        return [torch.stack(b["data"][DataType.EV_REPR]) for b in batches]
+
+    full = run(1)
+    full.set_epoch(2)
+    want = frames(list(full))
+    head_loader = run(1)
+    head_loader.set_epoch(2)
+    it = iter(head_loader)
+    head = [next(it) for _ in range(2)]
+    resumed = run(9)
+    resumed.load_state_dict(head_loader.state_dict())
+    got = frames(head) + frames(list(resumed))
+    assert len(got) == len(want) and all(torch.equal(x, y) for x, y in zip(got, want))
+    other = run(9)
+    other.set_epoch(2)
+    assert not all(torch.equal(x, y) for x, y in zip(frames(list(other)), want))
+
+
+def test_kept_workers_give_the_batches_of_every_epoch(data):
+    """persistent_workers: the same batches as one process, epoch after epoch (the epoch's
+    shuffle and augmentation reach the kept workers), from the same worker processes."""
+    lay = layout_sequences(data / "out", "train", "gen1")
+
+    def run(workers, persistent=False):
+        return RvtLoader(lay, "gen1", "random", 3, workers, sequence_length=4, train=True,
+                         seed=2, persistent_workers=persistent, multiprocessing_context="fork")
+
+    kept = run(2, True)
+    for epoch in (0, 1):
+        reference = run(0)
+        reference.set_epoch(epoch)
+        kept.set_epoch(epoch)
+        want = [torch.stack(b["data"][DataType.EV_REPR]).clone() for b in reference]
+        got = [torch.stack(b["data"][DataType.EV_REPR]).clone() for b in kept]
+        assert len(got) == len(want) >= 3 and all(torch.equal(x, y) for x, y in zip(got, want))
+        crew = kept.loader._idle_crew
+        assert crew is not None
+        workers = [p.pid for p in crew._iterator._workers]
+        if epoch == 0:
+            first = workers
+    assert workers == first
+    kept.close()
+    assert kept.loader._idle_crew is None
+
+
 def test_augmented_random_batches_workers_independent(data):
     lay = layout_sequences(data / "out", "train", "gen1")
     runs = [list(RvtLoader(lay, "gen1", "random", 2, w, train=True, sequence_length=3, seed=7))

@@ -149,6 +149,17 @@ def forget_worker_pids(torch_iterator) -> None:
         torch_iterator._worker_pids_set = False
 
 
+def watch_worker_pids(torch_iterator) -> None:
+    """Put the iterator's workers back into torch's SIGCHLD check (undoes
+    :func:`forget_worker_pids`; kept workers are taken out of it while they wait for the next
+    iteration, so that one dying then is not raised in whatever the main thread runs)."""
+    if not getattr(torch_iterator, "_worker_pids_set", True):
+        from torch.utils.data._utils import signal_handling
+        signal_handling._set_worker_pids(id(torch_iterator),
+                                         tuple(w.pid for w in torch_iterator._workers))
+        torch_iterator._worker_pids_set = True
+
+
 def stop_workers(torch_iterator) -> None:
     """Shut the workers of a torch DataLoader iterator down and kill those still alive (a stopped
     process ignores the SIGTERM torch sends until it is continued)."""

@@ -264,6 +264,22 @@ def count_chunks(path, mode, delta_t, n_events, num_tbins, preprocess_function_n
     return count
 
 
+class _SeededStreamer:
+    """``streamer(path)`` of :class:`CDProcessorDataLoader`: ``make(path, base_seed=...)`` with
+    the transforms' seed ``epoch_seed(seed, epoch)``, set by :meth:`set_epoch` (the
+    :class:`~evstream.data.stream.StreamDataset` protocol)."""
+
+    def __init__(self, make):
+        self.make = make
+        self.base_seed = 0
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self.base_seed = epoch_seed(seed, epoch)
+
+    def __call__(self, path):
+        return self.make(path, base_seed=self.base_seed)
+
+
 class CDProcessorDataLoader(StreamDataLoader):
     """Streams recordings as batches of ``[T, B, C, H, W]`` tensors built on the fly (see the
     module docstring).
@@ -298,7 +314,7 @@ class CDProcessorDataLoader(StreamDataLoader):
             are decoded once, so pass ``lengths`` or ``durations`` for large RAW datasets).
         durations: time of the last event of each recording, µs (keyword-only; delta_t mode),
             to compute ``lengths`` without reading the files.
-        prefetch_factor, ring_depth, multiprocessing_context, timeout: see
+        prefetch_factor, ring_depth, multiprocessing_context, timeout, persistent_workers: see
             :class:`~evstream.data.stream.StreamDataLoader` (keyword-only).
     """
 
@@ -307,7 +323,8 @@ class CDProcessorDataLoader(StreamDataLoader):
                  preprocess_kwargs={}, load_labels=None, padding_mode="zeros", transforms=None,
                  *, start_ts=0, seed=0, shuffle=False, reader_kwargs=None, prefetch_factor=2,
                  ring_depth=3, multiprocessing_context=None, rank=None, world_size=None,
-                 lengths=None, durations=None, epoch=0, timeout=DEFAULT_WORKER_TIMEOUT_S):
+                 lengths=None, durations=None, epoch=0, timeout=DEFAULT_WORKER_TIMEOUT_S,
+                 persistent_workers=False):
         if isinstance(files, (str, os.PathLike)):
             files = [files]
         files = [os.fspath(f) for f in files]
@@ -345,14 +362,13 @@ class CDProcessorDataLoader(StreamDataLoader):
         self.cin = entry["cin"]
         self.padding_mode = padding_mode
         self.load_labels = load_labels
-        self._streamer = partial(CDProcessorDatasetIterator, height_out=self.height,
-                                 width_out=self.width, load_labels=load_labels, mode=mode,
-                                 n_events=self.n_events, delta_t=self.delta_t,
-                                 num_tbins=self.num_tbins,
-                                 preprocess_function_name=preprocess_function_name,
-                                 preprocess_kwargs=dict(preprocess_kwargs),
-                                 start_ts=int(start_ts), max_duration=max_duration,
-                                 transforms=transforms, reader_kwargs=reader_kwargs)
+        make = partial(CDProcessorDatasetIterator, height_out=self.height, width_out=self.width,
+                       load_labels=load_labels, mode=mode, n_events=self.n_events,
+                       delta_t=self.delta_t, num_tbins=self.num_tbins,
+                       preprocess_function_name=preprocess_function_name,
+                       preprocess_kwargs=dict(preprocess_kwargs), start_ts=int(start_ts),
+                       max_duration=max_duration, transforms=transforms,
+                       reader_kwargs=reader_kwargs)
         fill_value = padding_item((self.num_tbins, self.cin, self.height, self.width),
                                   torch.float32, STREAM_PADDING)
         rank, world_size = resolve_rank(rank, world_size)
@@ -363,29 +379,14 @@ class CDProcessorDataLoader(StreamDataLoader):
                                     preprocess_function_name, start_ts, max_duration,
                                     None if durations is None else durations[i], reader_kwargs)
                        for i, f in enumerate(files)]
-        dataset = StreamDataset(files, partial(self._streamer,
-                                               base_seed=epoch_seed(seed, epoch)),
-                                batch_size, padding_mode, fill_value, seed, shuffle=shuffle,
-                                epoch=epoch, rank=rank, world_size=world_size, lengths=lengths)
+        dataset = StreamDataset(files, _SeededStreamer(make), batch_size, padding_mode,
+                                fill_value, seed, shuffle=shuffle, epoch=epoch, rank=rank,
+                                world_size=world_size, lengths=lengths)
         super().__init__(dataset, num_workers, collate_fn, prefetch_factor=prefetch_factor,
                          ring_depth=ring_depth, multiprocessing_context=multiprocessing_context,
-                         timeout=timeout, warm_up=True,
+                         timeout=timeout, warm_up=True, persistent_workers=persistent_workers,
                          batch_output=((self.num_tbins, self.cin, self.height, self.width),
                                        torch.float32))
-
-    def _on_epoch(self, changed: bool) -> None:
-        """The epoch seeds the shuffle and the transforms (see
-        :func:`~evstream.data.sharding.epoch_seed`)."""
-        super()._on_epoch(changed)
-        self._seed_streamer()
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self._seed_streamer()
-
-    def _seed_streamer(self) -> None:
-        self.dataset.streamer = partial(self._streamer,
-                                        base_seed=epoch_seed(self.dataset.seed, self.epoch))
 
     # ------------------------------------------------------------------ pictures
     def _preprocess_entry(self) -> dict:

@@ -65,6 +65,7 @@ tensor sharing strategy.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import deque
 
@@ -72,10 +73,10 @@ import torch
 
 from evstream.data._loader import LoaderBase, check_state
 from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
-                                    is_timeout, stop_workers, waiting_worker)
-from evstream.data.sharding import check_seed
+                                    is_timeout, waiting_worker)
+from evstream.data.stream_crew import Crew
 from evstream.data.stream_dataset import (PADDING_MODES, StreamDataset, StreamMessage,
-                                          WorkerDataset, WorkerSpec)
+                                          WorkerSpec)
 from evstream.data.stream_plan import StreamPlan
 from evstream.data.stream_ring import BatchPool, resolve_refs, stream_output
 from evstream.data.stream_slot import stream_name
@@ -83,10 +84,6 @@ from evstream.errors import ArgumentError, StreamReadError, WorkerTimeoutError
 
 __all__ = ["StreamDataset", "StreamDataLoader", "StreamReadError", "StreamMessage",
            "stream_output", "PADDING_MODES"]
-
-
-def _identity(x):
-    return x
 
 
 class StreamDataLoader(LoaderBase):
@@ -115,6 +112,12 @@ class StreamDataLoader(LoaderBase):
             silent worker is a :class:`~evstream.errors.WorkerTimeoutError` naming it and the
             recordings of its slots, and the iteration's workers are stopped (see
             :mod:`evstream.data._workers`).
+        persistent_workers: keep the workers alive from one iteration to the next (torch's
+            ``persistent_workers``; :mod:`evstream.data.stream_crew`): a later epoch starts
+            without new processes and without mapping the shared batch arrays again. The kept
+            workers get each iteration's seed, epoch and resume positions; other changes to
+            the dataset after they started do not reach them. :meth:`close` stops them (so does
+            deleting the loader). No effect with ``num_workers=0``.
 
     Iterating yields batches (moved to :attr:`device` by the rule of :mod:`evstream.data._loader`:
     every ``torch.Tensor`` but the values of a dict's ``labels``, ``frame_is_labeled`` and
@@ -129,7 +132,8 @@ class StreamDataLoader(LoaderBase):
 
     def __init__(self, dataset: StreamDataset, num_workers: int, collate_fn, *,
                  prefetch_factor: int = 2, ring_depth: int = 3, multiprocessing_context=None,
-                 timeout=DEFAULT_WORKER_TIMEOUT_S, warm_up: bool = False, batch_output=None):
+                 timeout=DEFAULT_WORKER_TIMEOUT_S, warm_up: bool = False, batch_output=None,
+                 persistent_workers: bool = False):
         if not isinstance(dataset, StreamDataset):
             raise ArgumentError(f"dataset must be a StreamDataset, got {type(dataset).__name__}")
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 0:
@@ -147,7 +151,9 @@ class StreamDataLoader(LoaderBase):
         self.batch_output = None if batch_output is None else \
             (tuple(int(n) for n in batch_output[0]), batch_output[1])
         self.timeout = check_timeout(timeout)
+        self.persistent_workers = bool(persistent_workers)
         self._idle_pool: BatchPool | None = None      # kept from one iteration to the next
+        self._idle_crew: Crew | None = None           # the same, for persistent workers
         self.device = torch.device("cpu")
         self.stats: dict = {}
         self._state = self._fresh_state()
@@ -189,8 +195,7 @@ class StreamDataLoader(LoaderBase):
         starts a new pass, as torchdata's ``StatefulDataLoader`` does. Build the loader with the
         same streams and options; ``seed`` and ``epoch`` are taken from the state."""
         check_state(state, self.state_kind, self.rank, self.world_size, self.batch_size)
-        self.dataset.seed = check_seed("seed", state["seed"])
-        self.dataset.set_epoch(state["epoch"])
+        self.dataset.reseed(state["seed"], state["epoch"])
         self._state = dict(state)
         self._resume = None if state["finished"] else dict(state)
 
@@ -218,6 +223,7 @@ class StreamDataLoader(LoaderBase):
         run = _Iteration(self, positions)
         main = run.stats["main"]
         self.stats = run.stats
+        ended = False                  # normally, or left by the caller (not by an error)
         try:
             step = 0
             while target is None or first + step < target:
@@ -237,17 +243,60 @@ class StreamDataLoader(LoaderBase):
                 step += 1
                 self._track(first + step, run.positions,
                             target is not None and first + step >= target)
-                yield batch
+                try:
+                    yield batch
+                except GeneratorExit:
+                    ended = True
+                    raise
             self._track(first + step, run.positions, True)
+            ended = True
         finally:
-            run.close()
+            run.close(keep_workers=ended)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_idle_crew"] = None        # processes do not travel; a copy starts its own
+        return state
+
+    def close(self) -> None:
+        """Stop the workers kept by ``persistent_workers`` (the next iteration starts new
+        ones); nothing else to release."""
+        crew, self._idle_crew = self._idle_crew, None
+        if crew is not None:
+            crew.stop()
+
+    def _crew_key(self, workers: int) -> tuple:
+        """What a crew of ``workers`` workers is made with (see :class:`~evstream.data.
+        stream_crew.Crew`), but its pool."""
+        return (workers, self.ring_depth, self.prefetch_factor, self.multiprocessing_context,
+                self.timeout, self.batch_output)
+
+    def _take_crew(self, batch_size: int, workers: int, positions: dict):
+        """The workers of one iteration and torch's iterator of their messages: the kept crew
+        (``persistent_workers``) when it fits, else a new one (:class:`~evstream.data.
+        stream_crew.Crew`; given back by :meth:`_Iteration.close`)."""
+        crew, self._idle_crew = self._idle_crew, None
+        if crew is not None:
+            messages = None
+            if crew.fits(self._crew_key(workers), batch_size):
+                try:
+                    messages = crew.start(self.dataset.seed, self.dataset.epoch, positions)
+                except Exception:    # noqa: BLE001 (a kept worker died or froze: start anew)
+                    messages = None
+            if messages is not None:
+                return crew, messages
+            crew.stop()
+        pool = None if self.batch_output is None else self._take_pool(batch_size)
+        crew = Crew(self.dataset, *self._crew_key(workers), pool=pool,
+                    persistent=self.persistent_workers,
+                    order_bytes=2 * len(pickle.dumps(positions)) + 1024)
+        return crew, crew.start(self.dataset.seed, self.dataset.epoch, positions)
 
     def _take_pool(self, batch_size: int) -> BatchPool:
-        """A pool of batch arrays for one iteration: a kept one that fits, restarted, or a new
-        one (returned by :meth:`_Iteration.close`)."""
+        """A pool of batch arrays for a new crew: a kept one that fits, or a new one (returned
+        by :meth:`_Iteration.close`)."""
         pool, self._idle_pool = self._idle_pool, None
         if pool is not None and pool.fits(*self.batch_output, batch_size, self.ring_depth):
-            pool.restart()
             return pool
         return BatchPool(*self.batch_output, batch_size, self.ring_depth)
 
@@ -293,20 +342,14 @@ class _Iteration:
         self.in_process = loader.num_workers == 0
         self.control = None
         self.pool = None
+        self.crew = None
         if self.in_process:
             spec = WorkerSpec(resume_positions=dict(positions))
             self.messages = loader.dataset.iter_worker(0, 1, spec)
         else:
-            self.control = torch.zeros(workers + 1, dtype=torch.int64).share_memory_()
-            if loader.batch_output is not None:
-                self.pool = loader._take_pool(plan.batch_size)
-            spec = WorkerSpec(self.control, loader.ring_depth, dict(positions),
-                              None if self.pool is None else self.pool.share)
-            torch_loader = torch.utils.data.DataLoader(
-                WorkerDataset(loader.dataset, spec), batch_size=None, num_workers=workers,
-                collate_fn=_identity, prefetch_factor=loader.prefetch_factor,
-                multiprocessing_context=loader.multiprocessing_context, timeout=loader.timeout)
-            self.messages = iter(torch_loader)
+            self.crew, self.messages = loader._take_crew(plan.batch_size, workers,
+                                                         dict(positions))
+            self.control, self.pool = self.crew.control, self.crew.pool
         self.ctl = None if self.control is None else self.control.numpy()
         self.buffers = [dict() for _ in range(workers)]     # per worker: ring id -> buffer
         self.queues = [deque() for _ in range(workers)]
@@ -371,14 +414,20 @@ class _Iteration:
             for w in senders:
                 self.ctl[w] = step + 1
 
-    def close(self) -> None:
-        """Stop the workers (those waiting on the ring too); the batch pool goes back to the
-        loader for its next iteration."""
-        if self.ctl is not None:
-            self.ctl[-1] = 1
+    def close(self, keep_workers: bool = False) -> None:
+        """Stop the workers (those waiting on the ring too) and give the batch pool back to the
+        loader for its next iteration; with ``persistent_workers``, when ``keep_workers`` (the
+        iteration ended without an error) and the workers finish the iteration cleanly, the
+        loader keeps them, with their pool, instead."""
         if self.in_process:
             self.messages.close()
-        else:
-            stop_workers(self.messages)
-        if self.pool is not None:
-            self.loader._idle_pool, self.pool = self.pool, None
+            return
+        crew, self.crew, self.pool = self.crew, None, None
+        loader = self.loader
+        if keep_workers and loader.persistent_workers and loader._idle_crew is None and \
+                crew.finish(self.stats):
+            loader._idle_crew = crew
+            return
+        crew.stop()
+        if crew.pool is not None:
+            loader._idle_pool = crew.pool

@@ -10,13 +10,19 @@ one :data:`StreamMessage` per step.
 The loader configures an iteration's workers explicitly with a :class:`WorkerSpec` (control
 tensor and depth of the shared-memory ring, slot positions to resume from), handed to the
 workers inside a :class:`WorkerDataset`; the dataset itself is never modified by the loader.
+Workers kept from one iteration to the next (``persistent_workers``, :mod:`evstream.data.
+stream_crew`) get each iteration's seed, epoch and slot positions as an *order*: a pickle in a
+shared byte buffer (:func:`write_order`), which the main process writes before it resumes them
+and each worker applies to its own copy of the dataset (:meth:`StreamDataset.reseed`).
 See :mod:`evstream.data.stream` for the whole protocol.
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import namedtuple
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -29,7 +35,8 @@ from evstream.data.stream_slot import SlotPlayer
 from evstream.errors import ArgumentError
 from evstream.utils.arrays import close_if_closable
 
-__all__ = ["StreamDataset", "StreamMessage", "WorkerSpec", "WorkerDataset", "PADDING_MODES"]
+__all__ = ["StreamDataset", "StreamMessage", "WorkerSpec", "WorkerDataset", "PADDING_MODES",
+           "write_order"]
 
 PADDING_MODES = ("zeros", "data")
 
@@ -55,12 +62,39 @@ class WorkerSpec:
             continue from (empty: every slot from its start).
         pool: the batch arrays that the workers write in place
             (:class:`~evstream.data.stream_ring.PoolShare`; None: none).
+        order: shared uint8 buffer of the workers kept from one iteration to the next: each
+            iteration's seed, epoch and resume positions (:func:`write_order`), which replace
+            ``resume_positions`` and the dataset's seed and epoch (None: not kept).
     """
 
     control: torch.Tensor | None = None
     ring_depth: int = 0
     resume_positions: Mapping = field(default_factory=dict)
     pool: PoolShare | None = None
+    order: torch.Tensor | None = None
+
+
+#: bytes at the start of an order buffer that hold the length of its pickle (little-endian)
+_ORDER_HEADER = 8
+
+
+def write_order(buffer: torch.Tensor, seed: int, epoch: int, positions: Mapping) -> bool:
+    """Write an iteration's order (``seed``, ``epoch``, slot -> resume position) into the shared
+    uint8 ``buffer``; False, with nothing written, when it does not fit."""
+    data = pickle.dumps((int(seed), int(epoch), dict(positions)), protocol=4)
+    raw = buffer.numpy()
+    if _ORDER_HEADER + len(data) > len(raw):
+        return False
+    raw[_ORDER_HEADER:_ORDER_HEADER + len(data)] = memoryview(data)
+    raw[:_ORDER_HEADER] = memoryview(len(data).to_bytes(_ORDER_HEADER, "little"))
+    return True
+
+
+def read_order(buffer: torch.Tensor) -> tuple[int, int, dict]:
+    """``(seed, epoch, positions)`` as :func:`write_order` wrote them."""
+    raw = buffer.numpy()
+    n = int.from_bytes(raw[:_ORDER_HEADER].tobytes(), "little")
+    return pickle.loads(raw[_ORDER_HEADER:_ORDER_HEADER + n].tobytes())
 
 
 def _proc_status_mb(key: str) -> float | None:
@@ -82,7 +116,10 @@ class StreamDataset(torch.utils.data.IterableDataset):
         stream_list: the streams (e.g. file paths), at least one.
         streamer: ``streamer(stream)`` -> an iterable of items. If the iterator has a ``stats``
             dict of numbers, it is summed into the worker's statistics when the stream ends (after
-            its ``close()``, if it has one).
+            its ``close()``, if it has one). A streamer whose items depend on the seed or the
+            epoch (augmentation) has ``set_epoch(seed, epoch)``: :meth:`reseed` calls it, at
+            construction and whenever the seed or the epoch is set, in the main process and in
+            the workers.
         batch_size: B, the number of slots.
         padding_mode: ``"zeros"`` (finished slots get ``fill_value``) or ``"data"`` (finished
             slots replay their streams until every slot has finished once).
@@ -118,11 +155,10 @@ class StreamDataset(torch.utils.data.IterableDataset):
         self.streamer = streamer
         self.padding_mode = padding_mode
         self.fill_value = fill_value
-        self.seed = 0 if seed is None else seed
         self.shuffle = bool(shuffle)
-        self.epoch = epoch
-        self.batch_size = make_stream_plan(len(self.stream_list), batch_size, 0, self.seed,
-                                           epoch, shuffle).batch_size   # validates everything
+        self.batch_size = make_stream_plan(len(self.stream_list), batch_size, 0,
+                                           0 if seed is None else seed, epoch,
+                                           shuffle).batch_size   # validates everything
         self.rank, self.world_size = resolve_rank(rank, world_size)
         n = len(self.stream_list)
         self.lengths = None if lengths is None else [int(x) for x in lengths]
@@ -135,7 +171,7 @@ class StreamDataset(torch.utils.data.IterableDataset):
         self.weights = self.lengths if weights is None else [float(x) for x in weights]
         if self.weights is not None and len(self.weights) != n:
             raise ArgumentError(f"weights must be {n} numbers, got {len(self.weights)}")
-        self._assign()
+        self.reseed(0 if seed is None else seed, epoch)
         needs_fill = padding_mode == "zeros" or self.batch_size > len(self.local_streams) or \
             self.world_size > 1
         if fill_value is None and needs_fill:
@@ -190,8 +226,17 @@ class StreamDataset(torch.utils.data.IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch: it seeds the shuffle (and, across ranks, ties of the split)."""
+        self.reseed(self.seed, epoch)
+
+    def reseed(self, seed: int, epoch: int) -> None:
+        """Set the seed and the epoch (everything that depends on them follows): the split and
+        the plan, and the streamer's own seeds when it has ``set_epoch(seed, epoch)``."""
+        self.seed = check_seed("seed", seed)
         self.epoch = check_seed("epoch", epoch)
         self._assign()
+        tell = getattr(self.streamer, "set_epoch", None)
+        if callable(tell):
+            tell(self.seed, self.epoch)
 
     def plan(self, num_workers: int) -> StreamPlan:
         """The stream -> slot -> worker assignment for ``num_workers`` workers; stream indices
@@ -279,4 +324,10 @@ class WorkerDataset(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker_id, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        return self.dataset.iter_worker(worker_id, num_workers, self.spec)
+        spec = self.spec
+        if spec.order is not None:                    # a kept worker: this iteration's order
+            seed, epoch, positions = read_order(spec.order)
+            if (seed, epoch) != (self.dataset.seed, self.dataset.epoch):
+                self.dataset.reseed(seed, epoch)
+            spec = dataclasses.replace(spec, resume_positions=positions)
+        return self.dataset.iter_worker(worker_id, num_workers, spec)

@@ -180,9 +180,12 @@ class Ring:
 
     def wait_until_free(self, step: int) -> None:
         """Block until the buffers of ``step`` are free (step ``step - depth`` collated); raises
-        :class:`Stopped` when the main process stopped the iteration or died."""
+        :class:`Stopped` when the main process stopped the iteration (checked before every
+        step, so that kept workers end it within one step) or died."""
         need = step - self.depth + 1
         ctl = self.control
+        if ctl[-1]:
+            raise Stopped()
         if (not self.buffers and self.pool is None) or ctl[self.worker_id] >= need:
             return
         t0 = time.perf_counter()

@@ -103,9 +103,13 @@ def _augmented(item: dict, params: augmentation.AugmentParams, rng) -> dict:
 class _SampleStreamer:
     """``streamer(stream)`` of the random mode: one sample."""
 
-    def __init__(self, sequences, dataset, augment, seed):
-        self.sequences, self.dataset, self.augment, self.seed = sequences, dataset, augment, seed
-        self.epoch = 0
+    def __init__(self, sequences, dataset, augment):
+        self.sequences, self.dataset, self.augment = sequences, dataset, augment
+        self.seed = self.epoch = 0
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """The augmentation's seeds (the StreamDataset protocol)."""
+        self.seed, self.epoch = seed, epoch
 
     def __call__(self, indexed):
         index, spec = indexed
@@ -149,21 +153,15 @@ class _ChunkIterator:
         return item
 
 
-class _ChunkStreamer:
-    def __init__(self, sequences, dataset, length, augment, seed):
-        self.sequences, self.dataset, self.length = sequences, dataset, length
-        self.augment, self.seed, self.epoch = augment, seed, 0
+class _ChunkStreamer(_SampleStreamer):
+    """``streamer(stream)`` of the stream mode: the samples of one chunk."""
+
+    def __init__(self, sequences, dataset, length, augment):
+        super().__init__(sequences, dataset, augment)
+        self.length = length
 
     def __call__(self, chunk):
         return _ChunkIterator(self, chunk)
-
-
-class _EpochAwareDataset(StreamDataset):
-    """A StreamDataset that tells its streamer the epoch (for the augmentation seeds)."""
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.streamer.epoch = self.epoch
 
 
 class RvtLoader:
@@ -184,7 +182,8 @@ class RvtLoader:
         batch_format: ``"rvt"`` (RVT's dict) or ``"metavision"`` (evstream's batch).
         data_type: the enum keying RVT's dict (default :class:`~evstream.rvt.batch.DataType`;
             pass an RVT fork's own ``DataType`` to keep its keys).
-        ring_depth, multiprocessing_context: as :class:`~evstream.data.stream.StreamDataLoader`.
+        ring_depth, multiprocessing_context, persistent_workers: as
+            :class:`~evstream.data.stream.StreamDataLoader`.
 
     With forked workers (the default start method on Linux), the first iteration computes one
     sample in this process first (``warm_up`` of the stream loader), so that the workers of
@@ -194,7 +193,7 @@ class RvtLoader:
     def __init__(self, sequences, dataset="gen1", sampling="random", batch_size=8, num_workers=0,
                  *, sequence_length=None, train=False, augment=None, shuffle=None, seed=0,
                  epoch=0, rank=None, world_size=None, batch_format="rvt", data_type=DataType,
-                 ring_depth=3, multiprocessing_context=None):
+                 ring_depth=3, multiprocessing_context=None, persistent_workers=False):
         if sampling not in SAMPLINGS:
             raise ArgumentError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if batch_format not in BATCH_FORMATS:
@@ -217,22 +216,20 @@ class RvtLoader:
                      for s in random_sample_windows(seq.repr_index, self.length, i)]
             streams = list(enumerate(specs))
             lengths = [1] * len(streams)
-            streamer = _SampleStreamer(self.sequences, self.dataset, augment, seed)
+            streamer = _SampleStreamer(self.sequences, self.dataset, augment)
         else:
             streams, lengths = [], []
             for i, seq in enumerate(self.sequences):
                 for s, e in stream_ranges(seq.repr_index, seq.num_windows, self.length, train):
                     streams.append(StreamChunk(i, s, e, len(streams)))
                     lengths.append(math.ceil((e - s) / self.length))
-            streamer = _ChunkStreamer(self.sequences, self.dataset, self.length, augment, seed)
+            streamer = _ChunkStreamer(self.sequences, self.dataset, self.length, augment)
         if not streams:
             raise ArgumentError(f"no {sampling} sample of length {self.length} in these sequences")
         self.samples = len(streams) if sampling == "random" else sum(lengths)
-        dataset_ = _EpochAwareDataset(streams, streamer, batch_size, "zeros",
-                                      padded_item(self.length, frame_shape), seed,
-                                      shuffle=shuffle, epoch=epoch, rank=rank,
-                                      world_size=world_size, lengths=lengths)
-        dataset_.set_epoch(epoch)
+        dataset_ = StreamDataset(streams, streamer, batch_size, "zeros",
+                                 padded_item(self.length, frame_shape), seed, shuffle=shuffle,
+                                 epoch=epoch, rank=rank, world_size=world_size, lengths=lengths)
         if batch_format == "rvt":         # uint8 frames: the workers write the batches in place
             collate = _RvtCollate(data_type)
             in_place = ((self.length,) + frame_shape, torch.uint8)
@@ -240,7 +237,8 @@ class RvtLoader:
             collate, in_place = collate_metavision, None
         self.loader = StreamDataLoader(dataset_, num_workers, collate, ring_depth=ring_depth,
                                        multiprocessing_context=multiprocessing_context,
-                                       warm_up=True, batch_output=in_place)
+                                       warm_up=True, batch_output=in_place,
+                                       persistent_workers=persistent_workers)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -256,6 +254,10 @@ class RvtLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(state)
+
+    def close(self) -> None:
+        """Stop the workers kept by ``persistent_workers``."""
+        self.loader.close()
 
     @property
     def stats(self) -> dict:
@@ -316,3 +318,8 @@ class RvtMixedLoader:
     def load_state_dict(self, state: dict) -> None:
         self.stream.load_state_dict(state["stream"])
         self.random.load_state_dict(state["random"])
+
+    def close(self) -> None:
+        """Stop the workers kept by ``persistent_workers``."""
+        self.stream.close()
+        self.random.close()
