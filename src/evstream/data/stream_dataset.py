@@ -10,19 +10,20 @@ one :data:`StreamMessage` per step.
 The loader configures an iteration's workers explicitly with a :class:`WorkerSpec` (control
 tensor and depth of the shared-memory ring, slot positions to resume from), handed to the
 workers inside a :class:`WorkerDataset`; the dataset itself is never modified by the loader.
-Workers kept from one iteration to the next (``persistent_workers``, :mod:`evstream.data.
-stream_crew`) get each iteration's seed, epoch and slot positions as an *order*: a pickle in a
-shared byte buffer (:func:`write_order`), which the main process writes before it resumes them
-and each worker applies to its own copy of the dataset (:meth:`StreamDataset.reseed`).
+Worker processes (a :class:`~evstream.data.stream_crew.Crew`, kept from one iteration to the
+next with ``persistent_workers``) get each iteration's seed, epoch and slot positions as an
+*order*: a pickle in a shared byte buffer (:func:`write_order`), which the main process writes
+before it starts or resumes them and each worker applies to its own copy of the dataset
+(:meth:`StreamDataset.reseed`).
 See :mod:`evstream.data.stream` for the whole protocol.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 from collections import namedtuple
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -36,7 +37,7 @@ from evstream.errors import ArgumentError
 from evstream.utils.arrays import close_if_closable
 
 __all__ = ["StreamDataset", "StreamMessage", "WorkerSpec", "WorkerDataset", "PADDING_MODES",
-           "write_order"]
+           "write_order", "read_order"]
 
 PADDING_MODES = ("zeros", "data")
 
@@ -62,9 +63,10 @@ class WorkerSpec:
             continue from (empty: every slot from its start).
         pool: the batch arrays that the workers write in place
             (:class:`~evstream.data.stream_ring.PoolShare`; None: none).
-        order: shared uint8 buffer of the workers kept from one iteration to the next: each
-            iteration's seed, epoch and resume positions (:func:`write_order`), which replace
-            ``resume_positions`` and the dataset's seed and epoch (None: not kept).
+        order: shared uint8 buffer holding the iteration's seed, epoch and resume positions
+            (:func:`write_order`; the workers of a :class:`~evstream.data.stream_crew.Crew`,
+            which kept workers read anew at every iteration), which replace
+            ``resume_positions`` and the dataset's seed and epoch (None: none).
     """
 
     control: torch.Tensor | None = None
