@@ -237,3 +237,24 @@ def test_deleting_the_loader_stops_its_kept_workers():
     del loader
     gc.collect()
     assert wait_dead(kept)
+
+
+def test_a_kept_worker_frozen_between_epochs_is_replaced_after_the_timeout():
+    import signal
+    dataset = StreamDataset(list(range(6)), SeededStreamer([6, 2, 9, 4, 4, 7]), 3, "zeros",
+                            FILL, seed=5, shuffle=True)
+    loader = StreamDataLoader(dataset, 2, stack, persistent_workers=True, timeout=2,
+                              multiprocessing_context="fork")
+    first = [x.clone() for x in loader]
+    frozen = sorted(pids(first))[0]
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        second = [x.clone() for x in loader]
+        assert time.monotonic() - start < 20
+    finally:
+        if alive(frozen):
+            os.kill(frozen, signal.SIGKILL)
+    assert same(values(second), values(first)) and frozen not in pids(second)
+    assert wait_dead({frozen})
+    loader.close()
