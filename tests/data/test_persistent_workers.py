@@ -258,3 +258,30 @@ def test_a_kept_worker_frozen_between_epochs_is_replaced_after_the_timeout():
     assert same(values(second), values(first)) and frozen not in pids(second)
     assert wait_dead({frozen})
     loader.close()
+
+
+def test_an_order_too_big_for_the_kept_buffer_gets_a_new_crew(monkeypatch):
+    import evstream.data.stream_crew as stream_crew
+    monkeypatch.setattr(stream_crew, "MIN_ORDER_BYTES", 0)      # the first buffer: ~1 KiB
+    lengths = [3 + k % 5 for k in range(80)]
+
+    def loader(workers, persistent):
+        dataset = StreamDataset(list(range(80)), SeededStreamer(lengths), 80, "zeros", FILL,
+                                seed=5, shuffle=True)
+        return StreamDataLoader(dataset, workers, stack, persistent_workers=persistent,
+                                multiprocessing_context="fork")
+
+    reference = [x.clone() for x in loader(0, False)]
+    kept = loader(2, True)
+    first = [x.clone() for x in kept]                 # empty positions: a small order buffer
+    small = kept._idle_crew.order.numel()
+    it = iter(kept)
+    head = [next(it).clone() for _ in range(2)]
+    state = kept.state_dict()                           # 80 slot positions
+    del it
+    kept.load_state_dict(state)
+    tail = [x.clone() for x in kept]
+    assert same(values(first), values(reference)) and same(values(head + tail), values(reference))
+    assert kept._idle_crew.order.numel() > small
+    assert pids(tail).isdisjoint(pids(first))           # the resume needed a new crew
+    kept.close()
