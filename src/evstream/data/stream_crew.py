@@ -5,11 +5,11 @@ Every iteration with workers runs on a crew. Without ``persistent_workers`` the 
 when the iteration ends, so every epoch and every validation pass starts new processes, and a
 new worker maps the pages of the loader's shared batch arrays again, one page fault per 4 KiB
 it writes: for RVT's gen4 batches (6 arrays of 92 MiB) 118 000 faults and 0.4-0.6 s of system
-time per epoch, the same total for one worker or two (measured by hand, README "RVT"). A
-persistent crew's workers are torch's persistent workers: they stay alive between iterations
-and keep what they mapped and loaded (the batch arrays' pages, numba's kernels, the RAW seek
-indexes kept in memory), and the crew keeps its shared tensors (control tensor, batch pool,
-order buffer) for them.
+time per epoch, the same total for one worker or two (measured by hand; README, "gen4 training
+batches"). A persistent crew's workers are torch's persistent workers: they stay alive between
+iterations and keep what they mapped and loaded (the batch arrays' pages, numba's kernels, the
+RAW seek indexes kept in memory), and the crew keeps its shared tensors (control tensor, batch
+pool, order buffer) for them.
 
 **One iteration with a crew.** :meth:`Crew.start` zeroes the control tensor, restarts the pool,
 writes the iteration's *order* (seed, epoch and slot positions,
