@@ -285,3 +285,20 @@ def test_an_order_too_big_for_the_kept_buffer_gets_a_new_crew(monkeypatch):
     assert kept._idle_crew.order.numel() > small
     assert pids(tail).isdisjoint(pids(first))           # the resume needed a new crew
     kept.close()
+
+
+def test_spawned_kept_workers_get_the_order_through_their_pickled_dataset():
+    dataset = StreamDataset(list(range(6)), SeededStreamer([6, 2, 9, 4, 4, 7]), 3, "zeros",
+                            FILL, seed=5, shuffle=True)
+    loader = StreamDataLoader(dataset, 2, stack, persistent_workers=True,
+                              multiprocessing_context="spawn")
+    seen = []
+    for epoch in (0, 1):
+        reference = make_loader(0, False)
+        reference.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        got = [x.clone() for x in loader]
+        assert same(values(got), values(list(reference)))
+        seen.append(pids(got))
+    assert seen[0] == seen[1] and len(seen[0]) == 2
+    loader.close()
