@@ -133,6 +133,9 @@ class Watchdog:
     def __exit__(self, *exc) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            # the timer holds this watchdog (its function), which holds the iterator: without
+            # this, the iterator (and a kept crew's workers) would wait for the cycle collector
+            self._timer = None
 
 
 def forget_worker_pids(torch_iterator) -> None:
