@@ -86,7 +86,8 @@ class Crew:
         batches of ``batch_size``."""
         if key != self.key:
             return False
-        return self.pool is None or self.pool.fits(*key[5], batch_size, key[1])
+        ring_depth, batch_output = key[1], key[5]
+        return self.pool is None or self.pool.fits(*batch_output, batch_size, ring_depth)
 
     def start(self, seed: int, epoch: int, positions: dict):
         """Begin an iteration: returns torch's iterator of the workers' messages, or None when
@@ -115,8 +116,7 @@ class Crew:
         self.control[-1] = 1
         try:
             while True:
-                dog = Watchdog(iterator, self.timeout)
-                with dog:
+                with Watchdog(iterator, self.timeout):
                     msg = next(iterator)
                 if msg.step < 0:
                     stats["workers"][msg.worker] = msg.stats
