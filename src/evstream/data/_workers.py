@@ -138,6 +138,11 @@ class Watchdog:
             self._timer = None
 
 
+def workers_alive(torch_iterator) -> bool:
+    """Whether every worker process of a torch DataLoader iterator is alive."""
+    return all(w.is_alive() for w in getattr(torch_iterator, "_workers", ()))
+
+
 def forget_worker_pids(torch_iterator) -> None:
     """Take the iterator's workers out of torch's SIGCHLD check before killing them: else the
     death of a worker killed here is raised by torch's signal handler as a RuntimeError in

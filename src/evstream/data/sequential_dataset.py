@@ -32,13 +32,14 @@ from evstream.data._sources import SourceCache, file_kind
 from evstream.data._loader import LoaderBase, check_state
 from evstream.data.scheduler import (FileMetadata, Scheduler, _get_durations, _rounding,
                                      quiet_logs)
+from evstream.data.sequential_crew import SequentialCrew
 from evstream.data.sequential_dataset_common import (SEQUENTIAL_PADDING, StackedItems, collate_fn,
                                                      load_labels_stub, padding_item)
 from evstream.data.sharding import (assign_to_ranks, check_seed, epoch_seed, permutation,
                                     resolve_rank)
 from evstream.data.transformations import transform_sequence
 from evstream.data._workers import (DEFAULT_WORKER_TIMEOUT_S, Watchdog, check_timeout,
-                                    is_timeout, pending_tasks, stop_workers, waiting_worker)
+                                    is_timeout, waiting_worker)
 from evstream.errors import (ArgumentError, ArrayDimError, MissingFileError,
                              WorkerTimeoutError)
 from evstream.preprocessing import get_output_dtype, get_preprocess_dict
@@ -259,6 +260,12 @@ class SequentialDataset(torch.utils.data.Dataset):
         """Paths this rank reads in the current epoch (list order)."""
         return [self._files[i] for i in self._shards()[self.rank]]
 
+    @property
+    def checked_files(self) -> frozenset:
+        """Paths of the files whose sensor size (and tensor-file attributes) this dataset has
+        checked: its per-file tables, which loading a file's chunks needs."""
+        return frozenset(self._original_sizes)
+
     def set_epoch(self, epoch: int) -> None:
         """Rebuilds the schedule for ``epoch`` (changes only with shuffle_files, random_start,
         transforms and, across ranks, ties of equal durations); cheap, reads no file."""
@@ -420,9 +427,9 @@ class SequentialDataset(torch.utils.data.Dataset):
         batch[:, slot] = array
         return None
 
-    def _finish_item(self, meta, start, duration, seq):
+    def _finish_item(self, meta, start, duration, seq, base_seed):
         keep_memory = float(start > meta.start_ts)
-        seq = transform_sequence(seq, meta, self.transforms, base_seed=self.scheduler.base_seed)
+        seq = transform_sequence(seq, meta, self.transforms, base_seed=base_seed)
         labels, frame_is_labeled = self.load_labels(meta, start, duration, seq)
         return seq, labels, keep_memory, frame_is_labeled, (meta, start, duration)
 
@@ -444,27 +451,43 @@ class SequentialDataset(torch.utils.data.Dataset):
         if meta.is_padding():
             return self._padding_item(meta)
         seq = torch.from_numpy(self._load_sequences(meta, start, duration))
-        return self._finish_item(meta, start, duration, seq)
+        return self._finish_item(meta, start, duration, seq, self.scheduler.base_seed)
 
     def __getitems__(self, indices):
-        """The items of one batch, loaded straight into one ``[T, N, C, H, W]`` tensor (in shared
-        memory inside a DataLoader worker) that :func:`collate_fn` passes on without copying.
-        Each item's tensor is a view of its slot; every slot is written in full (zeros for
-        padding and for rows past the end of a file)."""
-        indices = list(indices)
-        shape = (self.num_tbins, len(indices)) + tuple(self.array_dim[1:])
-        batch = _new_batch_tensor(shape, _torch_dtype(self.dtype))
+        """The items of one batch (:meth:`load_batch` of their schedule entries)."""
+        return self.load_batch([self._schedule_item(n) for n in indices],
+                               self.scheduler.base_seed)
+
+    def batch_shape(self, batch_size: int | None = None) -> tuple:
+        """``(T, N, C, H, W)`` of a batch of ``batch_size`` items (default: the batch size)."""
+        n = self.batch_size if batch_size is None else int(batch_size)
+        return (self.num_tbins, n) + tuple(self.array_dim[1:])
+
+    @property
+    def batch_dtype(self) -> torch.dtype:
+        """The items' torch dtype (:attr:`dtype`)."""
+        return _torch_dtype(self.dtype)
+
+    def load_batch(self, entries, base_seed: int, out: torch.Tensor | None = None) -> StackedItems:
+        """The items of the schedule ``entries`` ``[(FileMetadata, start_us, duration_us)]``,
+        loaded straight into one ``[T, N, C, H, W]`` tensor that :func:`collate_fn` passes on
+        without copying: ``out`` when given (:meth:`batch_shape`, :attr:`batch_dtype`), else a
+        new one (in shared memory inside a DataLoader worker). Each item's tensor is a view of
+        its slot; every slot is written in full (zeros for padding and for rows past the end of
+        a file). ``base_seed`` seeds the transforms (the scheduler's ``base_seed``)."""
+        entries = list(entries)
+        batch = _new_batch_tensor(self.batch_shape(len(entries)), self.batch_dtype) \
+            if out is None else out
         batch_np = batch.numpy()
         items = StackedItems()
-        for slot, n in enumerate(indices):
-            meta, start, duration = self._schedule_item(n)
+        for slot, (meta, start, duration) in enumerate(entries):
             if meta.is_padding():
                 _, labels, keep, mask, info = self._padding_item(meta)
                 batch_np[:, slot] = 0
                 items.append((batch[:, slot], labels, keep, mask, info))
                 continue
             self._load_sequences(meta, start, duration, batch_np, slot)
-            items.append(self._finish_item(meta, start, duration, batch[:, slot]))
+            items.append(self._finish_item(meta, start, duration, batch[:, slot], base_seed))
         items.inputs = batch
         return items
 
@@ -491,6 +514,15 @@ class SequentialDataLoader(LoaderBase):
     sequences, only for models without memory) and ``timeout`` (keyword-only, seconds to wait for
     a worker's next batch, default 300, 0 or None: forever; see :mod:`evstream.data._workers`).
 
+    Workers (:mod:`evstream.data.sequential_crew`): each makes whole batches, in turn, and
+    writes them into shared batch arrays that the loader allocates once and hands out as
+    ``inputs`` without a copy. ``persistent_workers`` (keyword-only, default False, as torch's)
+    keeps them alive from one iteration to the next: a later epoch or validation pass starts
+    without new processes. They play each iteration's schedule (``set_epoch``, ``shuffle``,
+    ``reschedule``, ``load_state_dict`` reach them); other changes to the dataset after they
+    started (``transforms``, ``load_labels``) do not, as with torch's ``persistent_workers``.
+    :meth:`close` stops them (so does deleting the loader).
+
     Errors: an exception raised while a batch is made (in the main process or a worker) stops
     every worker of the iteration before it reaches the caller; a worker silent for ``timeout``
     seconds is a :class:`~evstream.errors.WorkerTimeoutError` naming it and its recordings.
@@ -512,9 +544,10 @@ class SequentialDataLoader(LoaderBase):
                  preprocess_kwargs={}, shuffle=False, padding=False, transforms=None, *,
                  balanced=False, max_open_files=None, rank=None, world_size=None, seed=0,
                  epoch=0, shuffle_files=False, random_start=False,
-                 timeout=DEFAULT_WORKER_TIMEOUT_S):
+                 timeout=DEFAULT_WORKER_TIMEOUT_S, persistent_workers=False):
         self.num_workers = int(num_workers)
         self.timeout = check_timeout(timeout)
+        self.persistent_workers = bool(persistent_workers)
         self.shuffle = shuffle
         self.device = torch.device("cpu")
         self.max_consecutive_batch = None
@@ -527,7 +560,8 @@ class SequentialDataLoader(LoaderBase):
                                          shuffle_files=shuffle_files, random_start=random_start)
         self.batch_size = self.dataset.batch_size
         self.step = 0
-        self._iterator = None
+        self._iterator = None          # torch's iterator of the current iteration
+        self._crew: SequentialCrew | None = None    # its workers; kept for the next one
         self._resume_step = None       # set by load_state_dict, used by the next iter()
 
     # ---------------------------------------------------------------- distributed / resume
@@ -558,7 +592,7 @@ class SequentialDataLoader(LoaderBase):
         k = int(state["batches_yielded"])
         self.step = k
         self._resume_step = k if k < len(self) else None
-        self._stop_workers()
+        self._end_iteration()
 
     def _batch_indices(self, first_step: int) -> list:
         size = max(1, self.batch_size)
@@ -578,36 +612,73 @@ class SequentialDataLoader(LoaderBase):
 
     def __iter__(self):
         self.batch_size = self.dataset.batch_size
-        if self.num_workers > 0:
-            self._warm_up_before_fork()
-            self.dataset.close()      # workers open their own files
         first, self._resume_step = self._resume_step or 0, None
-        self._stop_workers()                 # a previous iteration's, if it was left running
+        self._end_iteration()                # a previous iteration's, if it was left running
         self._batches = self._batch_indices(first)
-        self._loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self._batches, num_workers=self.num_workers,
-            collate_fn=collate_fn, pin_memory=False,
-            timeout=self.timeout if self.num_workers > 0 else 0)
-        self._iterator = iter(self._loader)
+        if self.num_workers > 0:
+            self._iterator = self._start_crew()
+        else:
+            self._iterator = iter(torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self._batches, num_workers=0, collate_fn=collate_fn))
         self.step = self._first_step = first
         return self
 
-    def _stop_workers(self) -> None:
-        iterator, self._iterator = getattr(self, "_iterator", None), None
-        stop_workers(iterator)
+    def _start_crew(self):
+        """torch's iterator of this iteration's batches from the workers: the kept crew when it
+        fits (:meth:`SequentialCrew.fits`), else a new one."""
+        dataset = self.dataset
+        tasks = [([dataset._schedule_item(n) for n in indices], dataset.scheduler.base_seed)
+                 for indices in self._batches]
+        crew = self._crew
+        if crew is not None:
+            iterator = None
+            if crew.fits(dataset, self.num_workers, self.timeout):
+                try:
+                    iterator = crew.start(tasks)
+                except Exception:    # noqa: BLE001 (a kept worker died or froze: start anew)
+                    iterator = None
+            if iterator is not None:
+                return iterator
+            self._stop_workers()
+        self._warm_up_before_fork()
+        dataset.close()                      # workers open their own files
+        self._crew = SequentialCrew(dataset, self.num_workers, self.timeout,
+                                    self.persistent_workers)
+        return self._crew.start(tasks)
 
-    def _timeout_error(self, iterator, worker=None) -> WorkerTimeoutError:
-        worker = waiting_worker(iterator) if worker is None else worker
-        tasks = [self.step - self._first_step] if worker is None else \
-            pending_tasks(iterator, worker)
+    def _end_iteration(self) -> None:
+        """The current iteration is over (or left): its workers are stopped, or kept."""
+        self._iterator = None
+        if self._crew is not None:
+            self._crew.finish()
+
+    def _stop_workers(self) -> None:
+        """Stop the workers for good (after an error; the next iteration starts new ones)."""
+        crew, self._crew, self._iterator = self._crew, None, None
+        if crew is not None:
+            crew.stop()
+
+    def close(self) -> None:
+        """Stop the workers kept by ``persistent_workers`` and release the shared batch arrays
+        (the next iteration starts new ones) and the files open in this process."""
+        self._stop_workers()
+        self.dataset.close()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_crew"] = state["_iterator"] = None   # processes do not travel
+        return state
+
+    def _timeout_error(self, crew: SequentialCrew, worker=None) -> WorkerTimeoutError:
+        worker = waiting_worker(crew.iterator) if worker is None else worker
+        pending = crew.pending(worker)
         paths = []
-        for task in tasks:
-            for n in self._batches[task] if 0 <= task < len(self._batches) else []:
-                meta = self.dataset._schedule_item(n)[0]
+        for _, entries in pending:
+            for meta, _, _ in entries:
                 if not meta.is_padding() and meta.path not in paths:
                     paths.append(meta.path)
         who = "a worker" if worker is None else f"worker {worker}"
-        batches = ", ".join(str(self._first_step + t) for t in tasks)
+        batches = ", ".join(dict.fromkeys(str(self._first_step + b) for b, _ in pending))
         return WorkerTimeoutError(f"{who} of the SequentialDataLoader sent nothing for "
                                   f"{self.timeout:g} s (stopped or deadlocked?) while making "
                                   f"batch(es) {batches} from {', '.join(paths) or 'padding only'}; "
@@ -617,17 +688,17 @@ class SequentialDataLoader(LoaderBase):
         if self._iterator is None:
             iter(self)
         if self.step >= len(self):
-            self._stop_workers()
+            self._end_iteration()
             raise StopIteration
-        iterator = self._iterator
+        iterator, crew = self._iterator, self._crew
         dog = Watchdog(iterator if self.num_workers > 0 else None, self.timeout)
         try:
             with dog:
-                batch = next(iterator)
+                batch = next(iterator) if crew is None else crew.next_batch()
         except BaseException as exc:
             # stop the workers now, not when the loader is deleted
-            timed_out = is_timeout(exc) or dog.fired
-            error = self._timeout_error(iterator, dog.waiting) if timed_out else None
+            timed_out = crew is not None and (is_timeout(exc) or dog.fired)
+            error = self._timeout_error(crew, dog.waiting) if timed_out else None
             self._stop_workers()
             if error is not None:
                 raise error from None

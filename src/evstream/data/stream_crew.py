@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import torch
 
-from evstream.data._workers import Watchdog, forget_worker_pids, stop_workers, watch_worker_pids
+from evstream.data._workers import (Watchdog, forget_worker_pids, stop_workers, watch_worker_pids,
+                                    workers_alive)
 from evstream.data.stream_dataset import WorkerDataset, WorkerSpec, write_order
 from evstream.data.stream_ring import BatchPool
 
@@ -94,7 +95,7 @@ class Crew:
         the order does not fit in this crew's buffer or a kept worker has died (then stop the
         crew and make another)."""
         kept = self._iterator
-        if kept is not None and not all(w.is_alive() for w in kept._workers):
+        if kept is not None and not workers_alive(kept):
             return None                                   # a kept worker died while waiting
         self.control.zero_()
         if not write_order(self.order, seed, epoch, positions):

@@ -38,8 +38,7 @@ from collections import namedtuple
 
 import torch
 
-from evstream.data.batch_buffers import register_in_place_batch
-from evstream.utils.recycled import unreferenced
+from evstream.data.batch_buffers import SharedBatchArrays, register_in_place_batch
 from evstream.utils.shm import shared_empty
 
 __all__ = ["BatchPool", "PoolRef", "PoolShare", "Ring", "RingRef", "SlotOutputs", "Stopped",
@@ -80,11 +79,10 @@ class BatchPool:
         self.item_shape = tuple(int(n) for n in item_shape)
         self.dtype = dtype
         shape = (self.item_shape[0], int(batch_size)) + self.item_shape[1:]
-        tensors = [shared_empty(shape, dtype) for _ in range(depth + spare)]
-        self.arrays = [t.numpy() for t in tensors]        # what the reference counts look at
+        self.batches = SharedBatchArrays(shape, dtype, depth + spare)
         self.depth = depth
         assign = torch.full((depth,), -1, dtype=torch.int64).share_memory_()
-        self.share = PoolShare(tensors, assign)
+        self.share = PoolShare(self.batches.tensors, assign)
         self._assign = assign.numpy()
         self._pending: dict[int, int] = {}               # step -> array, not yet collated
         self._batches: dict[int, torch.Tensor] = {}      # array -> batch tensor of this step
@@ -93,8 +91,8 @@ class BatchPool:
     def fits(self, item_shape, dtype: torch.dtype, batch_size: int, depth: int) -> bool:
         """Whether this pool serves items of ``item_shape`` and ``dtype`` in batches of
         ``batch_size`` with ring depth ``depth``."""
-        return (tuple(item_shape), dtype, batch_size, depth) == \
-            (self.item_shape, self.dtype, self.arrays[0].shape[1], self.depth)
+        shape = (item_shape[0], batch_size) + tuple(item_shape[1:])
+        return self.batches.fits(shape, dtype) and depth == self.depth
 
     def restart(self) -> None:
         """A new iteration from step 0 (arrays still held from the last one are skipped)."""
@@ -104,9 +102,7 @@ class BatchPool:
             self._assign_step(step)
 
     def _assign_step(self, step: int) -> None:
-        taken = set(self._pending.values())
-        free = next((j for j in range(len(self.arrays))
-                     if j not in taken and unreferenced(self.arrays, j)), -1)
+        free = self.batches.free(set(self._pending.values()))
         if free >= 0:
             self._pending[step] = free
         self._assign[step % self.depth] = free
@@ -116,7 +112,7 @@ class BatchPool:
         (registered with :func:`~evstream.data.batch_buffers.register_in_place_batch`)."""
         batch = self._batches.get(ref.array)
         if batch is None:
-            batch = register_in_place_batch(torch.from_numpy(self.arrays[ref.array]))
+            batch = register_in_place_batch(torch.from_numpy(self.batches.arrays[ref.array]))
             self._batches[ref.array] = batch
         return batch[:, ref.slot]
 
