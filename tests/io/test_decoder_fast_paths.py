@@ -369,3 +369,30 @@ def test_slices_and_times_do_not_depend_on_the_buffer_size(tmp_path, kind, mode,
     for (g, gt), (e, et) in zip(got, expect):
         np.testing.assert_array_equal(g, e)
         assert gt == et
+
+
+def test_long_windows_sized_by_the_last_one_are_not_regrown(tmp_path):
+    """The defect: a long window grew (copying every event decoded so far into an array twice
+    as long) whenever less than half the read-ahead was free, so every window of one to two
+    buffer sizes (0.5 to 1 M events by default) was copied once: 42 M events copied in a
+    SequentialDataLoader epoch of 80 windows of 600 k events (by hand). Now a window as long
+    as the one before fits in the array its guess sized."""
+    events = row_run_events(60_000, width=WIDTH, height=HEIGHT, seed=6)
+    path = write_raw(tmp_path / "a.raw", events, "evt3", height=HEIGHT, width=WIDTH)
+    t = RawReader(path).read_all()["t"]
+    delta_t = int(t[-1] - t[0]) // 13 + 1              # ~4600 events a window
+    reader = RawReader(path, max_events=4096)
+    taken = []
+    at_least = reader._long_windows.at_least
+    reader._long_windows.at_least = lambda n, dtype: taken.append(n) or at_least(n, dtype)
+    windows, arrays_per_window = [], []
+    while not reader.done:
+        before = len(taken)
+        windows.append(reader.load_delta_t(delta_t).copy())
+        arrays_per_window.append(len(taken) - before)
+    assert np.array_equal(np.concatenate(windows), RawReader(path).read_all())
+    sizes = [len(w) for w in windows]
+    long = [k for k, n in enumerate(sizes) if n > 4096]   # decoded straight into their arrays
+    steady = [k for k in long[1:] if k - 1 in long and sizes[k] <= sizes[k - 1] * 1.2]
+    assert len(long) >= 9 and len(steady) >= 5
+    assert [arrays_per_window[k] for k in steady] == [1] * len(steady)

@@ -275,7 +275,10 @@ class EventReader:
             if n_max is not None:
                 need = n_max - n + _MIN_ROOM
                 room = need if need >= _FIRST_READ_AHEAD else max(room, need)
-            if len(out) - n < room // 2 + _MIN_ROOM:
+            # grow only when the free part is small against the read-ahead and the array
+            # itself: a window sized by its guess then ends without regrowth (asking for half
+            # the read-ahead free regrew, copying it, every window of one to two buffer sizes)
+            if len(out) - n < min(room // 2, len(out) // 8) + _MIN_ROOM:
                 grown = self._long_windows.at_least(2 * len(out), self.dtype)
                 assign_records(grown[:n], out[:n])
                 out = grown
