@@ -154,3 +154,46 @@ def test_late_records_and_out_of_sensor_events_across_blocks(tmp_path, monkeypat
     keep[13] = False
     np.testing.assert_array_equal(got["t"], np.maximum.accumulate(stored["t"])[keep])
     assert reader.out_of_bounds_count == 1 and reader.time_repaired_count == 3
+
+
+@pytest.mark.parametrize("time_order", ["repair", "keep"])
+def test_long_windows_stop_at_their_end_and_equal_the_whole_read(tmp_path, monkeypatch,
+                                                                 time_order):
+    """Windows longer than the buffer are decoded straight into their arrays, and a DAT source
+    now stops at the window's end in the blocks decoded one event per record in time order
+    (before, every record up to the read-ahead was decoded and the events past the end were
+    copied back into the buffer, then out again). Blocks with late or dropped records are
+    decoded whole: the windows, the counters and the warnings stay those of a whole read."""
+    monkeypatch.setattr(dat_module, "READ_RECORDS", 64)
+    path = tmp_path / "back.dat"
+    stored = _write(path, PATCHED)
+    offset = read_dat_layout(os.fspath(path))[2]
+    data = bytearray(path.read_bytes())                     # record 1500: x = 70, outside
+    word = int.from_bytes(data[offset + 8 * 1500 + 4:offset + 8 * 1500 + 8], "little")
+    data[offset + 8 * 1500 + 4:offset + 8 * 1500 + 8] = ((word & ~0x3FFF) | 70).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+    def play(**kwargs):
+        reader = EventDatReader(path, time_order=time_order, **kwargs)
+        windows, pending = [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            while not reader.done:
+                windows.append(reader.load_delta_t(100_000))
+                pending.append(reader._pending())
+        return windows, pending, (reader.out_of_bounds_count, reader.time_repaired_count)
+
+    long_windows, pending, counters = play(buffer_events=64)
+    short_windows, _, short_counters = play()
+    assert len(long_windows) == len(short_windows) == 10
+    for got, expect in zip(long_windows, short_windows):
+        np.testing.assert_array_equal(got, expect)
+    assert counters == short_counters == (1, 6)
+    keep = np.ones(N, bool)
+    keep[1500] = False
+    whole = stored[keep]
+    if time_order == "repair":
+        whole["t"] = np.maximum.accumulate(stored["t"])[keep]
+    np.testing.assert_array_equal(np.concatenate(long_windows), whole)
+    # clean blocks stop at the window's end: nothing decoded past it waits in the buffer
+    assert sum(p == 0 for p in pending) >= 7

@@ -26,7 +26,7 @@ from ..errors import EventArrayError, FileFormatError, MissingFileError, Unsuppo
 from .dtypes import EventCD
 from .file_date import file_date
 from .header import parse_sensor_side, read_header
-from .reader import OutOfBounds, RecordFileReader
+from .reader import OutOfBounds, RecordFileReader, _prefix_before
 from .time_order import RunningMaxIndex, check_time_order, order_time, report_late_events
 
 RECORD_BYTES = 8
@@ -195,9 +195,17 @@ class EventDatReader(RecordFileReader):
 
     # source hooks
     def _decode_into(self, out: np.ndarray) -> int:
+        return self._decode_until(out, None)[0]
+
+    def _decode_until(self, out: np.ndarray, t_end: int | None) -> tuple[int, bool]:
+        """Decode the next records into ``out``; with ``t_end``, stop before the first event
+        with ``t >= t_end`` when it lies in a block decoded one event per record in time order
+        (every block of a valid file: then it is the first such event in file order), so that
+        the records after it stay in the file; a block with dropped or late records is decoded
+        whole (the reader cuts it). Returns ``(events, whether it stopped at t_end)``."""
         n_records = min(len(out), self._count - self._row)
         if n_records <= 0:
-            return 0
+            return 0, False
         block = min(n_records, READ_RECORDS)
         if len(self._words) < 2 * block:
             self._words = np.empty(2 * block, dtype="<u4")
@@ -208,6 +216,7 @@ class EventDatReader(RecordFileReader):
         running = self._running
         self._file.seek(self._data_offset + self._row * RECORD_BYTES)
         n = dropped = late = done = 0
+        at_t_end = False
         while done < n_records:              # blocks of READ_RECORDS: the words stay in cache
             k = min(block, n_records - done)
             words = self._words[:2 * k]
@@ -215,6 +224,7 @@ class EventDatReader(RecordFileReader):
             if got != words.nbytes:
                 raise FileFormatError(f"file shrank while reading: expected {words.nbytes} bytes "
                                       f"at record {self._row + done}, got {got}", self.path)
+            running_before = running
             m, d, lt, first_late, running = _decode_records(
                 words, ev[n:], width, height, running, self._furthest_record - self._row - done,
                 repair, stop)
@@ -223,16 +233,24 @@ class EventDatReader(RecordFileReader):
                                    int(words[2 * first_late]), "record",
                                    ": DAT records are chronological, so the file is corrupted "
                                    "or not a DAT file")
+            if t_end is not None and m == k and first_late < 0:
+                cut = _prefix_before(out["t"], n, n + m, t_end) - n
+                if cut < m:                  # records cut..k stay in the file
+                    running = np.int64(words[2 * cut - 2]) if cut else running_before
+                    n += cut
+                    done += cut
+                    at_t_end = True
+                    break
             n += m
             dropped += d
             late += lt
             done += k
-        self._row += n_records
+        self._row += done
         self._running = int(running)
         self._furthest_record = max(self._furthest_record, self._row)
         self._report_out_of_bounds(dropped, self._height, self._width)
         report_late_events(self, late, -1, 0)
-        return n
+        return n, at_t_end
 
     def _stored_times(self, lo: int, hi: int) -> np.ndarray:
         """Stored times of records ``[lo, hi)``, read directly from the file."""
