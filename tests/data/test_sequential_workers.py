@@ -116,15 +116,19 @@ def test_join_parts_concatenates_the_groups_in_slot_order():
         n = len(values)
         return {"inputs": torch.tensor(values, dtype=torch.float32).view(1, n, 1),
                 "labels": [[f"l{v}" for v in values]],
-                "mask_keep_memory": torch.tensor(values, dtype=torch.float32).view(n, 1, 1, 1),
-                "frame_is_labeled": torch.tensor([[v > 1 for v in values]]),
+                "mask_keep_memory": np.array(values, np.float32).reshape(n, 1, 1, 1),
+                "frame_is_labeled": np.array([[v > 1 for v in values]]),
                 "video_infos": tuple(infos)}
     batch = join_parts([part([1, 2], ["a", "b"]), part([3], ["c"])], None)
     assert batch["inputs"].tolist() == [[[1.0], [2.0], [3.0]]]
     assert batch["labels"] == [["l1", "l2", "l3"]]
     assert batch["mask_keep_memory"].view(-1).tolist() == [1.0, 2.0, 3.0]
     assert batch["frame_is_labeled"].tolist() == [[False, True, True]]
+    assert batch["mask_keep_memory"].dtype == torch.float32
+    assert batch["frame_is_labeled"].dtype == torch.bool
     assert batch["video_infos"] == ("a", "b", "c")
+    single = join_parts([part([4, 5], "de")], None)
+    assert single["inputs"].tolist() == [[[4.0], [5.0]]] and single["video_infos"] == ("d", "e")
     shared = torch.zeros(1, 3, 1)
     assert join_parts([part([1, 2], "ab"), part([3], "c")], shared)["inputs"] is shared
 
