@@ -278,3 +278,17 @@ def _spawn_init(init):
             kwargs["multiprocessing_context"] = "spawn"
         init(self, *args, **kwargs)
     return spawned
+
+
+def test_kept_workers_play_a_shuffled_and_a_rescheduled_dataset(recordings):
+    """The schedule reaches kept workers with every batch: ``shuffle`` and ``reschedule`` on
+    the loader's dataset change what they play, as in one process."""
+    reference = make(recordings, 0)
+    loader = make(recordings, 2, persistent=True)
+    assert same(play(loader), play(reference))
+    for change in (lambda d: d.shuffle(seed=5), lambda d: d.reschedule(2, seed=7)):
+        change(reference.dataset)
+        change(loader.dataset)
+        expected = play(reference)
+        assert same(play(loader), expected) and len(expected) >= 3
+    loader.close()
