@@ -15,6 +15,7 @@ from evstream.data.cd_processor_dataset import CDProcessorDataLoader
 from evstream.data.stream import StreamDataLoader, StreamDataset, stream_output
 from evstream.data.stream_dataset import read_order, write_order
 
+from worker_processes import alive, wait_dead
 from seqloader_data import synthetic_events, write_raw
 
 pytestmark = [pytest.mark.timeout(180),
@@ -59,22 +60,6 @@ def values(batches):
 
 def pids(batches):
     return {int(p) for b in batches for p in b[:, 4] if p >= 0}
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_dead(pid_set, limit_s=10.0):
-    end = time.monotonic() + limit_s
-    while any(alive(p) for p in pid_set) and time.monotonic() < end:
-        time.sleep(0.05)
-    return not any(alive(p) for p in pid_set)
 
 
 def same(a, b):

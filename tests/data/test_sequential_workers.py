@@ -16,6 +16,7 @@ import torch
 from evstream.data import SequentialDataLoader
 from evstream.data.sequential_crew import join_parts, slot_groups
 
+from worker_processes import wait_dead
 from seqloader_data import synthetic_events, write_dat
 
 pytestmark = [pytest.mark.timeout(180),
@@ -83,22 +84,6 @@ def same(a, b) -> bool:
     return len(a) == len(b) and all(
         torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) and torch.equal(x[2], y[2])
         and x[3] == y[3] for (x, _), (y, _) in zip(a, b))
-
-
-def alive(pid) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_dead(pids, limit_s=10.0) -> bool:
-    end = time.monotonic() + limit_s
-    while any(alive(p) for p in pids) and time.monotonic() < end:
-        time.sleep(0.05)
-    return not any(alive(p) for p in pids)
 
 
 # ------------------------------------------------------------------------------ pure pieces

@@ -170,7 +170,8 @@ def test_long_windows_stop_at_their_end_and_equal_the_whole_read(tmp_path, monke
     offset = read_dat_layout(os.fspath(path))[2]
     data = bytearray(path.read_bytes())                     # record 1500: x = 70, outside
     word = int.from_bytes(data[offset + 8 * 1500 + 4:offset + 8 * 1500 + 8], "little")
-    data[offset + 8 * 1500 + 4:offset + 8 * 1500 + 8] = ((word & ~0x3FFF) | 70).to_bytes(4, "little")
+    at = offset + 8 * 1500 + 4
+    data[at:at + 4] = ((word & ~0x3FFF) | 70).to_bytes(4, "little")
     path.write_bytes(bytes(data))
 
     def play(**kwargs):

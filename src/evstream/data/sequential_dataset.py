@@ -514,7 +514,8 @@ class SequentialDataLoader(LoaderBase):
     sequences, only for models without memory) and ``timeout`` (keyword-only, seconds to wait for
     a worker's next batch, default 300, 0 or None: forever; see :mod:`evstream.data._workers`).
 
-    Workers (:mod:`evstream.data.sequential_crew`): each makes whole batches, in turn, and
+    Workers (:mod:`evstream.data.sequential_crew`): each makes its own group of neighbouring
+    slots of every batch (whole batches in turn when there are fewer slots than workers) and
     writes them into shared batch arrays that the loader allocates once and hands out as
     ``inputs`` without a copy. ``persistent_workers`` (keyword-only, default False, as torch's)
     keeps them alive from one iteration to the next: a later epoch or validation pass starts
@@ -629,6 +630,8 @@ class SequentialDataLoader(LoaderBase):
         dataset = self.dataset
         tasks = [([dataset._schedule_item(n) for n in indices], dataset.scheduler.base_seed)
                  for indices in self._batches]
+        self._warm_up_before_fork()
+        dataset.close()                      # workers open their own files
         crew = self._crew
         if crew is not None:
             iterator = None
@@ -640,8 +643,6 @@ class SequentialDataLoader(LoaderBase):
             if iterator is not None:
                 return iterator
             self._stop_workers()
-        self._warm_up_before_fork()
-        dataset.close()                      # workers open their own files
         self._crew = SequentialCrew(dataset, self.num_workers, self.timeout,
                                     self.persistent_workers)
         return self._crew.start(tasks)

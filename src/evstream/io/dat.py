@@ -26,7 +26,7 @@ from ..errors import EventArrayError, FileFormatError, MissingFileError, Unsuppo
 from .dtypes import EventCD
 from .file_date import file_date
 from .header import parse_sensor_side, read_header
-from .reader import OutOfBounds, RecordFileReader, _prefix_before
+from .reader import OutOfBounds, RecordFileReader, prefix_before
 from .time_order import RunningMaxIndex, check_time_order, order_time, report_late_events
 
 RECORD_BYTES = 8
@@ -200,9 +200,9 @@ class EventDatReader(RecordFileReader):
     def _decode_until(self, out: np.ndarray, t_end: int | None) -> tuple[int, bool]:
         """Decode the next records into ``out``; with ``t_end``, stop before the first event
         with ``t >= t_end`` when it lies in a block decoded one event per record in time order
-        (every block of a valid file: then it is the first such event in file order), so that
-        the records after it stay in the file; a block with dropped or late records is decoded
-        whole (the reader cuts it). Returns ``(events, whether it stopped at t_end)``."""
+        (every block of a clean recording: then it is the first such event in file order), so
+        that the records after it stay in the file; a block with dropped or late records is
+        decoded whole (the reader cuts it). Returns ``(events, whether it stopped at t_end)``."""
         n_records = min(len(out), self._count - self._row)
         if n_records <= 0:
             return 0, False
@@ -234,7 +234,7 @@ class EventDatReader(RecordFileReader):
                                    ": DAT records are chronological, so the file is corrupted "
                                    "or not a DAT file")
             if t_end is not None and m == k and first_late < 0:
-                cut = _prefix_before(out["t"], n, n + m, t_end) - n
+                cut = prefix_before(out["t"], n, n + m, t_end) - n
                 if cut < m:                  # records cut..k stay in the file
                     running = np.int64(words[2 * cut - 2]) if cut else running_before
                     n += cut

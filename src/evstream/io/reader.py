@@ -79,7 +79,7 @@ def assign_records(target: np.ndarray, source: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _prefix_before(t: np.ndarray, start: int, stop: int, t_end: int) -> int:
+def prefix_before(t: np.ndarray, start: int, stop: int, t_end: int) -> int:
     """Index of the first ``i`` in ``[start, stop)`` with ``t[i] >= t_end`` (``stop`` if none).
 
     Galloping search (doubling steps, then bisection): O(log) for time-ordered events, which
@@ -235,7 +235,7 @@ class EventReader:
             self._decode_more()
         start = self._buf_start
         stop = self._buf_stop if n_max is None else min(self._buf_stop, start + n_max)
-        cut = stop if t_end is None else _prefix_before(self._buf["t"], start, stop, t_end)
+        cut = stop if t_end is None else prefix_before(self._buf["t"], start, stop, t_end)
         if not direct and (cut < self._buf_stop or cut - start == n_max or self._eof):
             # the result lies within the pending events
             events = copy_records(self._buf[start:cut])
@@ -266,7 +266,7 @@ class EventReader:
         n, scanned, at_t_end = pending, 0, False
         while True:
             stop = n if n_max is None else min(n, n_max)
-            cut = stop if t_end is None else _prefix_before(out["t"], scanned, stop, t_end)
+            cut = stop if t_end is None else prefix_before(out["t"], scanned, stop, t_end)
             hit_time_limit = cut < stop or at_t_end
             scanned = cut
             if cut < n or cut == n_max or at_t_end:
@@ -390,7 +390,7 @@ class EventReader:
         self._index = self._seek_hint_time(t)
         while self._ensure_pending():
             start = self._buf_start
-            self._buf_start = _prefix_before(self._buf["t"], start, self._buf_stop, t)
+            self._buf_start = prefix_before(self._buf["t"], start, self._buf_stop, t)
             self._index += self._buf_start - start
             if self._pending():
                 break
