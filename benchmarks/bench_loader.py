@@ -12,6 +12,9 @@
    ``histo`` at 360x640, Mev/s end to end (reading + tensor building + batching), next to the
    reader alone (``load_delta_t`` over the same windows), with the same worker configurations.
 
+3. Memory: what each of 2 kept workers wrote itself (``Private_Dirty``) after an epoch of DAT /
+   RAW recordings 1x and 4x as long (it should not grow with the recording length).
+
 "vs 1 worker" compares with one worker of the same kind (new or persistent). Best of 3 epochs
 for each row, the configurations interleaved (the files are in the page cache). Run:
 ``python benchmarks/bench_loader.py``.
@@ -52,11 +55,13 @@ def best_of(fn, repeat=REPEAT) -> tuple[float, object]:
     return best, result
 
 
-def make_recordings(folder: str, n_files: int) -> tuple[list[str], list[str], int]:
-    """DAT and RAW EVT 3.0 copies of ``n_files`` synthetic streams; returns (dats, raws, events)."""
+def make_recordings(folder: str, n_files: int, duration_s: float = DURATION_S
+                    ) -> tuple[list[str], list[str], int]:
+    """DAT and RAW EVT 3.0 copies of ``n_files`` synthetic streams of ``duration_s``; returns
+    (dats, raws, events)."""
     dats, raws, total = [], [], 0
     for i in range(n_files):
-        ev = synthetic_events(int(RATE * DURATION_S), rate_ev_s=RATE, seed=i)
+        ev = synthetic_events(int(RATE * duration_s), rate_ev_s=RATE, seed=i)
         total += len(ev)
         dat = os.path.join(folder, f"rec{i}_td.dat")
         with DatWriter(dat, height=720, width=1280) as w:
@@ -129,6 +134,40 @@ def played_events(paths: list[str], loader) -> int:
         t = open_reader(p).read_all()["t"]
         total += int(np.count_nonzero(t < played.get(p, 0)))
     return total
+
+
+def private_dirty_mib(pid: int) -> float:
+    """Memory process ``pid`` wrote itself (``Private_Dirty`` of ``/proc/pid/smaps_rollup``:
+    its own allocations and the inherited pages it copied), MiB (Linux)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no Private_Dirty in /proc/pid/smaps_rollup: Linux only")
+
+
+def worker_memory(folder: str) -> None:
+    """Memory of each of 2 kept workers after an epoch, recordings 1x and 4x as long."""
+    print(f"\nMemory of each worker (MiB written by the worker itself: Private_Dirty of "
+          f"smaps_rollup, read after one epoch while the kept workers hold their buffers), "
+          f"2 persistent workers, {BATCH} recordings of {DURATION_S} s and of "
+          f"{4 * DURATION_S} s:\n")
+    print("| input | recordings | batches | per worker MiB |")
+    print("|---|---|---|---|")
+    for factor in (1, 4):
+        sub = os.path.join(folder, f"x{factor}")
+        os.makedirs(sub)
+        dats, raws, _ = make_recordings(sub, BATCH, DURATION_S * factor)
+        for kind, files in (("DAT", dats), ("RAW EVT 3.0", raws)):
+            loader = SequentialDataLoader(files, DELTA_T, "histo", ARRAY_DIM, batch_size=BATCH,
+                                          num_workers=2, persistent_workers=True)
+            n = epoch(loader)[0]
+            own = [private_dirty_mib(w.pid) for w in loader._crew.iterator._workers]
+            loader.close()
+            print(f"| {kind} | {BATCH} x {DURATION_S * factor:g} s | {n} | "
+                  f"{', '.join(f'{m:.0f}' for m in own)} |")
+        for path in dats + raws:
+            os.remove(path)
 
 
 #: (num_workers, persistent_workers) of the rows of each input
@@ -220,6 +259,8 @@ def main() -> None:
                       f"{events / seconds / 1e6:.1f} | {first * 1e3:.0f} | {seconds:.3f} | "
                       f"{vs_one_worker(best, kind, workers, persistent)} | "
                       f"{events / read_s / 1e6:.1f} |")
+
+        worker_memory(tmp)
 
 
 if __name__ == "__main__":
