@@ -254,6 +254,36 @@ def test_shared_empty_and_its_fallback(monkeypatch):
     assert t.shape == (5,) and t.dtype == torch.float64 and t.is_shared()
 
 
+#: what torch 2.13 raised when /dev/shm (a 40 MiB tmpfs) was full, seen by hand
+TORCH_SHM_FULL = ("unable to allocate shared memory(shm) for file </torch_25646_2978314420_2>: "
+                  "No space left on device (28)")
+
+
+def test_full_shared_memory_is_an_output_write_error_naming_the_folder(monkeypatch):
+    """Full shared memory used to surface as torch's RuntimeError (after a second, failing try
+    through the public fallback); it is an OutputWriteError naming /dev/shm, the size asked
+    for and what to do."""
+    from evstream.errors import OutputWriteError
+
+    def full(*args, **kwargs):
+        raise RuntimeError(TORCH_SHM_FULL)
+
+    monkeypatch.setattr(torch.UntypedStorage, "_new_shared", full)
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    with pytest.raises(OutputWriteError, match=r"/dev/shm: shared memory full: cannot allocate "
+                                               r"21\.1 MiB .*--shm-size") as info:
+        shared_empty((3, 4, 2, 360, 640))
+    assert info.value.path == "/dev/shm" and isinstance(info.value, OSError)
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("some other allocator failure")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.UntypedStorage, "_new_shared", refused)
+    t = shared_empty((4,))                       # any other refusal: the public fallback
+    assert t.is_shared() and t.shape == (4,)
+
+
 def test_stream_output_context():
     """stream_output draws from the ring only while a slot computes an item."""
     plain = stream_output((2, 3))
