@@ -57,9 +57,9 @@ def equal_recordings(tmp_path_factory):
 
 def make(paths, workers, persistent=False, **kwargs):
     kwargs.setdefault("batch_size", 4)
-    return SequentialDataLoader(paths, DELTA_T, "histo", ARRAY_DIM, load_labels=pid_labels,
-                                num_workers=workers, persistent_workers=persistent,
-                                timeout=60, **kwargs)
+    kwargs.setdefault("load_labels", pid_labels)
+    return SequentialDataLoader(paths, DELTA_T, "histo", ARRAY_DIM, num_workers=workers,
+                                persistent_workers=persistent, timeout=60, **kwargs)
 
 
 def digest(batch) -> tuple:
@@ -276,4 +276,46 @@ def test_kept_workers_play_a_shuffled_and_a_rescheduled_dataset(recordings):
         change(loader.dataset)
         expected = play(reference)
         assert same(play(loader), expected) and len(expected) >= 3
+    loader.close()
+
+
+def test_kept_workers_give_seeded_augmentation_epoch_after_epoch(recordings):
+    """The transforms' seed changes with the epoch and reaches kept workers with each task."""
+    from ddp_data import flip_plane
+    options = dict(transforms=flip_plane, shuffle_files=True, seed=4)
+    reference = make(recordings, 0, **options)
+    loader = make(recordings, 2, persistent=True, **options)
+    plays = []
+    for epoch in (0, 1, 2):
+        reference.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        expected = play(reference)
+        assert same(play(loader), expected)
+        plays.append(expected)
+    assert not same(plays[0], plays[1])                     # the epochs do differ
+    loader.close()
+
+
+class FailingLabels:
+    """``pid_labels``, raising for one recording while ``fail`` names a file that exists."""
+
+    def __init__(self, fail_path):
+        self.fail_path = fail_path
+
+    def __call__(self, metadata, start, duration, tensor):
+        if os.path.exists(self.fail_path) and metadata.path.endswith("rec2_td.dat"):
+            raise ValueError("labels of rec2 are broken")
+        return pid_labels(metadata, start, duration, tensor)
+
+
+def test_a_failed_epoch_stops_the_kept_workers_and_the_next_gets_new_ones(recordings, tmp_path):
+    flag = tmp_path / "fail"
+    flag.write_text("1")
+    reference = play(make(recordings, 0))
+    loader = make(recordings, 2, persistent=True, load_labels=FailingLabels(os.fspath(flag)))
+    with pytest.raises(ValueError, match="labels of rec2 are broken"):
+        play(loader)
+    failed = loader._crew
+    flag.unlink()                           # workers read the flag: the next epoch succeeds
+    assert same(play(loader), reference) and loader._crew is not failed
     loader.close()
