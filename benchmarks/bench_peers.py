@@ -9,7 +9,7 @@ project dependencies: install them into the benchmark-only folder ``.bench-peers
 (``make``-free; this script puts that folder on ``sys.path``). A peer that fails to import is
 skipped and named in the output.
 
-Streams (1280x720 unless stated, N events, file in page cache, one thread):
+Streams (1280x720 unless stated, N events, file in page cache):
 
 * ``synthetic``: the row-run stream of synthetic_stream.py, written by evstream's writers;
 * ``tiled``: a real recording tiled in time, keeping the third-party encoder's words: the data
@@ -17,6 +17,11 @@ Streams (1280x720 unless stated, N events, file in page cache, one thread):
   copy's TIME_HIGH words moved later by the copy's time span, so the decoders see one long
   recording with monotone time; the same for expelliarmus_evt2_sample.raw (Gen3, 640x480) for
   EVT 2.0; DAT: the tiled EVT 3.0 events written by DatWriter.
+
+evstream's whole-file read (``load_events``) decodes on one thread while a second one faults the
+output's pages in ahead of it (``evstream.utils.page_warmer``); the row ``evstream, one
+thread`` reads with that warmer switched off, for a one-thread comparison with the peers. The
+50 ms windows use no warmer (their arrays are reused).
 
 Columns: whole file (one call that returns every event) and 50 ms windows (evstream:
 ``EventsIterator(delta_t=50000)``; expelliarmus: ``read_time_window`` with ``time_window=50``
@@ -52,6 +57,7 @@ from synthetic_stream import synthetic_events  # noqa: E402
 from evstream.io import DatWriter, EventCD, EventsIterator, RawWriter, load_events  # noqa: E402
 from evstream.io.header import read_raw_header  # noqa: E402
 from evstream.io.reader import copy_records  # noqa: E402
+from evstream.utils import page_warmer  # noqa: E402
 
 SAMPLES = HERE.parents[1].parent / "shared" / "samples"
 if not SAMPLES.is_dir():
@@ -143,8 +149,15 @@ def write_streams(tmp: Path, n_events: int) -> dict:
 # ---- contenders ---------------------------------------------------------------------------------
 def contenders(path: Path, fmt: str, window_bytes: int, peers: dict) -> dict:
     """label -> (whole-file callable, windowed callable or None); each returns an event count."""
+    def one_thread():
+        page_warmer.ENABLED = False
+        try:
+            return len(load_events(path))
+        finally:
+            page_warmer.ENABLED = True
     out = {"evstream": (lambda: len(load_events(path)),
-                        lambda: sum(len(w) for w in EventsIterator(path, delta_t=WINDOW_US)))}
+                        lambda: sum(len(w) for w in EventsIterator(path, delta_t=WINDOW_US))),
+           "evstream, one thread": (one_thread, None)}
     ex = peers.get("expelliarmus")
     if not isinstance(ex, str) and ex is not None:
         def ex_whole():
@@ -219,17 +232,20 @@ def main(n_events: int = 30_000_000, rounds: int = 5) -> None:
             bound = {"bound": lambda: len(fresh_output(n))}      # interleaved with the decoders
             whole, counts = best_rates({**{k: v[0] for k, v in fns.items()}, **bound}, n, rounds)
             alloc = whole.pop("bound")
-            windows, wcounts = best_rates({k: v[1] for k, v in fns.items()}, n, max(2, rounds // 2))
-            peer_whole = max((v for k, v in whole.items() if k != "evstream"), default=0.0)
-            peer_win = max((v for k, v in windows.items() if k != "evstream"), default=0.0)
+            windows, wcounts = best_rates({k: v[1] for k, v in fns.items() if v[1] is not None}, n,
+                                          max(2, rounds // 2))
+            ours = ("evstream", "evstream, one thread")
+            peer_whole = max((v for k, v in whole.items() if k not in ours), default=0.0)
+            peer_win = max((v for k, v in windows.items() if k not in ours), default=0.0)
             mib = os.path.getsize(path) / 2**20
             for k in fns:
-                note = "" if counts[k] == n and wcounts[k] == n else \
-                    f" (returned {counts[k]:,} / {wcounts[k]:,} events)"
-                ratio_w = f"x{whole[k] / peer_whole:.2f}" if k == "evstream" and peer_whole else ""
-                ratio_s = f"x{windows[k] / peer_win:.2f}" if k == "evstream" and peer_win else ""
+                win = f"{windows[k]:.0f}" if k in windows else "-"
+                note = "" if counts[k] == n and wcounts.get(k, n) == n else \
+                    f" (returned {counts[k]:,} / {wcounts.get(k, n):,} events)"
+                ratio_w = f"x{whole[k] / peer_whole:.2f}" if k in ours and peer_whole else ""
+                ratio_s = f"x{windows[k] / peer_win:.2f}" if k in windows and k in ours and peer_win else ""
                 print(f"| {kind} | {fmt} | {n:,} | {mib:.0f} | {k}{note} | {whole[k]:.0f} | "
-                      f"{windows[k]:.0f} | {ratio_w} | {ratio_s} | {whole[k] / alloc:.0%} |", flush=True)
+                      f"{win} | {ratio_w} | {ratio_s} | {whole[k] / alloc:.0%} |", flush=True)
 
 
 def _dist_version(name: str) -> str:

@@ -52,7 +52,7 @@ def decode_cd_run(words, flat, base, width, height, t_stop, t_shift):
     return not stray
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def evt2_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     """The EVT 2.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
     ``t_shift`` µs are subtracted from the times written (the state stays in raw time).

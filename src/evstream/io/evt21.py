@@ -42,7 +42,7 @@ def _word(raw, legacy):
     return w
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode_evt21(words, ev, tr, st, width, height, legacy, t_shift):
     """The EVT 2.1 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
     ``t_shift`` µs are subtracted from the times written."""

@@ -67,7 +67,7 @@ def emit_mask_branch_free(flat, ne, mask, first, t):
     return ne + count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     """The EVT 3.0 state machine. ``ev`` int64[N, 2], ``tr`` int64[M, 3], ``st`` int64 state;
     ``t_shift`` µs are subtracted from the times written (``ts``; the state stays in raw time).

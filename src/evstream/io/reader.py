@@ -43,6 +43,7 @@ import numba
 import numpy as np
 
 from ..errors import ArgumentError, GeometryError, SeekError
+from ..utils.page_warmer import PageWarmer
 from ..utils.recycled import RecycledArrays
 from .dtypes import EventCD
 
@@ -54,6 +55,10 @@ OUT_OF_BOUNDS_POLICIES = ("warn", "raise", "keep")
 
 #: Free room (events) a decode call needs: the most events one word of any format produces.
 _MIN_ROOM = 64
+
+#: Events :meth:`EventReader.read_all` decodes per call: its progress, reported to the
+#: :class:`~evstream.utils.page_warmer.PageWarmer` that faults the output's pages in ahead.
+_READ_ALL_STEP = 1 << 20
 
 #: Events the first decode after opening or a seek may produce; each further decode of the
 #: buffer may produce twice as many as the one before, up to the buffer size. A seek followed
@@ -403,21 +408,30 @@ class EventReader:
     def read_all(self) -> np.ndarray:
         """Every event of the file, decoded straight into one array (the fast whole-file path).
 
-        The cursor ends at the end of the file (done).
+        A background thread faults the output's pages in a little ahead of the decoder
+        (:class:`~evstream.utils.page_warmer.PageWarmer`). The cursor ends at the end of the file
+        (done).
         """
         self._reset_cursor()
         self._rewind()
         out = np.empty(self._size_hint() + _MIN_ROOM, dtype=self.dtype)
         n = 0
-        while True:
-            if len(out) - n < _MIN_ROOM:
-                grown = np.empty(2 * len(out), dtype=self.dtype)
-                assign_records(grown[:n], out[:n])
-                out = grown
-            decoded = self._decode_into(out[n:])
-            if decoded == 0:
-                break
-            n += decoded
+        warmer = PageWarmer(out)
+        try:
+            while True:
+                if len(out) - n < _MIN_ROOM:
+                    warmer.close()
+                    grown = np.empty(2 * len(out), dtype=self.dtype)
+                    warmer = PageWarmer(grown)
+                    assign_records(grown[:n], out[:n])
+                    out = grown
+                decoded = self._decode_into(out[n:n + _READ_ALL_STEP])
+                if decoded == 0:
+                    break
+                n += decoded
+                warmer.advance(n * out.itemsize)
+        finally:
+            warmer.close()
         self._index, self.done, self._eof = n, True, True
         if n:
             self.current_time = int(out["t"][n - 1])
