@@ -6,6 +6,7 @@ merely allocating and writing a fresh 30 M-event EventCD array once ran at 455-5
 and the whole-file decoders spent a large part of their time in those faults: with a warmer,
 by hand, EVT 2.0 went from 281-320 to 527-565 Mev/s, DAT from 261-332 to 366-467 and EVT 3.0
 from 170-182 to 216-247.
+
 On Linux 5.14 and later, ``madvise(MADV_POPULATE_WRITE)`` faults a range in as if it had been
 written, without changing what it holds. A :class:`PageWarmer` calls it from a background thread
 at most ``lead_bytes`` ahead of the writer's reported progress, so the writer (a numba kernel
@@ -101,7 +102,7 @@ class PageWarmer:
                     return
                 target = self._target
             while done < target and not self._closed:
-                step = min(CHUNK_BYTES - (done - self._start) % CHUNK_BYTES, target - done)
+                step = min(CHUNK_BYTES - done % CHUNK_BYTES, target - done)   # aligned
                 step -= step % _PAGE
                 if step <= 0:
                     break
