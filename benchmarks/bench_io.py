@@ -14,7 +14,8 @@ page cache, then:
 * the real recordings of shared/samples decoded whole, repeatedly.
 
 One decoding thread (numba kernels are single-threaded); the whole-file reads also run the
-page-warming thread of ``load_events`` (``evstream.utils.page_warmer``), the windows do not. Run: ``python benchmarks/bench_io.py [N]``.
+page-warming thread of ``load_events`` (``evstream.utils.page_warmer``), the windows do not.
+Run: ``python benchmarks/bench_io.py [N]``.
 """
 
 from __future__ import annotations

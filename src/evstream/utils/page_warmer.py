@@ -81,7 +81,7 @@ class PageWarmer:
             self._thread = threading.Thread(target=self._run, name="evstream-page-warmer",
                                             daemon=True)
             self._thread.start()
-            self.advance(0)
+        self.advance(0)
 
     def advance(self, filled_bytes: int) -> None:
         """The writer has filled the array's first ``filled_bytes`` bytes: warm up to
