@@ -13,8 +13,10 @@ page cache, then:
   decoded events (the memory-bound ceiling of producing 16-byte EventCD records);
 * the real recordings of shared/samples decoded whole, repeatedly.
 
-One decoding thread (numba kernels are single-threaded); the whole-file reads also run the
-page-warming thread of ``load_events`` (``evstream.utils.page_warmer``), the windows do not.
+Whole-file reads of RAW decode on one thread per CPU (``evstream.io.raw_parallel``; the file's
+seek index is in memory after the first of the 3 reads, so the parts land in place); DAT decodes
+on one thread with the page-warming thread of ``load_events`` (``evstream.utils.page_warmer``).
+The windows decode on one thread, without warming.
 Run: ``python benchmarks/bench_io.py [N]``.
 """
 

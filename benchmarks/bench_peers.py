@@ -18,10 +18,15 @@ Streams (1280x720 unless stated, N events, file in page cache):
   recording with monotone time; the same for expelliarmus_evt2_sample.raw (Gen3, 640x480) for
   EVT 2.0; DAT: the tiled EVT 3.0 events written by DatWriter.
 
-evstream's whole-file read (``load_events``) decodes on one thread while a second one faults the
-output's pages in ahead of it (``evstream.utils.page_warmer``); the row ``evstream, one
-thread`` reads with that warmer switched off, for a one-thread comparison with the peers. The
-50 ms windows use no warmer (their arrays are reused).
+evstream's whole-file read (``load_events``) decodes a RAW file on as many threads as there are
+CPUs (``evstream.io.raw_parallel``; parts of the file joined exactly), and a DAT file on one
+thread while a second one faults the output's pages in ahead of it
+(``evstream.utils.page_warmer``). The row ``evstream`` reads a file whose seek index the
+warm-up call left in memory (so a RAW file's parts are decoded straight into their places);
+``evstream, first read`` forgets that index before each call (the parts are then sized from an
+estimate and moved together after); ``evstream, one thread`` reads with one decoding thread and
+no warmer, for a one-thread comparison with the peers. The 50 ms windows use neither (their
+arrays are reused).
 
 Columns: whole file (one call that returns every event) and 50 ms windows (evstream:
 ``EventsIterator(delta_t=50000)``; expelliarmus: ``read_time_window`` with ``time_window=50``
@@ -55,7 +60,9 @@ if PEERS_DIR.is_dir():
 from synthetic_stream import synthetic_events  # noqa: E402
 
 from evstream.io import DatWriter, EventCD, EventsIterator, RawWriter, load_events  # noqa: E402
+from evstream.io import raw_parallel  # noqa: E402
 from evstream.io.header import read_raw_header  # noqa: E402
+from evstream.io.raw import COMPLETE_INDEXES  # noqa: E402
 from evstream.io.reader import copy_records  # noqa: E402
 from evstream.utils import page_warmer  # noqa: E402
 
@@ -151,13 +158,21 @@ def contenders(path: Path, fmt: str, window_bytes: int, peers: dict) -> dict:
     """label -> (whole-file callable, windowed callable or None); each returns an event count."""
     def one_thread():
         page_warmer.ENABLED = False
+        raw_parallel.READ_ALL_THREADS = 1
         try:
             return len(load_events(path))
         finally:
             page_warmer.ENABLED = True
+            raw_parallel.READ_ALL_THREADS = None
+
+    def first_read():
+        COMPLETE_INDEXES.clear()
+        return len(load_events(path))
     out = {"evstream": (lambda: len(load_events(path)),
                         lambda: sum(len(w) for w in EventsIterator(path, delta_t=WINDOW_US))),
            "evstream, one thread": (one_thread, None)}
+    if fmt != "dat":
+        out["evstream, first read"] = (first_read, None)
     ex = peers.get("expelliarmus")
     if not isinstance(ex, str) and ex is not None:
         def ex_whole():
@@ -234,7 +249,7 @@ def main(n_events: int = 30_000_000, rounds: int = 5) -> None:
             alloc = whole.pop("bound")
             windows, wcounts = best_rates({k: v[1] for k, v in fns.items() if v[1] is not None}, n,
                                           max(2, rounds // 2))
-            ours = ("evstream", "evstream, one thread")
+            ours = ("evstream", "evstream, one thread", "evstream, first read")
             peer_whole = max((v for k, v in whole.items() if k not in ours), default=0.0)
             peer_win = max((v for k, v in windows.items() if k not in ours), default=0.0)
             mib = os.path.getsize(path) / 2**20

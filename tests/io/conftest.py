@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evstream.io.raw as raw
+import evstream.io.raw_stream as raw_stream
 from evstream.io.dtypes import EventCD, EventExtTrigger
 from sample_oracle import ORACLE as FILE_ORACLE
 from sample_oracle import samples_dir as find_samples
@@ -107,12 +107,12 @@ def oracle():
 def decoded_words(monkeypatch):
     """The words RAW readers decode from now on (a list of one running total)."""
     total = [0]
-    original = raw._RawDecodeStream.decode_into
+    original = raw_stream.RawDecodeStream.decode_into
 
     def counting(stream, *args, **kwargs):
         before = stream.word_pos
         n = original(stream, *args, **kwargs)
         total[0] += stream.word_pos - before
         return n
-    monkeypatch.setattr(raw._RawDecodeStream, "decode_into", counting)
+    monkeypatch.setattr(raw_stream.RawDecodeStream, "decode_into", counting)
     return total

@@ -6,7 +6,7 @@ window (no events copied from array to array for either)."""
 import numpy as np
 import pytest
 
-import evstream.io.raw as raw
+import evstream.io.raw_stream as raw_stream
 import evstream.io.reader as reader_module
 from evstream.io import RawReader
 from raw_files import row_run_events, write_raw
@@ -79,12 +79,12 @@ def test_sequential_reads_after_a_seek_grow_to_the_full_buffer(recording, monkey
     path, whole = recording
     reader = _reader(path)
     rooms = []                                   # the room of each decode call
-    original = raw._RawDecodeStream.decode_into
+    original = raw_stream.RawDecodeStream.decode_into
 
     def recording_rooms(stream, out, *args, **kwargs):
         rooms.append(len(out))
         return original(stream, out, *args, **kwargs)
-    monkeypatch.setattr(raw._RawDecodeStream, "decode_into", recording_rooms)
+    monkeypatch.setattr(raw_stream.RawDecodeStream, "decode_into", recording_rooms)
     reader.seek_event(1234)
     chunks = []
     while not reader.is_done():

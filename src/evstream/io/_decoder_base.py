@@ -144,6 +144,10 @@ class WordDecoder:
     _shift_offset: int = 0
     #: whether :meth:`decode` takes ``t_stop`` (the kernel stops at a time)
     stops_at_time: bool = False
+    #: µs one time-base wrap adds (the state's ``ST_LOOPS`` counts them)
+    time_period: int
+    #: state slots holding raw times (µs): ``ST_BASE`` and any format-specific one
+    _time_slots: tuple[int, ...] = (ST_BASE,)
 
     def __init__(self, width: int, height: int) -> None:
         self.width = check_sensor_side(width, f"{type(self).__name__}: width")
@@ -192,6 +196,35 @@ class WordDecoder:
         ``out_of_bounds``, ``triggers`` and any format-specific one."""
         out = {k: int(self._state[i]) for k, i in COMMON_COUNTERS.items()}
         out.update({k: int(self._state[i]) for k, i in self._extra_counters.items()})
+        return out
+
+    def rebased(self, state: np.ndarray, start: np.ndarray, true_start: np.ndarray) -> np.ndarray | None:
+        """``state``, reached by decoding some words from the state ``start``, as it would be had
+        the decoding begun from ``true_start`` instead; None when the two do not agree.
+
+        They agree when both have seen a TIME_HIGH, every slot that steers the decoding (all but
+        the counters, the first time base and the times) is equal, and every time slot differs
+        by the same whole number of time-base wraps (``ST_LOOPS``' difference times
+        :attr:`time_period`). The decoding from either then writes the same events, their times
+        differing by those wraps (the wrap rule compares times with each other only), so the
+        rebased state has ``start``'s counters replaced by ``true_start``'s and its times moved by
+        the wraps: exactly the state a decoding from ``true_start`` reaches.
+        """
+        counters = [*COMMON_COUNTERS.values(), *self._extra_counters.values()]
+        times = list(self._time_slots)
+        steering = np.ones(self._n_state, dtype=bool)
+        steering[[*counters, *times, ST_LOOPS, ST_FIRST_BASE]] = False
+        d_loops = int(true_start[ST_LOOPS] - start[ST_LOOPS])
+        d_t = d_loops * self.time_period
+        if not (start[ST_STARTED] == true_start[ST_STARTED] == 1
+                and np.array_equal(start[steering], true_start[steering])
+                and np.all(true_start[times] - start[times] == d_t)):
+            return None
+        out = state.copy()
+        out[counters] += true_start[counters] - start[counters]
+        out[times] += d_t
+        out[ST_LOOPS] += d_loops
+        out[ST_FIRST_BASE] = true_start[ST_FIRST_BASE]
         return out
 
     # ---- decoding ----------------------------------------------------------------------------

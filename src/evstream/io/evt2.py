@@ -141,6 +141,7 @@ class Evt2Decoder(WordDecoder):
 
     word_dtype = np.dtype("<u4")
     max_events_per_word = 1
+    time_period = PERIOD
 
     stops_at_time = True
 

@@ -113,6 +113,7 @@ class Evt21Decoder(WordDecoder):
 
     word_dtype = np.dtype("<u8")
     max_events_per_word = 32
+    time_period = PERIOD
 
     def __init__(self, width: int, height: int, legacy_word_order: bool = False) -> None:
         super().__init__(width, height)

@@ -228,6 +228,8 @@ class Evt3Decoder(WordDecoder):
     _n_state = _N_STATE
     _extra_counters = {"em_events": _EM_EVENTS}
     _shift_offset = 4096
+    time_period = PERIOD
+    _time_slots = (ST_BASE, _T)
 
     stops_at_time = True
 

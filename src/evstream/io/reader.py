@@ -408,34 +408,49 @@ class EventReader:
     def read_all(self) -> np.ndarray:
         """Every event of the file, decoded straight into one array (the fast whole-file path).
 
-        A background thread faults the output's pages in a little ahead of the decoder
+        A reader may decode the file on several threads (RAW: :mod:`evstream.io.raw_parallel`);
+        on one, a background thread faults the output's pages in a little ahead of the decoder
         (:class:`~evstream.utils.page_warmer.PageWarmer`). The cursor ends at the end of the file
         (done).
         """
         self._reset_cursor()
         self._rewind()
-        out = np.empty(self._size_hint() + _MIN_ROOM, dtype=self.dtype)
-        n = 0
+        out, n = self._read_all_start()
+        if not self._eof:
+            out, n = self._decode_rest(out, n)
+        self._index, self.done, self._eof = n, True, True
+        if n:
+            self.current_time = int(out["t"][n - 1])
+        return out[:n] if 2 * n > len(out) else copy_records(out[:n])
+
+    def _decode_rest(self, out: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+        """Decode the rest of the file behind the ``n`` events of ``out``, growing it (to twice
+        its size at least, copied) when full, with a :class:`~evstream.utils.page_warmer.PageWarmer`
+        ahead of the decoder; return the output and its event count."""
         warmer = PageWarmer(out)
         try:
+            if n:
+                warmer.advance(n * out.itemsize)
             while True:
                 if len(out) - n < _MIN_ROOM:
                     warmer.close()
-                    grown = np.empty(2 * len(out), dtype=self.dtype)
+                    grown = np.empty(max(2 * len(out), n + _MIN_ROOM), dtype=self.dtype)
                     warmer = PageWarmer(grown)
                     assign_records(grown[:n], out[:n])
                     out = grown
                 decoded = self._decode_into(out[n:n + _READ_ALL_STEP])
                 if decoded == 0:
-                    break
+                    return out, n
                 n += decoded
                 warmer.advance(n * out.itemsize)
         finally:
             warmer.close()
-        self._index, self.done, self._eof = n, True, True
-        if n:
-            self.current_time = int(out["t"][n - 1])
-        return out[:n] if 2 * n > len(out) else copy_records(out[:n])
+
+    def _read_all_start(self) -> tuple[np.ndarray, int]:
+        """:meth:`read_all`'s output and the events a reader decoded into it by a faster path
+        of its own (none here), the cursor's source positioned after them; ``_eof`` set when
+        they are the whole file."""
+        return np.empty(self._size_hint() + _MIN_ROOM, dtype=self.dtype), 0
 
     def last_event_time(self) -> int | None:
         """Timestamp (µs, reader time) of the file's last event in file order, None for a file

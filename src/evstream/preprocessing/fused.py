@@ -32,7 +32,8 @@ from evstream.io._decoder_base import ST_OOB
 from evstream.io.dtypes import EventCD, EventExtTrigger
 from evstream.io.evt2 import evt2_machine
 from evstream.io.evt3 import evt3_machine
-from evstream.io.raw import TRIGGER_BUFFER, WORDS_PER_BLOCK, RawReader
+from evstream.io.raw import RawReader
+from evstream.io.raw_stream import TRIGGER_BUFFER, WORDS_PER_BLOCK
 from evstream.preprocessing import kernels
 
 #: the registry functions this path reproduces, by name

@@ -1,0 +1,219 @@
+"""Whole-file RAW reads on several threads (``evstream.io.raw_parallel``): the result is the
+one-thread read's, byte for byte (events, triggers, counters, seek index), whether the parts
+join, fall back to one thread, cross time-base wraps or fail on a file that shrank."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import evstream.io.raw as raw
+import evstream.io.raw_parallel as rp
+from evstream.errors import FileFormatError, GeometryError
+from evstream.io import EventCD, EventExtTrigger, RawReader
+from evstream.io.evt3 import Evt3Decoder
+from evstream.io.header import read_raw_header
+from raw_files import RAW_KINDS, replace_header_lines, row_run_events, triggers_every, write_raw
+
+CHECKPOINT = 1 << 8
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch):
+    """Parts of a few thousand words, so that small files are split; no index kept between reads."""
+    monkeypatch.setattr(rp, "MIN_PART_WORDS", 1 << 10)
+    monkeypatch.setattr(rp, "LEAD_IN_WORDS", 1 << 9)
+    raw.COMPLETE_INDEXES.clear()
+    yield
+    raw.COMPLETE_INDEXES.clear()
+
+
+@pytest.fixture
+def joins(monkeypatch):
+    """The events each parallel read joined (its parts' events, before any one-thread rest)."""
+    joined = []
+    original = rp._join
+
+    def spy(*args):
+        joined.append(original(*args))
+        return joined[-1]
+    monkeypatch.setattr(rp, "_join", spy)
+    return joined
+
+
+def read(path, threads, monkeypatch, **kwargs):
+    """(events, triggers, counters, index arrays, out_of_bounds_count) of a fresh reader's
+    read_all on ``threads`` threads."""
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", threads)
+    raw.COMPLETE_INDEXES.clear()
+    r = RawReader(path, index_interval_words=CHECKPOINT, **kwargs)
+    ev = r.read_all()
+    return result_of(r, ev)
+
+
+def result_of(r, ev):
+    index = r._stream.index
+    return (ev.tobytes(), r.get_ext_trigger_events().tobytes(), r.decoder_counters,
+            np.array(index.states).tobytes(), list(index.events_before),
+            list(index.last_t_before), (index.complete, index.total_events, index.first_raw_t,
+                                        index.last_raw_t), r.out_of_bounds_count, r.current_time)
+
+
+def check_same(path, monkeypatch, threads=(2, 3, 4), **kwargs):
+    one = read(path, 1, monkeypatch, **kwargs)
+    assert one[6][0] and len(one[0]) > 0
+    for k in threads:
+        got = read(path, k, monkeypatch, **kwargs)
+        for name, a, b in zip(("events", "triggers", "counters", "states", "events_before",
+                               "last_t_before", "summary", "out_of_bounds", "current_time"), got, one):
+            assert a == b, f"{k} threads: {name} differ"
+    return one
+
+
+@pytest.mark.parametrize("name", ["expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw",
+                                  "faery_evt2.raw"])
+def test_real_samples_join_every_part(name, samples_dir, monkeypatch, joins):
+    path = samples_dir / name
+    threads_before = threading.active_count()
+    one = check_same(path, monkeypatch)
+    n = len(one[0]) // EventCD.itemsize
+    assert joins == [n, n, n]            # 2, 3 and 4 threads: every part joined, none re-decoded
+    assert threading.active_count() == threads_before      # the part threads have ended
+
+
+@pytest.mark.parametrize("kind", sorted(RAW_KINDS))
+def test_written_files_with_triggers(kind, tmp_path, monkeypatch, joins):
+    ev = row_run_events(40_000, seed=3)
+    path = write_raw(tmp_path / f"{kind}.raw", ev, kind, triggers=triggers_every(ev, 97))
+    one = check_same(path, monkeypatch)
+    assert len(one[1]) == len(triggers_every(ev, 97)) * EventExtTrigger.itemsize
+    assert joins == [len(ev)] * 3
+
+
+def outside_rows(tmp_path, kind):
+    """A ``kind`` file whose header says 320x200 holding events on rows up to 239."""
+    path = write_raw(tmp_path / f"{kind}.raw", row_run_events(40_000, seed=4), kind)
+    replace_header_lines(path, drop=("geometry",), format_line=f"% format {kind.upper()};height=200;width=320")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["evt2", "evt3"])
+def test_dropped_events_counted_once(kind, tmp_path, monkeypatch, joins):
+    path = outside_rows(tmp_path, kind)
+    with pytest.warns(UserWarning, match="dropping events outside the 320x200"):
+        one = check_same(path, monkeypatch, threads=(2,))
+    ev = row_run_events(40_000, seed=4)
+    assert one[7] == np.count_nonzero(ev["y"] >= 200) and joins == [len(ev) - one[7]]
+
+
+def test_second_read_uses_the_index_and_moves_nothing(tmp_path, monkeypatch):
+    path = write_raw(tmp_path / "a.raw", row_run_events(40_000, seed=5), "evt3")
+    one = read(path, 1, monkeypatch)
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 3)
+    r = RawReader(path, index_interval_words=CHECKPOINT)
+    first = result_of(r, r.read_all())       # no complete index yet: parts are moved together
+    moved = []
+    original = rp.move_events
+    monkeypatch.setattr(rp, "move_events", lambda *a: moved.append(a) or original(*a))
+    again = result_of(r, r.read_all())       # complete index: each part decoded in its place
+    assert moved == []
+    assert first == one and again == one
+
+
+def test_time_base_wraps_between_parts(tmp_path, monkeypatch, joins):
+    # 40 s of sparse events: the EVT 3.0 time base (2^24 µs) wraps twice, so later parts start
+    # after wraps their own decoders do not know of
+    rng = np.random.default_rng(0)
+    ev = np.zeros(60_000, dtype=EventCD)
+    ev["t"] = np.sort(rng.integers(0, 40_000_000, len(ev)))
+    ev["x"] = rng.integers(0, 320, len(ev))
+    ev["y"] = rng.integers(0, 240, len(ev))
+    path = write_raw(tmp_path / "long.raw", ev, "evt3", triggers=triggers_every(ev, 501))
+    one = check_same(path, monkeypatch)
+    decoded = np.frombuffer(one[0], dtype=EventCD)
+    assert decoded["t"][-1] > 2 * (1 << 24)
+    assert joins == [len(ev)] * 3
+
+
+def evt3_file(tmp_path, words):
+    """An EVT 3.0 file (320x240 header from the writer) holding exactly ``words``."""
+    path = write_raw(tmp_path / "words.raw", row_run_events(1), "evt3")
+    offset = read_raw_header(path).data_offset
+    path.write_bytes(path.read_bytes()[:offset] + np.array(words, dtype="<u2").tobytes())
+    return path
+
+
+def test_a_lead_in_that_sets_no_row_falls_back_to_one_thread(tmp_path, monkeypatch, joins):
+    # one ADDR_Y (row 5) at the start, then only TIME_HIGH and ADDR_X words: a later part's
+    # lead-in never sees the row, so its decoder (row 0) disagrees and is not joined
+    words = [0x8000, 0x0005]
+    for th in range(1, 3000):
+        words += [0x8000 | th] + [0x2000 | (x % 320) for x in range(th % 7, th % 7 + 3)]
+    path = evt3_file(tmp_path, words)
+    one = check_same(path, monkeypatch, threads=(2,))
+    decoded = np.frombuffer(one[0], dtype=EventCD)
+    assert len(decoded) == 3 * 2999 and np.all(decoded["y"] == 5)
+    assert joins and joins[0] < len(decoded)     # part 0 only; the rest decoded on one thread
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_parts_that_overflow_their_region_fall_back(margin, tmp_path, monkeypatch, joins):
+    monkeypatch.setattr(rp, "REGION_MARGIN", margin)
+    monkeypatch.setattr(rp, "REGION_SLACK", 0)
+    path = write_raw(tmp_path / "a.raw", row_run_events(30_000, seed=7), "evt3")
+    check_same(path, monkeypatch, threads=(2, 3))
+    assert joins == [0, 0]
+
+
+def test_out_of_bounds_raise_after_a_parallel_read(tmp_path, monkeypatch):
+    path = outside_rows(tmp_path, "evt3")
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    with pytest.raises(GeometryError, match="outside the 320x200"):
+        RawReader(path, out_of_bounds="raise", index_interval_words=CHECKPOINT).read_all()
+
+
+def test_a_file_that_shrinks_during_the_read_raises_naming_it(tmp_path, monkeypatch):
+    path = write_raw(tmp_path / "a.raw", row_run_events(30_000, seed=2), "evt3")
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    r = RawReader(path, index_interval_words=CHECKPOINT)
+    os.truncate(path, os.path.getsize(path) - 4000)      # inside the last part
+    with pytest.raises(FileFormatError, match="file shrank") as err:
+        r.read_all()
+    assert str(path) in str(err.value)
+
+
+def test_plan_parts_at_checkpoints():
+    assert rp.plan_parts(10_000, 100, 3) == [rp.Part(0, 3300), rp.Part(3300, 6700),
+                                             rp.Part(6700, 10_000)]
+    assert rp.plan_parts(10_000, 100, 1) == []
+    assert rp.plan_parts(1500, 100, 4) == []            # two parts would hold < 1024 words
+
+
+def test_rebased_moves_counters_and_whole_wraps():
+    d = Evt3Decoder(320, 240)
+    start = d.get_state()
+    start[[0, 1, 2, 3]] = [1, 5 << 12, 0, 5 << 12]       # started at TIME_HIGH 5, no wrap known
+    start[8:] = [(5 << 12) + 7, 9, 0, 36, 1, 2]          # t, y, EM, base x, polarity, em_events
+    start[[4, 5, 6, 7]] = [3, 2, 1, 0]                   # counters (the lead-in's)
+    true = start.copy()
+    true[[1, 2, 3]] = [(1 << 24) + (5 << 12), 1, 4096]  # one wrap before, first base 4096
+    true[8] += 1 << 24
+    true[[4, 5, 6, 7, 13]] = [10, 20, 30, 40, 50]
+    later = start.copy()
+    later[[1, 8]] = [9 << 12, (9 << 12) + 1]
+    later[[4, 5, 6, 7, 13]] += [0, 1, 2, 3, 4]
+    got = d.rebased(later, start, true)
+    want = later.copy()
+    want[[1, 2, 3, 8]] = [(1 << 24) + (9 << 12), 1, 4096, (1 << 24) + (9 << 12) + 1]
+    want[[4, 5, 6, 7, 13]] = [10, 21, 32, 43, 54]
+    np.testing.assert_array_equal(got, want)
+    for slot, value in ((9, 10), (10, 1), (11, 0), (12, 0), (0, 0)):   # y, EM, x, pol, started
+        other = true.copy()
+        other[slot] = value
+        assert d.rebased(later, start, other) is None
+    other = true.copy()
+    other[8] += 1                                        # times not one whole wrap apart
+    assert d.rebased(later, start, other) is None
