@@ -140,8 +140,8 @@ def main(n_events: int = 30_000_000) -> None:
         rss_base = baseline_rss_mb()
         evt3_mb = os.path.getsize(paths["evt3"]) / 2**20
 
-    print(f"\n### Decoding, {n_events:,} events 1280x720, file in page cache, one decoding "
-          f"thread (whole file: plus the page-warming thread)\n")
+    print(f"\n### Decoding, {n_events:,} events 1280x720, file in page cache (whole file: RAW on "
+          f"one thread per CPU, DAT on one plus the page-warming thread; windows: one thread)\n")
     print("| format | file MiB | whole file Mev/s | 50 ms windows Mev/s | windowed / whole | "
           "write Mev/s |")
     print("|---|---|---|---|---|---|")
