@@ -122,3 +122,15 @@ def test_info_and_precompute_open_trigger_files(tmp_path, kind, capsys):
 def test_load_events_returns_the_events(tmp_path, kind):
     path, events, _ = trigger_file(tmp_path, kind)
     np.testing.assert_array_equal(load_events(path), events)
+
+
+def test_trigger_padding_bytes_are_zero(tmp_path):
+    # EventExtTrigger has 12 padding bytes per record; numpy's structured copy and concatenate
+    # left them uninitialised, so two reads of one file gave different bytes
+    path, _, triggers = trigger_file(tmp_path, "evt3", every=50, n=200_000)
+    reader = RawReader(path, max_events=1 << 12)        # triggers kept in many chunks
+    reader.read_all()
+    got = reader.get_ext_trigger_events()
+    assert len(got) == len(triggers)
+    records = got.view(np.uint8).reshape(len(got), EventExtTrigger.itemsize)
+    assert not records[:, 2:8].any() and not records[:, 18:24].any()
