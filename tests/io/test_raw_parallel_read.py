@@ -217,3 +217,44 @@ def test_rebased_moves_counters_and_whole_wraps():
     other = true.copy()
     other[8] += 1                                        # times not one whole wrap apart
     assert d.rebased(later, start, other) is None
+
+
+def index_of(path, threads, monkeypatch):
+    """(index arrays, event_count, duration_s, last_event_time, 20 seeks' events) of a fresh
+    reader whose seek index is built by event_count on ``threads`` threads."""
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", threads)
+    raw.COMPLETE_INDEXES.clear()
+    r = RawReader(path, index_interval_words=CHECKPOINT)
+    count = r.event_count()
+    index = r._stream.index
+    summary = (np.array(index.states).tobytes(), list(index.events_before),
+               list(index.last_t_before), index.total_events, index.first_raw_t, index.last_raw_t,
+               count, r.duration_s, r.last_event_time(), r.decoder_counters)
+    seeks = []
+    for t in np.linspace(0, r.last_event_time(), 20).astype(int):
+        r.seek_time(int(t))
+        seeks.append(r.load_n_events(100).tobytes())
+    return summary, seeks
+
+
+@pytest.mark.parametrize("name", ["expelliarmus_evt3_sample.raw", "faery_evt2.raw"])
+def test_seek_index_built_on_threads(name, samples_dir, monkeypatch, joins):
+    one = index_of(samples_dir / name, 1, monkeypatch)
+    assert joins == []
+    for k in (2, 3):
+        assert index_of(samples_dir / name, k, monkeypatch) == one
+    assert joins == [one[0][6]] * 2              # each count joined every part
+
+
+def test_seek_index_of_a_file_mostly_read_stays_on_one_thread(tmp_path, monkeypatch, joins):
+    path = write_raw(tmp_path / "a.raw", row_run_events(40_000, seed=8), "evt3")
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    r = RawReader(path, max_events=1024, index_interval_words=CHECKPOINT)
+    r.load_n_events(30_000)                      # the index covers most of the file
+    assert not r._stream.index.complete
+    assert r.event_count() == 40_000 and joins == []
+    raw.COMPLETE_INDEXES.clear()
+    r2 = RawReader(path, max_events=1024, index_interval_words=CHECKPOINT)
+    r2.load_n_events(5_000)                      # an eighth: all of it on two threads is shorter
+    assert not r2._stream.index.complete
+    assert r2.event_count() == 40_000 and joins == [40_000]

@@ -248,7 +248,7 @@ class RawReader(EventReader):
         sample = min(n_words, SIZE_SAMPLE_WORDS)
         if sample == 0:
             return 0
-        decoder = _make_decoder(self.header, self.out_of_bounds, self._evt21_legacy_word_order)
+        decoder = self._new_decoder()
         words = np.fromfile(self.path, dtype=decoder.word_dtype, count=sample,
                             offset=self.header.data_offset)
         scratch = np.empty(1 << 14, dtype=EventCD)
@@ -268,10 +268,8 @@ class RawReader(EventReader):
                                         raw_parallel.read_all_threads())
         if not parts:
             return super()._read_all_start()
-        out, n = raw_parallel.decode_parts(
-            stream, parts, self._size_hint(),
-            lambda: _make_decoder(self.header, self.out_of_bounds, self._evt21_legacy_word_order),
-            self.origin, self._keep_triggers)
+        out, n = raw_parallel.decode_parts(stream, parts, self._size_hint(), self._new_decoder,
+                                           self.origin, self._keep_triggers)
         self._eof = stream.word_pos >= stream.n_words
         if self._eof:               # what decode_into does at the end of the file
             self._on_dropped(0)
@@ -324,16 +322,26 @@ class RawReader(EventReader):
         """The index of the whole file, decoding the rest of it once if needed."""
         index = self._stream.index
         if not index.complete:
-            decoder = _make_decoder(self.header, self.out_of_bounds,
-                                    self._evt21_legacy_word_order)
-            scan = RawDecodeStream(self.path, self.header, self._stream.n_words, index, decoder)
-            scan.restore(len(index.states) - 1)
+            scan = RawDecodeStream(self.path, self.header, self._stream.n_words, index,
+                                   self._new_decoder())
+            threads = raw_parallel.read_all_threads()
+            covered = (len(index.states) - 1) * index.words_per_checkpoint
+            parts = raw_parallel.plan_parts(scan.n_words, index.words_per_checkpoint, threads)
+            if parts and covered * threads < scan.n_words * (threads - 1):
+                # all of the file on the threads takes less than the rest on one
+                raw_parallel.index_parts(scan, parts, self._new_decoder)
+            else:
+                scan.restore(len(index.states) - 1)
             scratch = np.empty(self._buffer_events, dtype=EventCD)
             while not index.complete:
                 scan.decode_into(scratch, lambda triggers: None, lambda dropped: None)
             scan.close()
-            self._after_complete_pass(decoder.counters)
+            self._after_complete_pass(scan.decoder.counters)
         return index
+
+    def _new_decoder(self):
+        """A decoder for this reader's file and settings, at the start state."""
+        return _make_decoder(self.header, self.out_of_bounds, self._evt21_legacy_word_order)
 
     @property
     def format_name(self) -> str:

@@ -53,6 +53,8 @@ REGION_MARGIN = 1.1
 REGION_SLACK = 1 << 16
 #: events of the scratch array a part's last events are decoded into
 TAIL_EVENTS = 1 << 12
+#: events of the scratch array a part is decoded into when its events are only counted
+COUNT_EVENTS = 1 << 16
 
 
 def read_all_threads() -> int:
@@ -114,8 +116,9 @@ class _Decoded:
     triggers: list[np.ndarray]
 
 
-def _decode_part(stream: RawDecodeStream, out: np.ndarray, t_shift: int) -> _Decoded | None:
+def _decode_part(stream: RawDecodeStream, out: np.ndarray | None, t_shift: int) -> _Decoded | None:
     """Decode ``stream`` to its end into ``out`` (its region); None when the events do not fit.
+    ``out`` None: into a scratch array, over and over (the events are only counted).
 
     The decoder stops short of a region's last few slots (a word may write up to
     ``max_events_per_word``), so the last events go through a scratch array and are copied."""
@@ -125,15 +128,17 @@ def _decode_part(stream: RawDecodeStream, out: np.ndarray, t_shift: int) -> _Dec
         triggers.append(copy_records(tr))
     start_state = stream.decoder.get_state()
     n = 0
-    if len(out) >= stream.decoder.max_events_per_word:
+    if out is not None and len(out) >= stream.decoder.max_events_per_word:
         n = stream.decode_into(out, keep, _ignore, t_shift)
-    tail = None
+    scratch = None
     while stream.word_pos < stream.n_words:
-        tail = np.empty(TAIL_EVENTS, dtype=EventCD) if tail is None else tail
-        m = stream.decode_into(tail, keep, _ignore, t_shift)
-        if m > len(out) - n:
-            return None
-        assign_records(out[n:n + m], tail[:m])
+        if scratch is None:
+            scratch = np.empty(TAIL_EVENTS if out is not None else COUNT_EVENTS, dtype=EventCD)
+        m = stream.decode_into(scratch, keep, _ignore, t_shift)
+        if out is not None:
+            if m > len(out) - n:
+                return None
+            assign_records(out[n:n + m], scratch[:m])
         n += m
     return _Decoded(start_state, stream.decoder.get_state(), n, stream.index, stream.last_raw_t,
                     triggers)
@@ -184,33 +189,48 @@ def decode_parts(main: RawDecodeStream, parts: list[Part], events_hint: int, new
     and its index holding every checkpoint before, so that decoding can go on from there. Times
     are raw minus ``t_shift`` µs; triggers go to ``keep_triggers`` in file order."""
     out = np.empty(_place(parts, main.index, main.n_words, events_hint), dtype=EventCD)
+    return out, _run(main, parts, new_decoder, t_shift, keep_triggers, out)
+
+
+def index_parts(main: RawDecodeStream, parts: list[Part], new_decoder: Callable) -> int:
+    """Decode ``parts`` of ``main``'s file in parallel only to fill ``main``'s seek index (the
+    events are counted, not kept); ``main`` ends as in :func:`decode_parts`. Returns the number
+    of events before where it ends."""
+    return _run(main, parts, new_decoder, 0, lambda triggers: None, None)
+
+
+def _run(main: RawDecodeStream, parts: list[Part], new_decoder: Callable, t_shift: int,
+         keep_triggers: Callable[[np.ndarray], None], out: np.ndarray | None) -> int:
     cp = main.index.words_per_checkpoint
     streams = []
-    for k, part in enumerate(parts):
+    for part in parts:
         index = RawIndex(cp, first_checkpoint=part.start // cp)
         streams.append(RawDecodeStream(main.path, main.header, part.stop, index, new_decoder(),
                                        word_pos=part.start))
+
+    def region(k: int) -> np.ndarray | None:
+        return None if out is None else out[parts[k].region:][:parts[k].room]
     try:
         with ThreadPoolExecutor(max_workers=len(parts) - 1) as pool:
             def later(k: int) -> _Decoded | None:
                 _lead_in(streams[k], parts[k].start)
-                return _decode_part(streams[k], out[parts[k].region:][:parts[k].room], t_shift)
+                return _decode_part(streams[k], region(k), t_shift)
             futures = [pool.submit(later, k) for k in range(1, len(parts))]
-            decoded = [_decode_part(streams[0], out[:parts[0].room], t_shift)]
+            decoded = [_decode_part(streams[0], region(0), t_shift)]
             decoded += [f.result() for f in futures]
     finally:
         for s in streams:
             s.close()
-    return out, _join(main, parts, decoded, out, keep_triggers)
+    return _join(main, parts, decoded, out, keep_triggers)
 
 
-def _join(main: RawDecodeStream, parts: list[Part], decoded: list[_Decoded], out: np.ndarray,
-          keep_triggers: Callable[[np.ndarray], None]) -> int:
-    """Put the parts' events in file order behind each other, as long as each agrees with the one
-    before, and bring ``main`` to where they end; return their number."""
+def _join(main: RawDecodeStream, parts: list[Part], decoded: list[_Decoded | None],
+          out: np.ndarray | None, keep_triggers: Callable[[np.ndarray], None]) -> int:
+    """Put the parts' events (in ``out``, unless None) in file order behind each other, as long
+    as each agrees with the one before, and bring ``main`` to where they end; return their
+    number."""
     decoder = main.decoder
     cp = main.index.words_per_checkpoint
-    flat = out.view(np.int64)
     n, last_t, pos = 0, -1, 0
     true_state = decoder.get_state()             # at the start of the file
     for k, (part, d) in enumerate(zip(parts, decoded)):
@@ -220,8 +240,8 @@ def _join(main: RawDecodeStream, parts: list[Part], decoded: list[_Decoded], out
         def rebase(state, start=d.start_state, true_start=true_state, first=k == 0):
             return state if first else decoder.rebased(state, start, true_start)
         dt = int(rebase(d.start_state)[ST_BASE] - d.start_state[ST_BASE])   # whole wraps
-        if part.region != n or dt:
-            move_events(flat, part.region, n, d.n_events, dt)
+        if out is not None and (part.region != n or dt):
+            move_events(out.view(np.int64), part.region, n, d.n_events, dt)
         for c, state in enumerate(d.index.states):
             lt = d.index.last_t_before[c]
             main.index.record((d.index.first_checkpoint + c) * cp, rebase(state),

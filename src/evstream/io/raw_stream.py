@@ -33,6 +33,10 @@ class RawIndex:
     that word, the number of events emitted before it and the raw (unshifted) timestamp of the
     last event before it (-1 if none). ``complete`` once a decode pass reached the end, then
     ``total_events``, ``first_raw_t`` and ``last_raw_t`` describe the whole file.
+
+    The index of a part of the file (:mod:`evstream.io.raw_parallel`) holds checkpoints from
+    ``first_checkpoint`` on (``states[i]`` is checkpoint ``first_checkpoint + i``), counted from
+    the part's start, and is complete at the part's end; only the file's own index is searched.
     """
 
     def __init__(self, words_per_checkpoint: int = WORDS_PER_CHECKPOINT, first_checkpoint: int = 0):
@@ -186,6 +190,8 @@ class RawDecodeStream:
         counters = self.decoder.counters
         dropped_before = counters["out_of_bounds"]
         while self.word_pos < self.n_words:
+            if len(out) - n < self.decoder.max_events_per_word:
+                break  # output full (also when the last call consumed its words to the end)
             if self.word_pos % cp == 0:
                 self.index.record(self.word_pos, self.decoder.get_state(), self.events_emitted,
                                   self.last_raw_t)
