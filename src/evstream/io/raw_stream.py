@@ -1,9 +1,6 @@
 """A RAW file's words decoded in order through one format decoder (:class:`RawDecodeStream`),
 recording the sparse seek index (:class:`RawIndex`) as it goes; the pieces :mod:`evstream.io.raw`'s
 reader and :mod:`evstream.io.raw_parallel`'s threads are built from.
-
-Checkpoint ``c`` of an index lies at word ``c * words_per_checkpoint``: the decoder state before
-that word, the events emitted before it and the raw timestamp of the last of them.
 """
 
 from __future__ import annotations
@@ -21,9 +18,9 @@ WORDS_PER_BLOCK = 1 << 20
 WORDS_PER_CHECKPOINT = 1 << 18
 TRIGGER_BUFFER = 4096
 
+
 def _warn_index_cache(path: str, problem: str) -> None:
     warnings.warn(f"{path}: {problem}; the seek index is rebuilt in memory", stacklevel=4)
-
 
 
 class RawIndex:
@@ -117,7 +114,6 @@ class RawIndex:
             return None
         index.complete = True
         return index
-
 
 
 class RawDecodeStream:
