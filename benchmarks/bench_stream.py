@@ -102,6 +102,13 @@ def run_epoch(loader) -> tuple[float, int, float]:
     return time.perf_counter() - start, batches, first or 0.0
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS (VmHWM, the 0-worker row's figure) again from its current
+    RSS, so that it does not carry the benchmarks run before in the same process."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def null_streamer(stream, steps, ring):
     """Items shaped like the real ones, with no decoding or tensorizing."""
     for i in range(steps):
@@ -150,6 +157,8 @@ def main() -> None:
                 loader = make_loader(paths, workers, max_duration, persistent)
                 for _ in range(before):
                     run_epoch(loader)
+                if workers == 0:
+                    reset_peak_rss()
                 wall, batches, first = run_epoch(loader)
                 loader.close()
                 if label not in runs or wall < runs[label][2]:
