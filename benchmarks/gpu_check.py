@@ -16,6 +16,8 @@ On a CUDA machine it:
    torch histo kernel, against the CPU loader path (``CDProcessorIterator``), in Mev/s.
 
 Run: ``python benchmarks/gpu_check.py`` (prints markdown tables; exits 2 when CUDA is absent).
+``--cpu`` runs the same script with the torch kernels on the CPU: a dry run that checks the script
+and the bit-identity on a machine without a GPU (its figures are not GPU figures).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from evstream.io import EventCD, EventsIterator, RawWriter  # noqa: E402
 from evstream.preprocessing import kernels, torch_kernels  # noqa: E402
 
 H, W = 720, 1280
-N = 1_000_000
+N = 1_000_000                #: events per kernel window
+LOADER_EVENTS = 20_000_000   #: events of the loader comparison's recording
 WINDOW_US = 50_000
 SHAPES = {"histo": (5, 2), "diff": (5, 1), "event_cube": (5, 6), "stacked_histogram": (1, 20),
           "voxel_grid": (1, 10)}
@@ -66,6 +69,11 @@ def best(fn, sync, repeat: int = 5) -> float:
     return out
 
 
+def synchronize(device: torch.device):
+    """The wait for ``device``'s queued work (none on the CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def kernel_rows(device: torch.device) -> tuple[list, bool]:
     rows, ok = [], True
     runs = synthetic_events(N)          # 30 Mev/s: 1 M events span 33 ms < one window
@@ -90,7 +98,7 @@ def kernel_rows(device: torch.device) -> tuple[list, bool]:
                     diff = np.abs(got.astype(np.float64) - ref.astype(np.float64)).max()
                     print(f"MISMATCH {name} {source} k={k}: max |diff| {diff}", flush=True)
                 cpu_s = best(lambda: cpu_fn(ev, ref, WINDOW_US, k), lambda: None, 3)
-                gpu_s = best(lambda: gpu_fn(dev_ev, out, WINDOW_US, k), torch.cuda.synchronize)
+                gpu_s = best(lambda: gpu_fn(dev_ev, out, WINDOW_US, k), synchronize(device))
                 rows.append((name, source, k, same, len(ev) / gpu_s / 1e9, len(ev) / cpu_s / 1e9))
     return rows, ok
 
@@ -99,7 +107,7 @@ def loader_rows(device: torch.device) -> list:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rec.raw"
-        ev = synthetic_events(20_000_000, rate_ev_s=9e6)
+        ev = synthetic_events(LOADER_EVENTS, rate_ev_s=9e6)
         with RawWriter(path, H, W, format="evt3") as w:
             w.write(ev)
         n = len(ev)
@@ -116,23 +124,29 @@ def loader_rows(device: torch.device) -> list:
                 window["t"] -= k * 5 * WINDOW_US
                 torch_kernels.histo(torch_kernels.events_to_torch(window, device=device), out,
                                     5 * WINDOW_US, 1)
-            torch.cuda.synchronize()
+            synchronize(device)()
 
         for label, fn in (("CPU: CDProcessorIterator (numba)", cpu_loader),
-                          ("GPU: CPU decode + torch histo on CUDA", gpu_loader)):
-            rows.append((label, n / best(fn, torch.cuda.synchronize, 2) / 1e6))
+                          (f"{device.type}: CPU decode + torch histo on {device.type}", gpu_loader)):
+            rows.append((label, n / best(fn, synchronize(device), 2) / 1e6))
     return rows
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("CUDA is not available: nothing measured (this script is for a GPU machine).")
+def main(argv: list[str]) -> int:
+    if "--cpu" in argv:
+        device = torch.device("cpu")
+        name = f"the CPU (dry run, not GPU figures: {cpu_model()})"
+    elif not torch.cuda.is_available():
+        print("CUDA is not available: nothing measured (this script is for a GPU machine; "
+              "--cpu for a dry run).")
         return 2
-    device = torch.device("cuda")
-    print(f"\n### torch kernels on {torch.cuda.get_device_name(0)} vs numba on one core of "
-          f"{cpu_model()}\n")
+    else:
+        device = torch.device("cuda")
+        name = torch.cuda.get_device_name(0)
+    print(f"\n### torch kernels on {name} vs numba on one core of {cpu_model()}\n")
     rows, ok = kernel_rows(device)
-    print("| function | events | k | bit-identical | CUDA Gev/s | numba 1 thread Gev/s |")
+    print(f"| function | events | k | bit-identical | torch on {device.type} Gev/s | "
+          "numba 1 thread Gev/s |")
     print("|---|---|---|---|---|---|")
     for name, source, k, same, g, c in rows:
         print(f"| {name} | {source} | {k} | {'yes' if same else 'NO'} | {g:.2f} | {c:.3f} |")
@@ -144,4 +158,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
