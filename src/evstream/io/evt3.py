@@ -116,7 +116,7 @@ def evt3_machine(words, ev, tr, st, width, height, t_stop, t_shift=0):
     flat = ev.reshape(-1)
     # x_limit of each 11-bit row (width inside the sensor, 0 outside), which ADDR_Y loads: one
     # load in place of a compare with the height, which numba kept on the stack (by hand, the
-    # kernel alone, 6 alternated runs of best of 7: tiled recording median 292 -> 311 Mev/s,
+    # kernel alone on an AMD EPYC, 6 alternated runs of best of 7: tiled median 292 -> 311 Mev/s,
     # synthetic row runs 331 -> 336); building it costs about 0.3 µs a call
     row_limit = np.zeros(2048, np.int64)
     row_limit[:min(height, 2048)] = width
