@@ -9,6 +9,7 @@ import pytest
 import evstream.io.raw_stream as raw_stream
 import evstream.io.reader as reader_module
 from evstream.io import RawReader
+from evstream.utils.recycled import RecycledArrays
 from raw_files import row_run_events, write_raw
 
 INTERVAL = 20_000          # words between two seek checkpoints
@@ -151,3 +152,37 @@ def test_a_count_read_does_not_size_the_next_window(recording):
     assert len(everything) == len(whole) and 0 < len(window) < 4096
     held = window if window.base is None else window.base
     assert len(held) < 8 * 4096          # before: an array of 1.25 x the file's events
+
+
+def test_the_first_long_window_is_sized_from_its_first_events(recording, copied_events):
+    path, whole = recording
+    span = int(whole["t"][200_000]) - int(whole["t"][0])      # some 200 000 events, 49 buffers
+    reader = RawReader(path, index_interval_words=INTERVAL, max_events=4096)
+    first = reader.load_delta_t(span)
+    np.testing.assert_array_equal(first, whole[:len(first)])
+    assert len(first) > 150_000
+    # before: with no earlier window to take the size from, the array grew from two buffers by
+    # doubling, copying what it held at each step (about the window once)
+    assert copied_events[0] < len(first) // 20
+
+
+def test_a_burst_at_the_start_does_not_size_a_huge_first_window(tmp_path, monkeypatch):
+    # the first buffer of events within 2 µs, then a slow stream: the rate of the first events
+    # alone would size the window for some 10^8 events (1.6 GB); the size is capped
+    burst = row_run_events(5000, seed=3)
+    burst["t"] = np.arange(len(burst)) * 2 // len(burst)
+    slow = row_run_events(60_000, seed=4)
+    slow["t"] = 2 + np.arange(len(slow)) * 50
+    path = write_raw(tmp_path / "burst.raw", np.concatenate([burst, slow]), "evt3")
+    whole = RawReader(path).read_all()
+    sizes = []
+    original = RecycledArrays.at_least
+
+    def recording_sizes(pool, n, dtype):
+        sizes.append(n)
+        return original(pool, n, dtype)
+    monkeypatch.setattr(RecycledArrays, "at_least", recording_sizes)
+    reader = RawReader(path, max_events=4096)
+    window = reader.load_delta_t(int(whole["t"][-1]) + 1)
+    np.testing.assert_array_equal(window, whole)
+    assert sizes[0] <= reader_module._RATE_GUESS_EVENTS + 64

@@ -68,6 +68,17 @@ _READ_ALL_STEP = 1 << 20
 #: out again).
 _FIRST_READ_AHEAD = 1 << 13
 
+#: Most events the first time window after opening is sized for from the rate of its first
+#: events (:meth:`EventReader._window_from_rate`; 64 MiB of EventCD): an array that large is
+#: allocated, but only the pages the events fill are faulted in.
+_RATE_GUESS_EVENTS = 1 << 22
+
+
+def _with_margin(events: int) -> int:
+    """The size of a window's array for ``events`` expected: a quarter more, so that the
+    next window, a little longer, needs no regrowth."""
+    return events + events // 4
+
 
 def copy_records(records: np.ndarray) -> np.ndarray:
     """A copy of a contiguous 1-D structured array, made as a byte copy.
@@ -262,7 +273,8 @@ class EventReader:
         more, else the larger of the two. Returns (events, whether the time limit cut them)."""
         pending = self._pending()
         if n_max is None:
-            size = max(self._window_guess, pending + self._buffer_events)
+            guess = self._window_guess or self._window_from_rate(t_end)
+            size = max(guess, pending + self._buffer_events)
         else:    # the count, up to one buffer past the pending events (a huge count grows)
             size = max(min(n_max, pending + self._buffer_events), pending + self._read_ahead)
         out = self._long_windows.at_least(size + _MIN_ROOM, self.dtype)
@@ -298,8 +310,23 @@ class EventReader:
         assign_records(self._buf[:overflow], out[scanned:n])
         self._buf_stop = overflow
         if t_end is not None:          # a count read sizes itself: the guess is for windows
-            self._window_guess = scanned + scanned // 4
+            self._window_guess = _with_margin(scanned)
         return out[:scanned], hit_time_limit
+
+    def _window_from_rate(self, t_end: int | None) -> int:
+        """The size of a time window ending at ``t_end`` (reader µs) for a reader with no earlier
+        window to take it from (just opened): the pending events' rate extrapolated to
+        ``t_end``, with the margin of later guesses, at most :data:`_RATE_GUESS_EVENTS` (the
+        first events may be a burst); 0 without a time limit or with all pending events at one
+        time."""
+        if t_end is None or self._pending() < 2:
+            return 0
+        t = self._buf["t"]
+        t_first, t_last = int(t[self._buf_start]), int(t[self._buf_stop - 1])
+        if t_last <= t_first:
+            return 0
+        expected = self._pending() * (t_end - t_first) // (t_last - t_first)
+        return min(_with_margin(expected), _RATE_GUESS_EVENTS)
 
     def _last_time_of_file(self) -> int:
         """Timestamp of the last event of the file (sources that know it faster override)."""
