@@ -1,7 +1,9 @@
 """Tensor-file benchmarks: precompute throughput and HDF5Iterator read throughput.
 
 1. Precompute: RAW EVT 3.0 at 1280x720 -> histo at 640x360 (``generate_hdf5``), one process and
-   ``-j 2`` (two input files), for each compression.
+   ``-j 2``, for each compression, on two recordings of 30 M events and on eight files (each
+   of the two written four times: the work of eight recordings, and what a worker's start
+   costs when it takes several inputs).
 2. Codec choice: write/read speed and size of the same rows with gzip (level 4), Blosc+LZ4,
    Blosc+Zstd and no compression.
 3. Read: ``HDF5Iterator`` rows/s next to a bare h5py read of the same rows in the same run; the
@@ -12,7 +14,9 @@ Prints markdown tables; never asserts on time. Run: ``python benchmarks/bench_hd
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +24,6 @@ from pathlib import Path
 
 import h5py
 import hdf5plugin
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -55,27 +58,36 @@ def make_inputs(folder: str, n_files: int = 2) -> list[str]:
     return paths
 
 
-def bench_precompute(folder: str, inputs: list[str]) -> dict[str, str]:
-    """Returns one output file per compression for the read benchmark."""
+def copies(paths: list[str], n: int) -> list[str]:
+    """Each file of ``paths`` and ``n - 1`` copies of it under other names."""
+    out = list(paths)
+    for path in paths:
+        for k in range(1, n):
+            out.append(f"{path[:-4]}_copy{k}.raw")
+            shutil.copyfile(path, out[-1])
+    return out
+
+
+def bench_precompute(folder: str, input_sets: list[list[str]]) -> dict[str, str]:
+    """Returns one output file per compression (of the first input set) for the read benchmark."""
     # warm the numba caches of the decoder and kernel once (not timed)
-    generate_hdf5(inputs[:1], os.path.join(folder, "warm"), "histo", DELTA_T, *OUT_HW,
+    generate_hdf5(input_sets[0][:1], os.path.join(folder, "warm"), "histo", DELTA_T, *OUT_HW,
                   n_processes=1, max_duration=DELTA_T)
     rows, outputs = [], {}
-    for compression in ("gzip", "blosc", "none"):
-        for jobs in (1, 2):
-            out = os.path.join(folder, f"pre_{compression}_{jobs}")
-            t0 = time.perf_counter()
-            results = generate_hdf5(inputs, out, "histo", DELTA_T, *OUT_HW, n_processes=jobs,
-                                    compression=compression)
-            elapsed = time.perf_counter() - t0
-            events = sum(r.events for r in results)
-            size = sum(r.bytes for r in results)
-            rows.append([compression, jobs, len(inputs), f"{events / 1e6:.1f}",
-                         sum(r.rows for r in results), f"{size / 1e6:.1f}", f"{elapsed:.2f}",
-                         f"{events / elapsed / 1e6:.2f}"])
-            outputs[compression] = results[0].outputs[0]
+    for inputs, compression, jobs in itertools.product(input_sets, ("gzip", "blosc", "none"), (1, 2)):
+        out = os.path.join(folder, f"pre_{compression}_{jobs}_{len(inputs)}")
+        t0 = time.perf_counter()
+        results = generate_hdf5(inputs, out, "histo", DELTA_T, *OUT_HW, n_processes=jobs,
+                                compression=compression)
+        elapsed = time.perf_counter() - t0
+        events = sum(r.events for r in results)
+        size = sum(r.bytes for r in results)
+        rows.append([compression, jobs, len(inputs), f"{events / 1e6:.1f}",
+                     sum(r.rows for r in results), f"{size / 1e6:.1f}", f"{elapsed:.2f}",
+                     f"{events / elapsed / 1e6:.2f}"])
+        outputs.setdefault(compression, results[0].outputs[0])
     print(f"### Precompute: RAW EVT 3.0 {WIDTH}x{HEIGHT} -> histo {OUT_HW[1]}x{OUT_HW[0]}, "
-          f"delta_t {DELTA_T} us (wall time incl. process start-up for -j 2)\n")
+          f"delta_t {DELTA_T} us (wall time, with the start of the -j 2 worker processes)\n")
     _table(["compression", "-j", "files", "Mev", "rows", "MB", "time (s)", "Mev/s"], rows)
     return outputs
 
@@ -157,7 +169,8 @@ def bench_read(outputs: dict[str, str]) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         inputs = make_inputs(folder)
-        outputs = bench_precompute(folder, inputs)
+        input_sets = [inputs, copies(inputs, 4)]
+        outputs = bench_precompute(folder, input_sets)
         bench_codecs(folder, outputs["none"])
         bench_read(outputs)
 

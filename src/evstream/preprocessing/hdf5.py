@@ -76,6 +76,7 @@ from evstream.preprocessing.tensor_file import (MODES, TENSOR_DATASET,
                                                 open_tensor_file, read_tensor_attrs)
 from evstream.utils.h5_writer import COMPRESSIONS, HDF5Writer, write_error
 from evstream.utils.parallel import run_parallel
+from evstream.utils.run_ahead import run_ahead
 
 #: Seconds between two progress reports of one input.
 PROGRESS_PERIOD_S = 0.2
@@ -294,32 +295,49 @@ class _Progress:
             self.events, self.rows, self.last = events, rows, now
 
 
+#: rows computed ahead of the HDF5 write, in a background thread (decoding and the numba kernels
+#: release the GIL, so the next rows are computed while one is compressed and written)
+ROWS_AHEAD = 2
+
+
+def _computed_rows(iterator, proc, mode, delta_t, n_events):
+    """Per window of ``iterator``: ``(events, time of its last event relative to its start or
+    None, its [C, H, W] row, iterator.current_time)``; in ``n_events`` mode a short last window
+    comes with row None and ends the rows."""
+    for events in iterator:
+        n = len(events)
+        if mode == "delta_t":
+            yield n, int(events["t"][-1]) if n else None, proc(events, delta_t, copy=True)[0], None
+        elif n < n_events:
+            yield n, None, None, None
+            return
+        else:
+            yield n, None, proc(events, int(events["t"][-1]) + 1, copy=True)[0], iterator.current_time
+
+
 def _write_rows(iterator, proc, outputs: "_Outputs", mode, delta_t, n_events, start_ts,
                 report: _Progress) -> tuple[int, int]:
-    """Compute and write every row of the recording (the rules of the module docstring);
-    returns ``(events read, rows kept)``."""
+    """Compute and write every row of the recording (the rules of the module docstring), the
+    rows computed up to ROWS_AHEAD ahead of the writes; returns ``(events read, rows kept)``."""
     total_events = 0
     rows_per_split = outputs.rows_per_split
     outputs.writer(0)
     row = 0
     last_ts = None          # last event time relative to start_ts
-    for events in iterator:
-        n = len(events)
+    for n, last_t, tensor, current_time in run_ahead(
+            _computed_rows(iterator, proc, mode, delta_t, n_events), ROWS_AHEAD):
         total_events += n
+        if tensor is None:
+            break
         if mode == "delta_t":
             if n:
-                last_ts = row * delta_t + int(events["t"][-1])
-            tensor = proc(events, delta_t)
+                last_ts = row * delta_t + last_t
             split = 0 if rows_per_split is None else row // rows_per_split
-            outputs.writer(split).write(tensor[0])
-            row += 1
+            outputs.writer(split).write(tensor)
         else:
-            if n < n_events:
-                break
-            tensor = proc(events, int(events["t"][-1]) + 1)
             # current_time = absolute time of the slice's last event in n_events mode
-            outputs.writer(0).write(tensor[0], last_timestamps=[iterator.current_time - start_ts])
-            row += 1
+            outputs.writer(0).write(tensor, last_timestamps=[current_time - start_ts])
+        row += 1
         report.advance(total_events, row)
     if mode == "delta_t":
         outputs.keep_rows(0 if last_ts is None else last_ts // delta_t + 1)   # up to the last event
@@ -513,8 +531,9 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
     """Write the tensor files of many recordings (:func:`write_to_hdf5` for each).
 
     ``start_ts``: one int or one per path. ``box_labels``: empty or one ``_bbox.npy`` per path.
-    ``n_processes > 1`` with several paths uses that many spawned processes (one per input at a
-    time); a failing or crashing input never stops the others. ``progress(kind, index, payload)``:
+    ``n_processes > 1`` with several paths uses that many worker processes, each taking one
+    input after another (:func:`~evstream.utils.parallel.run_parallel`); a failing or crashing
+    input never stops the others. ``progress(kind, index, payload)``:
     ``"start"`` / ``"advance"`` as in :func:`write_to_hdf5`, then ``"done"`` (a
     :class:`WriteResult`) or ``"failed"`` (a message), per input ``index``. Returns one
     :class:`WriteResult` per path, in order; with ``raise_on_error`` (default), raises an

@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import h5py
@@ -40,6 +39,7 @@ import numpy as np
 from evstream.errors import EvstreamError, MissingFileError, RvtRuleError
 from evstream.rvt.config import RvtDataset, dataset_preset, representation_name
 from evstream.rvt.sequence import SPLITS, RecordingSequence, SequenceFiles, find_sequences
+from evstream.utils.parallel import run_parallel
 from evstream.utils.run_ahead import run_ahead
 
 #: Frames computed ahead of the h5 write, in a background thread (the numba kernels and the
@@ -152,10 +152,12 @@ def write_sequence(files: SequenceFiles, out_dir: str, dataset: str | RvtDataset
                           time.perf_counter() - t0, outputs=outputs)
 
 
-def _run_one(args) -> SequenceResult:
-    files, out_dir, dataset, mode, options = args
+def _run_one(job: dict, report) -> SequenceResult:
+    """A :func:`~evstream.utils.parallel.run_parallel` job: one sequence (``job["path"]`` is its
+    event file, for messages)."""
+    files = job["files"]
     try:
-        return write_sequence(files, out_dir, dataset, mode, **options)
+        return write_sequence(files, job["out_dir"], job["dataset"], job["mode"], **job["options"])
     except (EvstreamError, OSError) as exc:
         return SequenceResult(files.name, files.split, "failed", error=str(exc))
 
@@ -164,8 +166,10 @@ def precompute_rvt(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
                    dataset: str | RvtDataset = "gen1", mode: str = "duration", jobs: int = 1,
                    progress=None, **sequence_options) -> list[SequenceResult]:
     """RVT's layout for every sequence of ``input_dir/{train,val,test}``, ``jobs`` sequences
-    at a time (one process each; 1: in this process). ``progress(result)`` is called as each
-    sequence finishes. A failed sequence is reported in its result; the others complete."""
+    at a time (in that many worker processes of :func:`~evstream.utils.parallel.run_parallel`;
+    1: in this process). ``progress(result)`` is called as each sequence finishes. A failed
+    sequence (an error, or a worker process that died) is reported in its result; the others
+    complete."""
     input_dir, out_dir = os.fspath(input_dir), os.fspath(out_dir)
     if not os.path.isdir(input_dir):
         raise MissingFileError("no such input folder", input_dir)
@@ -175,19 +179,17 @@ def precompute_rvt(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
     results = [SequenceResult(os.path.basename(box), os.path.basename(os.path.dirname(box)),
                               "failed", error=f"{box}: {problem}") for box, problem in problems]
-    jobs_args = [(s, out_dir, dataset, mode, sequence_options) for s in sequences]
-    if jobs <= 1:
-        for a in jobs_args:
-            results.append(_run_one(a))
-            if progress is not None:
-                progress(results[-1])
-        return results
-    import multiprocessing
-    with ProcessPoolExecutor(max_workers=jobs,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, a) for a in jobs_args]
-        for future in as_completed(futures):
-            results.append(future.result())
-            if progress is not None:
-                progress(results[-1])
+
+    def on_event(kind, index, payload) -> None:
+        if kind not in ("done", "failed"):
+            return
+        files = sequences[index]
+        results.append(payload if kind == "done" else
+                       SequenceResult(files.name, files.split, "failed", error=str(payload)))
+        if progress is not None:
+            progress(results[-1])
+
+    run_parallel(_run_one, [dict(path=s.events, files=s, out_dir=out_dir, dataset=dataset,
+                                 mode=mode, options=sequence_options) for s in sequences],
+                 int(jobs), on_event)
     return results

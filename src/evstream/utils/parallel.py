@@ -1,18 +1,34 @@
 """A process pool for independent jobs: :func:`run_parallel` runs a picklable function over a list
-of jobs in spawned processes, reports their progress in the calling process, and survives a
+of jobs in worker processes, reports their progress in the calling process, and survives a
 worker that crashes (its job fails, the others go on). Used by
-:func:`~evstream.preprocessing.hdf5.generate_hdf5`."""
+:func:`~evstream.preprocessing.hdf5.generate_hdf5` and :func:`~evstream.rvt.layout_writer.precompute_rvt`.
+
+Each worker is a fresh interpreter (``sys.executable``) that imports only this module and the
+job function's module; it takes one job after another over a pipe of its own, so a run of many
+inputs starts ``n_processes`` interpreters, not one per input. Unlike ``multiprocessing``'s
+``spawn``, a worker does not import the caller's ``__main__`` script again (a training script's
+``import torch`` alone costs a second per process).
+"""
 
 from __future__ import annotations
 
-import multiprocessing
-import queue as queue_module
-import time
+import os
+import signal
+import subprocess
+import sys
 import traceback
 from collections import deque
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection, wait
 from typing import Callable
 
-from evstream.errors import EvstreamError
+from evstream.errors import ArgumentError, EvstreamError
+
+#: seconds a worker gets to exit after its last job, or after the run was interrupted
+EXIT_WAIT_S = 5.0
+#: the folder holding the ``evstream`` package, put first on a worker's ``sys.path`` so that
+#: it imports the same evstream as the caller
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run_job(func, job, report):
@@ -24,77 +40,127 @@ def _run_job(func, job, report):
         return "error", str(exc) if where is None else f"{where}: {exc}"
     except Exception as exc:                      # a bug or an OS error: keep the traceback tail
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return "error", f"{job.get('path', '?') if isinstance(job, dict) else '?'}: {tb}"
+        return "error", f"{_job_path(job)}: {tb}"
 
 
-def _process_main(func, index, job, messages) -> None:
-    def report(kind, payload):
-        messages.put((kind, index, payload))
-    status, value = _run_job(func, job, report)
-    messages.put(("done" if status == "ok" else "failed", index, value))
+def _worker_main(jobs_fd: int, messages_fd: int) -> None:
+    """A worker's loop: receive the caller's ``sys.path``, then the function, then
+    ``(index, job)`` items until ``None``; send ``(kind, index, payload)`` messages back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the caller handles Ctrl-C and stops us
+    jobs, messages = Connection(jobs_fd, writable=False), Connection(messages_fd, readable=False)
+    sys.path[:] = jobs.recv()
+    try:
+        func = jobs.recv()
+    except Exception as exc:                      # its module does not import here
+        func, load_error = None, f"cannot load the job function in a worker: {exc!r}"
+    while (item := jobs.recv()) is not None:
+        index, job = item
+        if func is None:
+            status, value = "error", f"{_job_path(job)}: {load_error}"
+        else:
+            status, value = _run_job(func, job,
+                                     lambda kind, payload: messages.send((kind, index, payload)))
+        try:
+            messages.send(("done" if status == "ok" else "failed", index, value))
+        except Exception as exc:                  # a result that cannot be pickled
+            messages.send(("failed", index, f"{_job_path(job)}: result not sendable: {exc}"))
+
+
+class _Worker:
+    """One worker process, its two pipe ends and the index of the job it runs (None: idle)."""
+
+    def __init__(self, func) -> None:
+        jobs_read, self.jobs = Pipe(duplex=False)
+        self.messages, messages_write = Pipe(duplex=False)
+        code = (f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+                f"from evstream.utils.parallel import _worker_main; "
+                f"_worker_main({jobs_read.fileno()}, {messages_write.fileno()})")
+        try:
+            self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                            pass_fds=(jobs_read.fileno(), messages_write.fileno()))
+        finally:
+            jobs_read.close()
+            messages_write.close()
+        self.job: int | None = None
+        self.jobs.send(list(sys.path))
+        self.jobs.send(func)
+
+    def start(self, index: int, job) -> None:
+        self.job = index
+        self.jobs.send((index, job))
+
+    def stop(self) -> None:
+        """Ask the worker to exit after its job; a worker that already died is left to reap."""
+        try:
+            self.jobs.send(None)
+        except OSError:
+            pass
+
+    def reap(self, terminate: bool) -> int | None:
+        """Wait for the process to exit (terminating it first with ``terminate``); close the pipes."""
+        if terminate and self.process.poll() is None:
+            self.process.terminate()
+        try:
+            code = self.process.wait(EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.jobs.close()
+        self.messages.close()
+        return code
 
 
 def run_parallel(func, jobs: list, n_processes: int, on_event: Callable) -> None:
-    """Run ``func(job, report)`` for every job, in up to ``n_processes`` spawned processes.
+    """Run ``func(job, report)`` for every job, in up to ``n_processes`` worker processes.
 
     ``on_event(kind, index, payload)`` is called in this process, in order per job, for every
     ``report(kind, payload)`` of a job, then once with ``("done", index, result)`` or
     ``("failed", index, message)``. A process that dies without a result (crash, ``os._exit``,
-    killed) makes its job ``"failed"``; the other jobs go on. ``func`` must be picklable (a
-    module-level function). With ``n_processes <= 1`` the jobs run here, one after the other.
+    killed) makes its job ``"failed"`` and is replaced; the other jobs go on. ``func`` must be a
+    module-level function of an importable module (not of the ``__main__`` script), and jobs,
+    reports and results picklable. With ``n_processes <= 1`` the jobs run here, one after the other.
     """
     if n_processes <= 1 or len(jobs) <= 1:
         for index, job in enumerate(jobs):
             status, value = _run_job(func, job, lambda kind, payload, i=index: on_event(kind, i, payload))
             on_event("done" if status == "ok" else "failed", index, value)
         return
-    ctx = multiprocessing.get_context("spawn")
-    messages = ctx.Queue()
-    pending = deque(range(len(jobs)))
-    running: dict[int, multiprocessing.process.BaseProcess] = {}
-    exited_at: dict[int, float] = {}
-    finished: set[int] = set()
-
-    def handle(message) -> None:
-        kind, index, payload = message
-        if index in finished:
-            return
-        if kind in ("done", "failed"):
-            finished.add(index)
-        on_event(kind, index, payload)
-
+    if getattr(func, "__module__", None) == "__main__":
+        raise ArgumentError(f"run_parallel: {func.__qualname__} is defined in the __main__ script; "
+                            "worker processes need a function of an importable module")
+    pending = deque(enumerate(jobs))
+    workers: list[_Worker] = []
+    interrupted = True
     try:
-        while pending or running:
-            while pending and len(running) < n_processes:
-                index = pending.popleft()
-                process = ctx.Process(target=_process_main, args=(func, index, jobs[index], messages),
-                                      daemon=True)
-                process.start()
-                running[index] = process
-            try:
-                handle(messages.get(timeout=0.1))
-                while True:
-                    handle(messages.get_nowait())
-            except queue_module.Empty:
-                pass
-            now = time.monotonic()
-            for index, process in list(running.items()):
-                if index in finished:
-                    process.join()
-                    del running[index]
-                elif not process.is_alive():
-                    # its last messages may still be in the pipe: wait a little for them
-                    if now - exited_at.setdefault(index, now) > 2.0:
-                        finished.add(index)
-                        del running[index]
-                        on_event("failed", index, f"{_job_path(jobs[index])}: worker process died "
-                                 f"(exit code {process.exitcode}) without a result")
+        for _ in range(min(n_processes, len(jobs))):
+            workers.append(_Worker(func))
+            workers[-1].start(*pending.popleft())
+        while any(w.job is not None for w in workers):
+            busy = {w.messages: w for w in workers if w.job is not None}
+            for conn in wait(list(busy)):
+                worker = busy[conn]
+                try:
+                    kind, index, payload = conn.recv()
+                except EOFError:              # died: every message it sent has been read
+                    workers.remove(worker)
+                    code = worker.reap(terminate=False)
+                    on_event("failed", worker.job, f"{_job_path(jobs[worker.job])}: worker process "
+                             f"died (exit code {code}) without a result")
+                    if pending:
+                        workers.append(_Worker(func))
+                        workers[-1].start(*pending.popleft())
+                    continue
+                on_event(kind, index, payload)
+                if kind in ("done", "failed"):
+                    worker.job = None
+                    if pending:
+                        worker.start(*pending.popleft())
+                    else:
+                        worker.stop()
+        interrupted = False
     finally:
-        for process in running.values():
-            process.terminate()
-        for process in running.values():
-            process.join(5)
-        messages.close()
+        for worker in workers:
+            worker.reap(terminate=interrupted)
 
 
 def _job_path(job) -> str:
