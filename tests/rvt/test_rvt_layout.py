@@ -12,7 +12,7 @@ from evstream.errors import MissingFileError, RvtRuleError
 from evstream.rvt.config import GEN1, GEN4
 from evstream.rvt.labels import frame_labels
 from evstream.rvt.layout_reader import LayoutSequence, layout_sequences
-from evstream.rvt.layout_writer import precompute_rvt
+from evstream.rvt.layout_writer import precompute_rvt, write_sequence
 from evstream.rvt.sequence import RecordingSequence, find_sequences, recording_sequences
 from evstream.rvt.windows import plan_sequence
 from rvt_data import boxes, make_gen1_dataset, make_gen4_dataset, write_dat, random_events
@@ -226,3 +226,12 @@ def test_an_error_while_computing_frames_fails_the_sequence_and_leaves_no_h5(tmp
     assert result.status == "failed" and "polarity 3" in result.error and "q_td.h5" in result.error
     rep = tmp_path / "out" / "train" / "q" / "event_representations_v2" / REP
     assert sorted(os.listdir(rep)) == ["objframe_idx_2_repr_idx.npy", "timestamps_us.npy"]
+
+
+def test_write_sequence_reports_each_frame_it_writes(tmp_path):
+    make_gen1_dataset(tmp_path / "in")
+    sequences, _ = find_sequences(tmp_path / "in", "gen1")
+    counts = []
+    result = write_sequence(sequences[0], str(tmp_path / "out"), "gen1", progress=counts.append)
+    assert result.status == "written" and result.windows > 1
+    assert counts == list(range(1, result.windows + 1))

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import types
 
 import pytest
@@ -17,6 +18,8 @@ def pid_job(job, report):
     """Reports three steps, then returns this process's id; job "crash" dies hard first."""
     if job == "crash":
         os._exit(3)
+    if job == "freeze":
+        time.sleep(3600)
     for step in range(3):
         report("advance", step)
     return os.getpid()
@@ -48,6 +51,34 @@ def test_a_worker_that_dies_fails_its_job_and_is_replaced():
     assert [final[i][0] for i in range(5)] == ["failed"] * 2 + ["done"] * 3
     assert all("worker process died (exit code 3)" in final[i][1] for i in (0, 1))
     assert len({final[i][1] for i in range(2, 5)}) <= 2     # the replacements take every job
+
+
+def test_a_worker_that_sends_nothing_for_the_silence_timeout_is_stopped_and_replaced():
+    events = []
+    t0 = time.monotonic()
+    run_parallel(pid_job, ["freeze", "a", "b", "freeze", "c"], 2,
+                 lambda kind, index, payload: events.append((kind, index, payload)),
+                 silence_timeout_s=1.5)
+    assert time.monotonic() - t0 < 60
+    final = _final(events)
+    assert [final[i][0] for i in range(5)] == ["failed", "done", "done", "failed", "done"]
+    for i in (0, 3):
+        assert final[i][1] == "?: worker process sent nothing for 1.5 s (frozen?) and was stopped"
+
+
+def test_reports_keep_a_slow_worker_alive():
+    events = []
+    run_parallel(slow_job, [2.5, 2.5], 2, lambda kind, index, payload: events.append(kind),
+                 silence_timeout_s=1.5)              # longer than a worker's start
+    assert events.count("done") == 2 and "failed" not in events
+
+
+def slow_job(seconds, report):
+    """Runs ``seconds`` with a report every tenth of it."""
+    for _ in range(10):
+        time.sleep(seconds / 10)
+        report("advance", None)
+    return seconds
 
 
 def test_workers_do_not_import_the_callers_main_script(tmp_path):

@@ -80,6 +80,10 @@ from evstream.utils.run_ahead import run_ahead
 
 #: Seconds between two progress reports of one input.
 PROGRESS_PERIOD_S = 0.2
+#: seconds a worker of ``generate_hdf5(n_processes > 1)`` may run an input without a progress
+#: report (rows come every PROGRESS_PERIOD_S) before it is taken for frozen, stopped, and the
+#: input failed
+WORKER_SILENCE_S = 600.0
 #: Default limit on the rows (time bins) one recording may produce in delta_t mode: 2^20 rows
 #: (14.6 h at 50 ms). A recording whose events span more (a time base that loops or jumps)
 #: is refused before any row is computed; pass ``max_rows`` to allow more.
@@ -533,7 +537,8 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
     ``start_ts``: one int or one per path. ``box_labels``: empty or one ``_bbox.npy`` per path.
     ``n_processes > 1`` with several paths uses that many worker processes, each taking one
     input after another (:func:`~evstream.utils.parallel.run_parallel`); a failing or crashing
-    input never stops the others. ``progress(kind, index, payload)``:
+    input never stops the others, and a worker that reports nothing for
+    :data:`WORKER_SILENCE_S` seconds is stopped and its input failed. ``progress(kind, index, payload)``:
     ``"start"`` / ``"advance"`` as in :func:`write_to_hdf5`, then ``"done"`` (a
     :class:`WriteResult`) or ``"failed"`` (a message), per input ``index``. Returns one
     :class:`WriteResult` per path, in order; with ``raise_on_error`` (default), raises an
@@ -565,7 +570,7 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
         if progress is not None:
             progress(kind, index, payload)
 
-    run_parallel(_write_job, jobs, int(n_processes), on_event)
+    run_parallel(_write_job, jobs, int(n_processes), on_event, silence_timeout_s=WORKER_SILENCE_S)
     failures = [r for r in results if r.status == "failed"]
     if failures and raise_on_error:
         raise EvstreamError(f"{len(failures)} of {len(paths)} input(s) failed: "

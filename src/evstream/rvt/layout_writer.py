@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import h5py
 import hdf5plugin
@@ -46,6 +47,9 @@ from evstream.utils.run_ahead import run_ahead
 #: reads release the GIL, so the frames of a sequence are computed while the previous ones are
 #: compressed and written).
 FRAMES_AHEAD = 2
+#: seconds a worker of ``precompute_rvt(jobs > 1)`` may run a sequence without writing a frame
+#: before it is taken for frozen, stopped, and the sequence failed
+WORKER_SILENCE_S = 600.0
 #: RVT's h5 filter: Blosc zstd, clevel 1, byte shuffle (filter 32001, opts (0,0,0,0,1,1,5)).
 BLOSC_ZSTD_1 = hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.SHUFFLE)
 
@@ -91,8 +95,10 @@ def _write_or_check_labels(path: str, labels: np.ndarray, label_index: np.ndarra
     _save_atomic(path, lambda p: np.savez(p, labels=labels, objframe_idx_2_label_idx=label_index))
 
 
-def write_frames_h5(path: str, frames_iter, frame_shape: tuple[int, int, int]) -> int:
-    """Write the frames of ``frames_iter`` as RVT's h5 (module docstring); returns N."""
+def write_frames_h5(path: str, frames_iter, frame_shape: tuple[int, int, int],
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Write the frames of ``frames_iter`` as RVT's h5 (module docstring); returns N.
+    ``progress(frames written)`` is called after each frame."""
     n = 0
     with h5py.File(path, "w") as f:
         data = f.create_dataset("data", shape=(1,) + frame_shape, maxshape=(None,) + frame_shape,
@@ -102,12 +108,16 @@ def write_frames_h5(path: str, frames_iter, frame_shape: tuple[int, int, int]) -
                 data.resize(n + 1, axis=0)
             data[n] = frame
             n += 1
+            if progress is not None:
+                progress(n)
     return n
 
 
 def write_sequence(files: SequenceFiles, out_dir: str, dataset: str | RvtDataset,
-                   mode: str = "duration", **sequence_options) -> SequenceResult:
-    """Write one sequence's folder under ``out_dir/<split>/<name>`` (module docstring)."""
+                   mode: str = "duration", *, progress: Callable[[int], None] | None = None,
+                   **sequence_options) -> SequenceResult:
+    """Write one sequence's folder under ``out_dir/<split>/<name>`` (module docstring);
+    ``progress(frames written)`` is called after each frame of its h5."""
     t0 = time.perf_counter()
     dataset = dataset_preset(dataset)
     seq_dir = os.path.join(out_dir, files.split, files.name)
@@ -139,7 +149,7 @@ def write_sequence(files: SequenceFiles, out_dir: str, dataset: str | RvtDataset
     try:
         ring = np.empty((FRAMES_AHEAD + 2,) + seq.frame_shape, np.uint8)
         n = write_frames_h5(partial, run_ahead(seq.iter_frames(out=ring), FRAMES_AHEAD),
-                            seq.frame_shape)
+                            seq.frame_shape, progress)
         events = seq.events.count
     except BaseException:
         if os.path.exists(partial):        # a failed sequence leaves no partial h5
@@ -154,10 +164,11 @@ def write_sequence(files: SequenceFiles, out_dir: str, dataset: str | RvtDataset
 
 def _run_one(job: dict, report) -> SequenceResult:
     """A :func:`~evstream.utils.parallel.run_parallel` job: one sequence (``job["path"]`` is its
-    event file, for messages)."""
+    event file, for messages), reporting ``("frames", frames written)``."""
     files = job["files"]
     try:
-        return write_sequence(files, job["out_dir"], job["dataset"], job["mode"], **job["options"])
+        return write_sequence(files, job["out_dir"], job["dataset"], job["mode"],
+                              progress=lambda n: report("frames", n), **job["options"])
     except (EvstreamError, OSError) as exc:
         return SequenceResult(files.name, files.split, "failed", error=str(exc))
 
@@ -168,7 +179,8 @@ def precompute_rvt(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """RVT's layout for every sequence of ``input_dir/{train,val,test}``, ``jobs`` sequences
     at a time (in that many worker processes of :func:`~evstream.utils.parallel.run_parallel`;
     1: in this process). ``progress(result)`` is called as each sequence finishes. A failed
-    sequence (an error, or a worker process that died) is reported in its result; the others
+    sequence (an error, a worker process that died, or one that wrote no frame for
+    :data:`WORKER_SILENCE_S` seconds and was stopped) is reported in its result; the others
     complete."""
     input_dir, out_dir = os.fspath(input_dir), os.fspath(out_dir)
     if not os.path.isdir(input_dir):
@@ -191,5 +203,5 @@ def precompute_rvt(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     run_parallel(_run_one, [dict(path=s.events, files=s, out_dir=out_dir, dataset=dataset,
                                  mode=mode, options=sequence_options) for s in sequences],
-                 int(jobs), on_event)
+                 int(jobs), on_event, silence_timeout_s=WORKER_SILENCE_S)
     return results

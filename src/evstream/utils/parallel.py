@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections import deque
 from multiprocessing import Pipe
@@ -82,11 +83,13 @@ class _Worker:
             jobs_read.close()
             messages_write.close()
         self.job: int | None = None
+        self.heard = time.monotonic()    # when it last sent a message, or was given its job
         self.jobs.send(list(sys.path))
         self.jobs.send(func)
 
     def start(self, index: int, job) -> None:
         self.job = index
+        self.heard = time.monotonic()
         self.jobs.send((index, job))
 
     def stop(self) -> None:
@@ -110,15 +113,18 @@ class _Worker:
         return code
 
 
-def run_parallel(func, jobs: list, n_processes: int, on_event: Callable) -> None:
+def run_parallel(func, jobs: list, n_processes: int, on_event: Callable, *,
+                 silence_timeout_s: float | None = None) -> None:
     """Run ``func(job, report)`` for every job, in up to ``n_processes`` worker processes.
 
     ``on_event(kind, index, payload)`` is called in this process, in order per job, for every
     ``report(kind, payload)`` of a job, then once with ``("done", index, result)`` or
     ``("failed", index, message)``. A process that dies without a result (crash, ``os._exit``,
-    killed) makes its job ``"failed"`` and is replaced; the other jobs go on. ``func`` must be a
-    module-level function of an importable module (not of the ``__main__`` script), and jobs,
-    reports and results picklable. With ``n_processes <= 1`` the jobs run here, one after the other.
+    killed), or that sends nothing for ``silence_timeout_s`` seconds while it runs a job (None:
+    no limit) and is then stopped, makes its job ``"failed"`` and is replaced; the other jobs go
+    on. ``func`` must be a module-level function of an importable module (not of the
+    ``__main__`` script), and jobs, reports and results picklable. With ``n_processes <= 1`` the
+    jobs run here, one after the other (and no time limit applies).
     """
     if n_processes <= 1 or len(jobs) <= 1:
         for index, job in enumerate(jobs):
@@ -130,6 +136,17 @@ def run_parallel(func, jobs: list, n_processes: int, on_event: Callable) -> None
                             "worker processes need a function of an importable module")
     pending = deque(enumerate(jobs))
     workers: list[_Worker] = []
+
+    def lose(worker: _Worker, why: str, terminate: bool) -> None:
+        """Fail the worker's job, reap it, and start a replacement for the pending jobs."""
+        workers.remove(worker)
+        code = worker.reap(terminate)
+        on_event("failed", worker.job, f"{_job_path(jobs[worker.job])}: worker process "
+                 + (why if terminate else f"died (exit code {code}) without a result"))
+        if pending:
+            workers.append(_Worker(func))
+            workers[-1].start(*pending.popleft())
+
     interrupted = True
     try:
         for _ in range(min(n_processes, len(jobs))):
@@ -137,19 +154,16 @@ def run_parallel(func, jobs: list, n_processes: int, on_event: Callable) -> None
             workers[-1].start(*pending.popleft())
         while any(w.job is not None for w in workers):
             busy = {w.messages: w for w in workers if w.job is not None}
-            for conn in wait(list(busy)):
+            timeout = None if silence_timeout_s is None else max(
+                0.0, min(w.heard for w in busy.values()) + silence_timeout_s - time.monotonic())
+            for conn in wait(list(busy), timeout):
                 worker = busy[conn]
                 try:
                     kind, index, payload = conn.recv()
                 except EOFError:              # died: every message it sent has been read
-                    workers.remove(worker)
-                    code = worker.reap(terminate=False)
-                    on_event("failed", worker.job, f"{_job_path(jobs[worker.job])}: worker process "
-                             f"died (exit code {code}) without a result")
-                    if pending:
-                        workers.append(_Worker(func))
-                        workers[-1].start(*pending.popleft())
+                    lose(worker, "", terminate=False)
                     continue
+                worker.heard = time.monotonic()
                 on_event(kind, index, payload)
                 if kind in ("done", "failed"):
                     worker.job = None
@@ -157,6 +171,12 @@ def run_parallel(func, jobs: list, n_processes: int, on_event: Callable) -> None
                         worker.start(*pending.popleft())
                     else:
                         worker.stop()
+            if silence_timeout_s is not None:
+                now = time.monotonic()
+                for worker in [w for w in busy.values() if w in workers and w.job is not None
+                               and now - w.heard >= silence_timeout_s]:
+                    lose(worker, f"sent nothing for {silence_timeout_s:g} s (frozen?) and was "
+                         "stopped", terminate=True)
         interrupted = False
     finally:
         for worker in workers:
