@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import h5py
+import numpy as np
+import pytest
 from sample_oracle import SHIFTED_SPAN, sample
 
 from evstream.cli import main
+from evstream.io import EventCD, RawWriter
 
 
 def test_precompute_samples_with_a_failure(tmp_path, capsys):
@@ -49,3 +57,37 @@ def test_precompute_parallel_n_events_uint8(tmp_path, capsys):
     assert main(["precompute", inputs[0], "-o", str(out), "--preprocess", "diff",
                  "--store-as-uint8", "--no-progress"]) == 2
     assert "store_as_uint8" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_parallel_precompute_with_a_line_and_no_partial_files(tmp_path):
+    """SIGINT to the command's process group (a terminal's Ctrl-C) while two workers write:
+    exit 130, one line and no traceback, no worker left, no partial file left."""
+    rng = np.random.default_rng(0)
+    inputs = []
+    for i in range(2):
+        n = 3_000_000
+        ev = np.zeros(n, EventCD)
+        ev["x"], ev["y"] = rng.integers(0, 640, n), rng.integers(0, 480, n)
+        ev["p"], ev["t"] = rng.integers(0, 2, n), np.sort(rng.integers(0, 3_000_000, n))
+        inputs.append(tmp_path / f"rec{i}.raw")
+        with RawWriter(inputs[-1], height=480, width=640) as w:
+            w.write(ev)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evstream", "precompute", *map(str, inputs), "-o", str(out),
+         "--preprocess", "histo", "--delta-t", "10000", "--compression", "gzip", "-j", "2",
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: (os.setsid(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and len([p for p in out.iterdir() if ".partial-" in p.name]) == 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "evstream: interrupted"
+    assert "Traceback" not in stderr
+    assert os.listdir(out) == []
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)             # nothing of the group is left

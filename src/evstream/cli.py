@@ -583,9 +583,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+INTERRUPTED_EXIT = 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:             # Ctrl-C: a line, not a traceback
+        print("evstream: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -44,27 +44,37 @@ def _run_job(func, job, report):
         return "error", f"{_job_path(job)}: {tb}"
 
 
+def _stop(signum, frame) -> None:
+    """SIGTERM in a worker (the caller stops it): raise KeyboardInterrupt in the job, so that
+    it removes its partial outputs as it does for Ctrl-C."""
+    raise KeyboardInterrupt
+
+
 def _worker_main(jobs_fd: int, messages_fd: int) -> None:
     """A worker's loop: receive the caller's ``sys.path``, then the function, then
     ``(index, job)`` items until ``None``; send ``(kind, index, payload)`` messages back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the caller handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, _stop)
     jobs, messages = Connection(jobs_fd, writable=False), Connection(messages_fd, readable=False)
     sys.path[:] = jobs.recv()
     try:
         func = jobs.recv()
     except Exception as exc:                      # its module does not import here
         func, load_error = None, f"cannot load the job function in a worker: {exc!r}"
-    while (item := jobs.recv()) is not None:
-        index, job = item
-        if func is None:
-            status, value = "error", f"{_job_path(job)}: {load_error}"
-        else:
-            status, value = _run_job(func, job,
-                                     lambda kind, payload: messages.send((kind, index, payload)))
-        try:
-            messages.send(("done" if status == "ok" else "failed", index, value))
-        except Exception as exc:                  # a result that cannot be pickled
-            messages.send(("failed", index, f"{_job_path(job)}: result not sendable: {exc}"))
+    try:
+        while (item := jobs.recv()) is not None:
+            index, job = item
+            if func is None:
+                status, value = "error", f"{_job_path(job)}: {load_error}"
+            else:
+                status, value = _run_job(func, job,
+                                         lambda kind, payload: messages.send((kind, index, payload)))
+            try:
+                messages.send(("done" if status == "ok" else "failed", index, value))
+            except Exception as exc:              # a result that cannot be pickled
+                messages.send(("failed", index, f"{_job_path(job)}: result not sendable: {exc}"))
+    except KeyboardInterrupt:                     # stopped: the job has cleaned up
+        pass
 
 
 class _Worker:
