@@ -118,3 +118,11 @@ def test_a_function_of_the_main_script_is_refused():
     with pytest.raises(ArgumentError, match="__main__"):
         run_parallel(job, [1, 2], 2, lambda *a: None)
     run_parallel(job, [1, 2], 1, lambda *a: None)          # in this process it is fine
+
+
+def test_without_posix_the_jobs_run_here_with_a_warning(monkeypatch):
+    monkeypatch.setattr(os, "name", "nt")
+    events = []
+    with pytest.warns(UserWarning, match="need a POSIX system"):
+        run_parallel(pid_job, ["a", "b"], 2, lambda kind, index, payload: events.append((kind, payload)))
+    assert [p for k, p in events if k == "done"] == [os.getpid()] * 2

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections import deque
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
@@ -134,8 +135,13 @@ def run_parallel(func, jobs: list, n_processes: int, on_event: Callable, *,
     no limit) and is then stopped, makes its job ``"failed"`` and is replaced; the other jobs go
     on. ``func`` must be a module-level function of an importable module (not of the
     ``__main__`` script), and jobs, reports and results picklable. With ``n_processes <= 1`` the
-    jobs run here, one after the other (and no time limit applies).
+    jobs run here, one after the other (and no time limit applies), as they do where the
+    workers' pipes cannot be handed over (not POSIX), with a warning.
     """
+    if n_processes > 1 and len(jobs) > 1 and os.name != "posix":
+        warnings.warn(f"run_parallel: worker processes need a POSIX system (this is {os.name!r}); "
+                      f"the {len(jobs)} jobs run in this process, one after the other", stacklevel=2)
+        n_processes = 1
     if n_processes <= 1 or len(jobs) <= 1:
         for index, job in enumerate(jobs):
             status, value = _run_job(func, job, lambda kind, payload, i=index: on_event(kind, i, payload))
