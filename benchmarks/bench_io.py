@@ -11,6 +11,9 @@ page cache, then:
 * peak RSS of a fresh process that streams the EVT 3.0 file in 50 ms windows;
 * baselines measured in the same run: a vectorised numpy DAT decoder and a plain copy of the
   decoded events (the memory-bound ceiling of producing 16-byte EventCD records);
+* count reads of the RAW files, ``load_events(path, ev_count=N)`` for N = 1 M and half the
+  file, on one thread and on one per CPU (``RawReader.read_first``), interleaved, best of 3,
+  each call with no seek index in memory (a file not read before);
 * the real recordings of shared/samples decoded whole, repeatedly.
 
 Whole-file reads of RAW decode on one thread per CPU (``evstream.io.raw_parallel``; the file's
@@ -36,6 +39,7 @@ from synthetic_stream import synthetic_events  # noqa: E402
 
 from evstream.io import (DatWriter, EventCD, EventExtTrigger, EventsIterator,  # noqa: E402
                          RawReader, RawWriter, load_events)
+from evstream.io import raw_parallel  # noqa: E402
 from evstream.io.raw import COMPLETE_INDEXES  # noqa: E402
 
 #: benchmark streams: name -> (file name, writer format, EVT 2.1 layout, triggers every N events)
@@ -91,6 +95,28 @@ def baseline_rss_mb() -> float:
     return float(out.stdout.split()[-1])
 
 
+def count_read_rows(paths: dict, n_events: int, rounds: int = 3) -> list[tuple]:
+    """(format, N, one-thread Mev/s, threaded Mev/s) of ``load_events(path, ev_count=N)``."""
+    def count_read(path: Path, n: int, threads: int | None) -> int:
+        COMPLETE_INDEXES.clear()
+        raw_parallel.READ_ALL_THREADS = threads
+        try:
+            return len(load_events(path, ev_count=n))
+        finally:
+            raw_parallel.READ_ALL_THREADS = None
+    rows = []
+    for fmt in ("evt3", "evt2", "evt21"):
+        for n in (1_000_000, n_events // 2):
+            best = {1: 0.0, None: 0.0}
+            for _ in range(rounds + 1):                 # the first round warms up
+                for threads in best:
+                    start = time.perf_counter()
+                    assert count_read(paths[fmt], n, threads) == n
+                    best[threads] = max(best[threads], n / (time.perf_counter() - start) / 1e6)
+            rows.append((fmt, n, best[1], best[None]))
+    return rows
+
+
 def main(n_events: int = 30_000_000) -> None:
     print(f"Generating {n_events:,} synthetic 1280x720 events ...", flush=True)
     events = synthetic_events(n_events)
@@ -137,6 +163,7 @@ def main(n_events: int = 30_000_000) -> None:
             reader.seek_time(int(t))
             reader.load_n_events(1000)
         seek_ms = (time.perf_counter() - start) / len(targets) * 1e3
+        counts = count_read_rows(paths, n_events)
         rss_base = baseline_rss_mb()
         evt3_mb = os.path.getsize(paths["evt3"]) / 2**20
 
@@ -155,6 +182,13 @@ def main(n_events: int = 30_000_000) -> None:
           f"imports evstream.io: {rss_base:.0f} MiB).")
     print(f"Seek index of the EVT 3.0 file built in {index_s:.2f} s (one decode pass, the in-memory index of the reads before cleared); then a random "
           f"seek_time + load_n_events(1000) takes {seek_ms:.2f} ms on average.")
+
+    print(f"\n### Count reads, `load_events(path, ev_count=N)` of the same RAW files, no seek "
+          f"index in memory, best of 3 interleaved\n")
+    print("| format | N | one thread Mev/s | one thread per CPU Mev/s | ratio |")
+    print("|---|---|---|---|---|")
+    for fmt, n, one, many in counts:
+        print(f"| {fmt} | {n:,} | {one:.0f} | {many:.0f} | x{many / one:.2f} |")
 
     print("\n### Real recordings (shared/samples), whole-file decode, best of 5\n")
     print("| file | events | Mev/s |")

@@ -190,6 +190,7 @@ def test_plan_parts_at_checkpoints():
                                              rp.Part(6700, 10_000)]
     assert rp.plan_parts(10_000, 100, 1) == []
     assert rp.plan_parts(1500, 100, 4) == []            # two parts would hold < 1024 words
+    assert rp.plan_parts(3000, 4096, 2) == []           # both parts would start at word 0
 
 
 def test_rebased_moves_counters_and_whole_wraps():
@@ -258,3 +259,120 @@ def test_seek_index_of_a_file_mostly_read_stays_on_one_thread(tmp_path, monkeypa
     r2.load_n_events(5_000)                      # an eighth: all of it on two threads is shorter
     assert not r2._stream.index.complete
     assert r2.event_count() == 40_000 and joins == [40_000]
+
+
+# ---- read_first: the first N events on several threads (load_events(path, ev_count=N)) ------
+def first_events(path, n, threads, monkeypatch, **kwargs):
+    """(read_first(n)'s events, then the reader's first 100 events and index state) of a
+    fresh reader on ``threads`` threads."""
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", threads)
+    raw.COMPLETE_INDEXES.clear()
+    r = RawReader(path, index_interval_words=CHECKPOINT, **kwargs)
+    ev = r.read_first(n)
+    after = (r.current_event_index(), r.current_time, r._stream.index.complete,
+             r.load_n_events(100).tobytes())
+    return ev, after
+
+
+def one_thread_count_read(path, n, **kwargs):
+    raw.COMPLETE_INDEXES.clear()
+    return RawReader(path, index_interval_words=CHECKPOINT, **kwargs).load_n_events(n)
+
+
+def check_first_same(path, monkeypatch, counts, threads=(2, 3)):
+    total = RawReader(path, index_interval_words=CHECKPOINT).event_count()
+    start = one_thread_count_read(path, 100).tobytes()
+    for n in counts(total):
+        want = one_thread_count_read(path, n)
+        assert len(want) == min(n, total)
+        for k in threads:
+            got, after = first_events(path, n, k, monkeypatch)
+            assert got.tobytes() == want.tobytes(), f"{k} threads, {n} events"
+            assert after == (0, 0, False, start)          # as just opened
+
+
+def some_counts(total):
+    return (1, 999, total // 3, total // 2 + 17, total - 1, total, total + 5)
+
+
+@pytest.mark.parametrize("name", ["expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw",
+                                  "faery_evt2.raw"])
+def test_read_first_is_the_one_thread_count_read_on_real_samples(name, samples_dir, monkeypatch,
+                                                                 joins):
+    check_first_same(samples_dir / name, monkeypatch, some_counts)
+    assert joins                        # the larger counts were decoded in joined parts
+
+
+@pytest.mark.parametrize("kind", sorted(RAW_KINDS))
+def test_read_first_on_written_files_with_triggers(kind, tmp_path, monkeypatch):
+    ev = row_run_events(40_000, seed=3)
+    path = write_raw(tmp_path / f"{kind}.raw", ev, kind, triggers=triggers_every(ev, 97))
+    check_first_same(path, monkeypatch, some_counts, threads=(2,))
+
+
+@pytest.mark.parametrize("margin", [0.2, 3.0])
+def test_read_first_with_an_estimate_short_or_long(margin, tmp_path, monkeypatch, joins):
+    """Short: the parts' events fall short and the rest is decoded on one thread; long: more
+    words decoded than needed. Both give the one-thread read."""
+    monkeypatch.setattr(raw, "READ_FIRST_MARGIN", margin)
+    path = write_raw(tmp_path / "a.raw", row_run_events(40_000, seed=5), "evt3")
+    check_first_same(path, monkeypatch, lambda total: (20_000,), threads=(2,))
+    assert (joins[-1] < 20_000) == (margin < 1)     # joins[0]: event_count's index
+
+
+def test_read_first_with_a_complete_index_decodes_to_the_checkpoint_after(tmp_path, monkeypatch,
+                                                                          joins):
+    path = write_raw(tmp_path / "a.raw", row_run_events(40_000, seed=6), "evt3")
+    want = one_thread_count_read(path, 12_345)
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    r = RawReader(path, index_interval_words=CHECKPOINT)
+    r.event_count()                                      # the seek index, complete
+    index = r._stream.index
+    joins.clear()
+    assert r.read_first(12_345).tobytes() == want.tobytes()
+    c = index.last_before_event(12_345) + 1
+    assert joins == [index.events_before[c]]             # exactly the words up to checkpoint c
+    assert index.complete and index.total_events == 40_000
+
+
+def test_read_first_across_time_base_wraps(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    ev = np.zeros(60_000, dtype=EventCD)
+    ev["t"] = np.sort(rng.integers(0, 40_000_000, len(ev)))
+    ev["x"] = rng.integers(0, 320, len(ev))
+    ev["y"] = rng.integers(0, 240, len(ev))
+    path = write_raw(tmp_path / "long.raw", ev, "evt3")
+    check_first_same(path, monkeypatch, lambda total: (55_000,), threads=(2, 4))
+
+
+def test_read_first_counts_and_warns_dropped_events_once(tmp_path, monkeypatch):
+    path = outside_rows(tmp_path, "evt3")
+    with pytest.warns(UserWarning, match="dropping events"):
+        want = one_thread_count_read(path, 20_000)
+    kept = one_thread_count_read(path, 30_000, out_of_bounds="keep")
+    kept = kept[kept["y"] < 200][:20_000]
+    for field in ("x", "y", "p", "t"):                   # the events outside are the ones dropped
+        assert np.array_equal(want[field], kept[field])
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    r = RawReader(path, index_interval_words=CHECKPOINT)
+    with pytest.warns(UserWarning, match="dropping events outside the 320x200") as caught:
+        got = r.read_first(20_000)
+    assert got.tobytes() == want.tobytes() and len(caught) == 1
+    assert r.out_of_bounds_count > 0
+    with pytest.raises(GeometryError, match="outside the 320x200"):
+        RawReader(path, out_of_bounds="raise", index_interval_words=CHECKPOINT).read_first(20_000)
+
+
+def test_load_events_count_reads_use_read_first(samples_dir, monkeypatch):
+    from evstream.io import load_events
+    path = samples_dir / "expelliarmus_evt3_sample.raw"
+    calls = []
+    original = RawReader.read_first
+    monkeypatch.setattr(RawReader, "read_first", lambda self, n: calls.append(n) or original(self, n))
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    got = load_events(path, ev_count=150_000, index_interval_words=CHECKPOINT)
+    assert calls == [150_000]
+    unshifted = one_thread_count_read(path, 150_000, do_time_shifting=False)  # load_events' default
+    assert got.tobytes() == unshifted.tobytes()
+    assert load_events(path, ev_count=10, ev_start=5, index_interval_words=CHECKPOINT).tobytes() == \
+        unshifted[5:15].tobytes() and calls == [150_000]

@@ -69,6 +69,8 @@ def load_events(path: str | os.PathLike, ev_count: int = -1, ev_start: int = 0,
         if ev_count == 0 or reader.is_done():
             return np.empty(0, dtype=reader.dtype)
         if ev_count > 0:
+            if ev_start == 0 and isinstance(reader, RawReader):
+                return reader.read_first(ev_count)     # on several threads
             return reader.load_n_events(ev_count)
         pieces = []
         while not reader.is_done():

@@ -34,11 +34,14 @@ from .evt21 import Evt21Decoder
 from .header import RawHeader, read_raw_header
 from . import raw_parallel
 from .raw_stream import TRIGGER_BUFFER, WORDS_PER_CHECKPOINT, RawDecodeStream, RawIndex
-from .reader import EventReader, OutOfBounds, copy_records
+from .reader import EventReader, OutOfBounds, assign_records, copy_records
 
 DECODERS = {"evt2": Evt2Decoder, "evt21": Evt21Decoder, "evt3": Evt3Decoder}
 RAW_FORMAT_NAMES = {"evt2": "RAW EVT 2.0", "evt21": "RAW EVT 2.1", "evt3": "RAW EVT 3.0"}
 SIZE_SAMPLE_WORDS = 1 << 16
+#: words :meth:`RawReader.read_first` decodes on several threads, against the words its events
+#: per word estimate says it needs, when the seek index is not complete
+READ_FIRST_MARGIN = 1.1
 NO_LIMIT = 1 << 16
 INDEX_VERSION = 1
 #: checkpoints the in-memory complete indexes hold in all (about 130 bytes each: some 128 GB of
@@ -275,6 +278,67 @@ class RawReader(EventReader):
             self._on_dropped(0)
             self._after_complete_pass(stream.decoder.counters)
         return out, n
+
+    def read_first(self, n_events: int) -> np.ndarray:
+        """The file's first ``n_events`` events (fewer in a shorter file), as ``reset()`` then
+        ``load_n_events(n_events)`` return them, decoded on several threads
+        (:mod:`evstream.io.raw_parallel`) over the words that hold them: all of them when the
+        seek index is complete, else as many as the file's events per word (estimated, plus
+        :data:`READ_FIRST_MARGIN`) say; what the estimate missed is decoded after, on one
+        thread. The reader is left as just opened (cursor at the start, seek index unchanged;
+        dropped events are counted and warned about once, as by a read)."""
+        n_events = int(n_events)
+        if n_events < 1:
+            raise ArgumentError(f"read_first needs n_events >= 1, got {n_events}", self.path)
+        stream, threads = self._stream, raw_parallel.read_all_threads()
+        index, cp = stream.index, stream.index.words_per_checkpoint
+        if index.complete:
+            c = index.last_before_event(n_events) + 1      # its events_before exceed n_events
+            words, hint = (c * cp, index.events_before[c]) if c < len(index.states) else \
+                (stream.n_words, index.total_events)
+        else:
+            per_word = self._size_hint() / max(stream.n_words, 1)
+            words = -(-int(n_events / max(per_word, 1e-9) * READ_FIRST_MARGIN) // cp) * cp
+            hint = int(per_word * min(words, stream.n_words))
+        parts = raw_parallel.plan_parts(min(words, stream.n_words), cp, threads)
+        if not parts:
+            self.reset()
+            out = self.load_n_events(n_events)
+        else:
+            out = self._read_first_parts(n_events, parts, hint)
+        self._reset_cursor()
+        self._rewind()
+        self.done = stream.n_words == 0
+        return out
+
+    def _read_first_parts(self, n_events: int, parts: list, hint: int) -> np.ndarray:
+        """:meth:`read_first` on ``parts`` of the words before ``parts[-1].stop``, in a
+        stream of its own, then on one thread up to ``n_events`` events."""
+        prefix = RawDecodeStream(self.path, self.header, parts[-1].stop,
+                                 RawIndex(self._stream.index.words_per_checkpoint),
+                                 self._new_decoder())
+        try:
+            out, n = raw_parallel.decode_parts(prefix, parts, hint, self._new_decoder,
+                                               self.origin, lambda triggers: None)
+            prefix.n_words = self._stream.n_words      # on past the estimate, if it fell short
+            slack = prefix.decoder.max_events_per_word + raw_parallel.TAIL_EVENTS
+            while n < n_events and prefix.word_pos < prefix.n_words:
+                if len(out) < n_events + slack:
+                    grown = np.empty(n_events + slack, dtype=EventCD)
+                    assign_records(grown[:n], out[:n])
+                    out = grown
+                got = prefix.decode_into(out[n:n_events + slack], lambda triggers: None,
+                                         lambda dropped: None, self.origin)
+                if got == 0:
+                    break
+                n += got
+        finally:
+            prefix.close()
+        self._report_out_of_bounds(prefix.decoder.counters["out_of_bounds"]
+                                   - self.out_of_bounds_count, self.header.height,
+                                   self.header.width)
+        n = min(n, n_events)
+        return out[:n] if 2 * n > len(out) else copy_records(out[:n])
 
     def _keep_triggers(self, triggers: np.ndarray) -> None:
         self._trigger_chunks.append(copy_records(triggers))  # times already shifted by the decoder

@@ -82,6 +82,8 @@ def plan_parts(n_words: int, words_per_checkpoint: int, threads: int) -> list[Pa
         return []
     cp = words_per_checkpoint
     starts = sorted({round(n_words * i / k / cp) * cp for i in range(k)})
+    if len(starts) < 2:                  # checkpoints too far apart for two parts
+        return []
     return [Part(a, b) for a, b in zip(starts, starts[1:] + [n_words])]
 
 
