@@ -183,8 +183,8 @@ def main(n_events: int = 30_000_000) -> None:
     print(f"Seek index of the EVT 3.0 file built in {index_s:.2f} s (one decode pass, the in-memory index of the reads before cleared); then a random "
           f"seek_time + load_n_events(1000) takes {seek_ms:.2f} ms on average.")
 
-    print(f"\n### Count reads, `load_events(path, ev_count=N)` of the same RAW files, no seek "
-          f"index in memory, best of 3 interleaved\n")
+    print("\n### Count reads, `load_events(path, ev_count=N)` of the same RAW files, no seek "
+          "index in memory, best of 3 interleaved\n")
     print("| format | N | one thread Mev/s | one thread per CPU Mev/s | ratio |")
     print("|---|---|---|---|---|")
     for fmt, n, one, many in counts:

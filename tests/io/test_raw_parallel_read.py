@@ -376,3 +376,16 @@ def test_load_events_count_reads_use_read_first(samples_dir, monkeypatch):
     assert got.tobytes() == unshifted.tobytes()
     assert load_events(path, ev_count=10, ev_start=5, index_interval_words=CHECKPOINT).tobytes() == \
         unshifted[5:15].tobytes() and calls == [150_000]
+
+
+def test_a_seek_interval_longer_than_the_parts_reads_on_one_thread(tmp_path, monkeypatch):
+    """Checkpoints 4096 words apart in a file of about 3000 words that plan_parts would cut in
+    two: both parts would start at word 0 (this used to start a pool of 0 threads, a ValueError)."""
+    ev = row_run_events(4_000, seed=9)
+    path = write_raw(tmp_path / "a.raw", ev, "evt3")
+    monkeypatch.setattr(rp, "READ_ALL_THREADS", 2)
+    r = RawReader(path, index_interval_words=4096)
+    assert 2048 <= r._stream.n_words < 4096
+    got = r.read_all()
+    assert got.tobytes() == one_thread_count_read(path, 10_000).tobytes()
+    assert r.read_first(3_000).tobytes() == got[:3_000].tobytes()
