@@ -187,3 +187,19 @@ def test_a_burst_at_the_start_does_not_size_a_huge_first_window(tmp_path, monkey
     window = reader.load_delta_t(int(whole["t"][-1]) + 1)
     np.testing.assert_array_equal(window, whole)
     assert sizes[0] <= reader_module._RATE_GUESS_EVENTS + 64
+
+
+@pytest.mark.parametrize("count", [250_000, 10**12])
+def test_a_long_count_read_is_sized_from_the_events_the_file_has_left(recording, copied_events,
+                                                                       count):
+    path, whole = recording
+    reader = RawReader(path, index_interval_words=INTERVAL, max_events=4096)
+    reader.load_n_events(100_000)
+    copied_events[0] = 0
+    got = reader.load_n_events(count)
+    np.testing.assert_array_equal(got, whole[100_000:100_000 + count])
+    # before: the array grew from one buffer past the pending events by doubling, copying what
+    # it held at each step (about the result once)
+    assert copied_events[0] < len(got) // 20
+    held = got if got.base is None else got.base
+    assert len(held) < 2 * len(whole)                # 10**12: sized by the file, not the count

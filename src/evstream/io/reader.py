@@ -275,8 +275,13 @@ class EventReader:
         if n_max is None:
             guess = self._window_guess or self._window_from_rate(t_end)
             size = max(guess, pending + self._buffer_events)
-        else:    # the count, up to one buffer past the pending events (a huge count grows)
-            size = max(min(n_max, pending + self._buffer_events), pending + self._read_ahead)
+        else:    # the count, up to one buffer past the pending events or, for a longer count,
+            # up to the events the file has left (estimated, with the margin that keeps the
+            # growth rule below from firing at its end; a count beyond them grows)
+            ahead = self._buffer_events
+            if n_max > pending + ahead:
+                ahead = max(ahead, _with_margin(self._size_hint() - self._index - pending))
+            size = max(min(n_max, pending + ahead), pending + self._read_ahead)
         out = self._long_windows.at_least(size + _MIN_ROOM, self.dtype)
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
         self._buf_start = self._buf_stop = 0
