@@ -185,6 +185,7 @@ class RawReader(EventReader):
         self._stream = RawDecodeStream(path, self.header, data_bytes // word_size,
                                         index or RawIndex(index_interval_words), decoder)
         self._trigger_chunks: list[np.ndarray] = []
+        self._events_estimate: int | None = None      # see _size_hint
         super().__init__(path, max_events, out_of_bounds)
         self.origin = self._find_time_origin() if self.do_time_shifting else 0
         self._stream.restore(0)
@@ -247,6 +248,12 @@ class RawReader(EventReader):
         index = self._stream.index
         if index.complete:
             return index.total_events
+        if self._events_estimate is None:
+            self._events_estimate = self._estimate_events()
+        return self._events_estimate
+
+    def _estimate_events(self) -> int:
+        """:meth:`_size_hint` before the file is decoded whole (computed once per reader)."""
         n_words = self._stream.n_words
         sample = min(n_words, SIZE_SAMPLE_WORDS)
         if sample == 0:
