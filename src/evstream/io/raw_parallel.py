@@ -1,4 +1,6 @@
-"""Whole-file RAW decoding on several threads (:meth:`evstream.io.raw.RawReader.read_all`).
+"""Whole-file RAW decoding on several threads (:meth:`evstream.io.raw.RawReader.read_all`;
+:meth:`~evstream.io.raw.RawReader.read_first` decodes the words of the first events the same
+way).
 
 The file's words are cut into parts at seek-checkpoint boundaries, one per thread. Part 0 is
 decoded on the calling thread from the start of the file. Part k > 0 is decoded on a thread of
