@@ -75,15 +75,11 @@ from evstream.preprocessing.tensor_file import (MODES, TENSOR_DATASET,
                                                 TensorFileAttrs, get_tensor_file_duration,
                                                 open_tensor_file, read_tensor_attrs)
 from evstream.utils.h5_writer import COMPRESSIONS, HDF5Writer, write_error
-from evstream.utils.parallel import run_parallel
+from evstream.utils.parallel import WORKER_SILENCE_S, run_parallel
 from evstream.utils.run_ahead import run_ahead
 
 #: Seconds between two progress reports of one input.
 PROGRESS_PERIOD_S = 0.2
-#: seconds a worker of ``generate_hdf5(n_processes > 1)`` may run an input without a progress
-#: report (rows come every PROGRESS_PERIOD_S) before it is taken for frozen, stopped, and the
-#: input failed
-WORKER_SILENCE_S = 600.0
 #: Default limit on the rows (time bins) one recording may produce in delta_t mode: 2^20 rows
 #: (14.6 h at 50 ms). A recording whose events span more (a time base that loops or jumps)
 #: is refused before any row is computed; pass ``max_rows`` to allow more.
@@ -538,7 +534,8 @@ def generate_hdf5(paths, output_folder, preprocess, delta_t, height=None, width=
     ``n_processes > 1`` with several paths uses that many worker processes, each taking one
     input after another (:func:`~evstream.utils.parallel.run_parallel`); a failing or crashing
     input never stops the others, and a worker that reports nothing for
-    :data:`WORKER_SILENCE_S` seconds is stopped and its input failed. ``progress(kind, index, payload)``:
+    :data:`~evstream.utils.parallel.WORKER_SILENCE_S` seconds (rows report every
+    :data:`PROGRESS_PERIOD_S`) is stopped and its input failed. ``progress(kind, index, payload)``:
     ``"start"`` / ``"advance"`` as in :func:`write_to_hdf5`, then ``"done"`` (a
     :class:`WriteResult`) or ``"failed"`` (a message), per input ``index``. Returns one
     :class:`WriteResult` per path, in order; with ``raise_on_error`` (default), raises an

@@ -40,16 +40,13 @@ import numpy as np
 from evstream.errors import EvstreamError, MissingFileError, RvtRuleError
 from evstream.rvt.config import RvtDataset, dataset_preset, representation_name
 from evstream.rvt.sequence import SPLITS, RecordingSequence, SequenceFiles, find_sequences
-from evstream.utils.parallel import run_parallel
+from evstream.utils.parallel import WORKER_SILENCE_S, run_parallel
 from evstream.utils.run_ahead import run_ahead
 
 #: Frames computed ahead of the h5 write, in a background thread (the numba kernels and the
 #: reads release the GIL, so the frames of a sequence are computed while the previous ones are
 #: compressed and written).
 FRAMES_AHEAD = 2
-#: seconds a worker of ``precompute_rvt(jobs > 1)`` may run a sequence without writing a frame
-#: before it is taken for frozen, stopped, and the sequence failed
-WORKER_SILENCE_S = 600.0
 #: RVT's h5 filter: Blosc zstd, clevel 1, byte shuffle (filter 32001, opts (0,0,0,0,1,1,5)).
 BLOSC_ZSTD_1 = hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.SHUFFLE)
 
@@ -180,8 +177,8 @@ def precompute_rvt(input_dir: str | os.PathLike, out_dir: str | os.PathLike,
     at a time (in that many worker processes of :func:`~evstream.utils.parallel.run_parallel`;
     1: in this process). ``progress(result)`` is called as each sequence finishes. A failed
     sequence (an error, a worker process that died, or one that wrote no frame for
-    :data:`WORKER_SILENCE_S` seconds and was stopped) is reported in its result; the others
-    complete."""
+    :data:`~evstream.utils.parallel.WORKER_SILENCE_S` seconds and was stopped) is reported in
+    its result; the others complete."""
     input_dir, out_dir = os.fspath(input_dir), os.fspath(out_dir)
     if not os.path.isdir(input_dir):
         raise MissingFileError("no such input folder", input_dir)

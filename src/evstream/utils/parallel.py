@@ -28,6 +28,10 @@ from evstream.errors import ArgumentError, EvstreamError
 
 #: seconds a worker gets to exit after its last job, or after the run was interrupted
 EXIT_WAIT_S = 5.0
+#: the ``silence_timeout_s`` of the precompute commands' workers (``generate_hdf5``,
+#: ``precompute_rvt``): seconds without a report (a row or a frame) before a worker is taken for
+#: frozen, stopped, and its input failed
+WORKER_SILENCE_S = 600.0
 #: the folder holding the ``evstream`` package, put first on a worker's ``sys.path`` so that
 #: it imports the same evstream as the caller
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
