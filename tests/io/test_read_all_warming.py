@@ -115,3 +115,26 @@ def test_a_decode_error_stops_the_warmer(recording, recorded, monkeypatch):
         with pytest.raises(OSError, match="disk went away"):
             reader.read_all()
     assert recorded and all(w.closed for w in recorded) and warmer_threads() == 0
+
+
+@pytest.mark.parametrize("estimate", [None, 100_000])
+def test_a_long_count_read_warms_its_array_step_by_step(recording, expected, recorded,
+                                                        monkeypatch, estimate):
+    """A count read of at least _WARM_COUNT_BYTES decodes in read_all's steps behind a warmer;
+    with the file's events underestimated (100 K) its array grows, each one with a warmer."""
+    monkeypatch.setattr(reader_module, "_WARM_COUNT_BYTES", 1 << 20)
+    with open_reader(recording, do_time_shifting=False) as reader:
+        if estimate is not None:
+            monkeypatch.setattr(reader, "_size_hint", lambda: estimate)
+        head = reader.load_n_events(1000)             # 16 KB: no warmer
+        assert recorded == []
+        got = reader.load_n_events(10 * N_EVENTS)     # the rest of the file
+    assert np.array_equal(head, expected[:1000]) and np.array_equal(got, expected[1000:])
+    assert recorded and all(w.closed for w in recorded) and warmer_threads() == 0
+    assert (len(recorded) > 1) == (estimate is not None)
+    step = reader_module._READ_ALL_STEP * got.itemsize
+    for warmer in recorded:
+        assert warmer.progress[0] == 0
+        steps = np.diff(warmer.progress)       # the first also holds the events decoded before
+        assert (steps > 0).all() and steps[0] <= 2 * step and (steps[1:] <= step).all()
+    assert recorded[-1].progress[-1] == (N_EVENTS - 1000) * got.itemsize

@@ -59,6 +59,9 @@ _MIN_ROOM = 64
 #: Events :meth:`EventReader.read_all` decodes per call: its progress, reported to the
 #: :class:`~evstream.utils.page_warmer.PageWarmer` that faults the output's pages in ahead.
 _READ_ALL_STEP = 1 << 20
+#: bytes from which a count read's array is faulted in by a PageWarmer (smaller ones are mostly
+#: recycled arrays, whose pages are already there)
+_WARM_COUNT_BYTES = 64 << 20
 
 #: Events the first decode after opening or a seek may produce; each further decode of the
 #: buffer may produce twice as many as the one before, up to the buffer size. A seek followed
@@ -286,29 +289,44 @@ class EventReader:
         assign_records(out[:pending], self._buf[self._buf_start:self._buf_stop])
         self._buf_start = self._buf_stop = 0
         n, scanned, at_t_end = pending, 0, False
-        while True:
-            stop = n if n_max is None else min(n, n_max)
-            cut = stop if t_end is None else prefix_before(out["t"], scanned, stop, t_end)
-            hit_time_limit = cut < stop or at_t_end
-            scanned = cut
-            if cut < n or cut == n_max or at_t_end:
-                break
-            room = self._next_room()
-            if n_max is not None:
-                need = n_max - n + _MIN_ROOM
-                room = need if need >= _FIRST_READ_AHEAD else max(room, need)
-            # grow only when the free part is small against the read-ahead and the array
-            # itself: a window sized by its guess then ends without regrowth (asking for half
-            # the read-ahead free regrew, copying it, every window of one to two buffer sizes)
-            if len(out) - n < min(room // 2, len(out) // 8) + _MIN_ROOM:
-                grown = self._long_windows.at_least(2 * len(out), self.dtype)
-                assign_records(grown[:n], out[:n])
-                out = grown
-            decoded, at_t_end = self._decode_until(out[n:min(len(out), n + room)], t_end)
-            if decoded == 0 and not at_t_end:
-                self._eof = True
-                break
-            n += decoded
+        # a long count read fills its array in steps, its pages faulted in ahead on another core
+        warm = n_max is not None and out.nbytes >= _WARM_COUNT_BYTES
+        warmer = PageWarmer(out) if warm else None
+        try:
+            while True:
+                stop = n if n_max is None else min(n, n_max)
+                cut = stop if t_end is None else prefix_before(out["t"], scanned, stop, t_end)
+                hit_time_limit = cut < stop or at_t_end
+                scanned = cut
+                if cut < n or cut == n_max or at_t_end:
+                    break
+                room = self._next_room()
+                if n_max is not None:
+                    need = n_max - n + _MIN_ROOM
+                    room = need if need >= _FIRST_READ_AHEAD else max(room, need)
+                # grow only when the free part is small against the read-ahead and the array
+                # itself: a window sized by its guess then ends without regrowth (asking for
+                # half the read-ahead free regrew, copying it, every window of one to two
+                # buffer sizes)
+                if len(out) - n < min(room // 2, len(out) // 8) + _MIN_ROOM:
+                    grown = self._long_windows.at_least(2 * len(out), self.dtype)
+                    assign_records(grown[:n], out[:n])
+                    out = grown
+                    if warm:
+                        warmer.close()
+                        warmer = PageWarmer(out)
+                if warm:
+                    room = min(room, _READ_ALL_STEP)
+                decoded, at_t_end = self._decode_until(out[n:min(len(out), n + room)], t_end)
+                if decoded == 0 and not at_t_end:
+                    self._eof = True
+                    break
+                n += decoded
+                if warm:
+                    warmer.advance(n * out.itemsize)
+        finally:
+            if warm:
+                warmer.close()
         overflow = n - scanned
         if len(self._buf) < overflow:
             self._buf = np.empty(max(overflow, self._buffer_events), dtype=self.dtype)
